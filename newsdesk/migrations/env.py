@@ -1,0 +1,44 @@
+"""Alembic environment: runs every package's branch against the URL set by `newsdesk.db.alembic_config`."""
+
+from __future__ import annotations
+
+import importlib
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from newsdesk.db import TABLE_PACKAGES, Base
+
+config = context.config
+
+# Import every package's tables so that `alembic check` / autogenerate compare against the full schema.
+for _package in TABLE_PACKAGES:
+    try:
+        importlib.import_module(f"{_package}.tables")
+    except ModuleNotFoundError:
+        pass
+
+target_metadata = Base.metadata
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connectable = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.",
+                                     poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=connection.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

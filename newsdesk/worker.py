@@ -1,0 +1,99 @@
+"""The long-running process: APScheduler with a database job store plus each package's jobs and consumers.
+
+Composition root: the only module besides `cli.py` that imports the packages (lazily). Each package may expose
+`<package>.jobs.register(scheduler, settings, stop) -> None`, which adds scheduled jobs (with fixed ids and
+`replace_existing=True`) and may start daemon threads that watch the `stop` event.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import threading
+from typing import Any
+
+import click
+
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOB_PACKAGES = ("finetune", "recsys", "monitor")
+
+
+def build_scheduler(settings: Settings, background: bool = True) -> Any:
+    """A scheduler whose jobs persist in the application database (table `apscheduler_jobs`)."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from newsdesk.db import get_engine
+
+    cls = BackgroundScheduler if background else BlockingScheduler
+    return cls(
+        jobstores={"default": SQLAlchemyJobStore(engine=get_engine(settings.database_url))},
+        executors={"default": ThreadPoolExecutor(4)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        timezone="UTC",
+    )
+
+
+def register_all(scheduler: Any, settings: Settings, stop: threading.Event) -> list[str]:
+    """Let each package add its jobs and consumers; returns the packages that registered."""
+    registered = []
+    for package in JOB_PACKAGES:
+        try:
+            module = importlib.import_module(f"{package}.jobs")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith(package):
+                log.info("package %s has no jobs yet", package)
+                continue
+            raise
+        module.register(scheduler, settings, stop)
+        registered.append(package)
+    return registered
+
+
+class Worker:
+    """Scheduler + consumers, startable in the foreground (`newsdesk worker`) or in the background (`serve`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.scheduler = build_scheduler(settings, background=True)
+        self.packages: list[str] = []
+
+    def start(self) -> None:
+        self.packages = register_all(self.scheduler, self.settings, self.stop_event)
+        self.scheduler.start()
+        log.info("worker started: jobs from %s", ", ".join(self.packages) or "no package")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        log.info("worker stopped")
+
+    def run_forever(self) -> None:
+        self.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        try:
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+
+@click.command("worker")
+@click.pass_context
+def worker_command(ctx: click.Context) -> None:
+    """Run the scheduler and stream consumers until stopped (Ctrl-C)."""
+    from newsdesk import db
+
+    settings: Settings = ctx.find_root().obj
+    settings.ensure_dirs()
+    db.upgrade(settings.database_url)
+    Worker(settings).run_forever()
