@@ -172,7 +172,12 @@ def is_migrated(url: str) -> bool:
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config(url))
-    return current_heads(url) == set(script.get_heads())
+    heads = current_heads(url)
+    if not heads:
+        return False
+    # A branch that `depends_on` core_0001 absorbs it: core is reached though it is no longer a head in the DB.
+    reached = {r.revision for r in script.revision_map.iterate_revisions(tuple(heads), "base", inclusive=True)}
+    return set(script.get_heads()) <= reached
 
 
 def table_names(url: str) -> list[str]:

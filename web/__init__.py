@@ -1,0 +1,1 @@
+"""web: the Flask app (feed, dashboard, model console, JSON API)."""
