@@ -1,0 +1,1 @@
+"""monitor: classify streaming financial text, evaluate alert rules and manage the alert lifecycle."""
