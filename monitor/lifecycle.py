@@ -1,0 +1,164 @@
+"""Alert lifecycle like Alertmanager: fingerprint per rule + ticker, firing -> resolved, silences, repeat, evidence.
+
+Decisions use the stream clock (message timestamps), so a replayed history alerts as it would have live; silences
+and acknowledgements are operator actions and use the wall clock. Notifications are written as outbox rows in the
+same transaction as the transition (`notify.deliver_pending` sends them), so a crash never loses or doubles one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsdesk.db import utcnow
+from monitor.rules import RuleResult
+from monitor.tables import Alert, AlertEvidence, AlertRule, AlertState, Notification, Silence
+
+log = logging.getLogger(__name__)
+
+MAX_EVIDENCE_PER_ALERT = 200
+MATCHER_KEYS = ("ticker", "rule_id", "kind", "severity", "rule_name")
+
+
+@dataclass
+class Transition:
+    """What an evaluation did to an alert: fired, updated, repeated or resolved."""
+
+    alert_id: int
+    event: str
+    ticker: str
+    rule_id: int
+
+
+def fingerprint(rule_id: int, ticker: str) -> str:
+    """Stable identity of "this rule for this ticker" (the deduplication key)."""
+    return hashlib.sha1(f"{rule_id}:{ticker}".encode()).hexdigest()[:16]
+
+
+def alert_labels(alert: Alert) -> dict[str, Any]:
+    return {"ticker": alert.ticker, "rule_id": alert.rule_id, "kind": alert.kind, "severity": alert.severity,
+            "rule_name": alert.rule_name}
+
+
+def silence_matches(matchers: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """Every matcher equals the alert's label (strings compared case-insensitively)."""
+    for key, want in matchers.items():
+        have = labels.get(key)
+        if isinstance(want, str) and isinstance(have, str):
+            if want.lower() != have.lower():
+                return False
+        elif str(want) != str(have):
+            return False
+    return bool(matchers)
+
+
+def active_silence(session: Session, alert: Alert, now: datetime | None = None) -> Silence | None:
+    """The first silence active now (wall clock) whose matchers all match the alert."""
+    now = now or utcnow()
+    rows = session.scalars(select(Silence).where(Silence.expired_at.is_(None), Silence.starts_at <= now,
+                                                 Silence.ends_at > now))
+    labels = alert_labels(alert)
+    return next((s for s in rows if silence_matches(s.matchers or {}, labels)), None)
+
+
+def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleResult, now: datetime) -> Transition | None:
+    """Move the alert of (rule, ticker) according to the rule's result at stream time `now`."""
+    fp = fingerprint(rule.id, ticker)
+    alert = session.scalar(select(Alert).where(Alert.active_fingerprint == fp))
+    if not result.met:
+        if alert is None:
+            return None
+        alert.state = AlertState.RESOLVED.value
+        alert.resolved_at = now
+        alert.last_eval_at = now
+        alert.active_fingerprint = None
+        if alert.notify_count > 0:
+            _queue(session, alert, "resolved")
+        return Transition(alert.id, "resolved", ticker, rule.id)
+    event = "updated"
+    if alert is None:
+        alert, created = _create(session, rule, ticker, fp, result, now)
+        event = "fired" if created else "updated"
+    alert.summary = result.summary
+    alert.values = result.values
+    alert.last_eval_at = max(alert.last_eval_at, now)
+    add_evidence(session, alert.id, result.evidence_ids)
+    silence = active_silence(session, alert)
+    alert.silence_id = silence.id if silence else None
+    if silence is None and alert.acknowledged_at is None:
+        if alert.notify_count == 0:
+            _queue(session, alert, "firing")
+            alert.last_notified_at = now
+        elif alert.last_notified_at and now - alert.last_notified_at >= timedelta(seconds=rule.repeat_interval_s):
+            _queue(session, alert, "repeat")
+            alert.last_notified_at = now
+            event = "repeated"
+    return Transition(alert.id, event, ticker, rule.id)
+
+
+def _create(session: Session, rule: AlertRule, ticker: str, fp: str, result: RuleResult,
+            now: datetime) -> tuple[Alert, bool]:
+    """Insert a firing alert; if another worker just did, return theirs (the unique active fingerprint decides)."""
+    alert = Alert(fingerprint=fp, active_fingerprint=fp, rule_id=rule.id, rule_name=rule.name, kind=rule.kind,
+                  ticker=ticker, state=AlertState.FIRING.value, severity=rule.severity, summary=result.summary,
+                  values=result.values, started_at=now, last_eval_at=now, ack_note="", notify_count=0)
+    try:
+        with session.begin_nested():
+            session.add(alert)
+            session.flush()
+        return alert, True
+    except IntegrityError:
+        existing = session.scalar(select(Alert).where(Alert.active_fingerprint == fp))
+        if existing is None:
+            raise
+        return existing, False
+
+
+def add_evidence(session: Session, alert_id: int, message_ids: list[int]) -> int:
+    """Link messages to the alert (each once, at most MAX_EVIDENCE_PER_ALERT); returns how many were added."""
+    if not message_ids:
+        return 0
+    have = set(session.scalars(select(AlertEvidence.message_id).where(AlertEvidence.alert_id == alert_id)))
+    room = MAX_EVIDENCE_PER_ALERT - len(have)
+    new = [m for m in dict.fromkeys(message_ids) if m not in have][:max(room, 0)]
+    session.add_all(AlertEvidence(alert_id=alert_id, message_id=m) for m in new)
+    return len(new)
+
+
+def _queue(session: Session, alert: Alert, event: str) -> None:
+    """Write an outbox row; the delivery job fans it out to every configured webhook URL."""
+    session.flush()
+    alert.notify_count = (alert.notify_count or 0) + 1
+    session.add(Notification(alert_id=alert.id, event=event, url="", status="pending", attempts=[],
+                             payload=notification_payload(session, alert, event)))
+
+
+def notification_payload(session: Session, alert: Alert, event: str) -> dict[str, Any]:
+    """The JSON a webhook receives: the event, the alert, and the ticker's group of firing alerts."""
+    group = session.scalars(select(Alert.id).where(Alert.ticker == alert.ticker,
+                                                   Alert.state == AlertState.FIRING.value)).all()
+    return {"event": event, "group_key": alert.ticker, "group_firing": sorted(set(group)),
+            "alert": {"id": alert.id, "fingerprint": alert.fingerprint, "rule_id": alert.rule_id,
+                      "rule": alert.rule_name, "kind": alert.kind, "ticker": alert.ticker, "state": alert.state,
+                      "severity": alert.severity, "summary": alert.summary, "values": alert.values,
+                      "started_at": _iso(alert.started_at), "resolved_at": _iso(alert.resolved_at)}}
+
+
+def acknowledge(alert: Alert, actor: str, note: str = "") -> Alert:
+    """Record who acknowledged the alert, when (wall clock) and why; acknowledged alerts are not repeated."""
+    alert.acknowledged_by = actor
+    alert.acknowledged_at = utcnow()
+    alert.ack_note = note
+    alert.updated_at = utcnow()
+    return alert
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None

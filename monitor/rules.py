@@ -1,0 +1,171 @@
+"""Alert rules as pure functions: (parameters, window statistics) -> met or not, with values and evidence.
+
+Three kinds:
+- negative_burst: negative messages about a ticker in the window are many (>= min_negative), a large share of the
+  classified ones (>= min_share) and unusual for that ticker (z-score of the window's negative count against
+  window-sized buckets of the trailing baseline_days >= z_threshold).
+- volume_spike: the window's message count is >= min_count, >= min_ratio times the baseline mean and its z-score
+  is >= z_threshold; the baseline must hold >= min_history messages (a ticker never seen before has no "usual").
+- keyword: at least min_count messages in the window contain one of the phrases (case-insensitive, whole words)
+  and carry the required sentiment ("any" for no filter).
+The z-score divides by max(std, 1): with an empty or flat baseline one message more counts as one sigma.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from newsdesk.errors import InvalidInput
+
+KINDS = ("negative_burst", "volume_spike", "keyword")
+SENTIMENTS = ("any", "negative", "neutral", "positive")
+MAX_EVIDENCE = 50
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "negative_burst": {"window_minutes": 360, "baseline_days": 7, "min_negative": 4, "min_share": 0.4,
+                       "z_threshold": 2.5},
+    "volume_spike": {"window_minutes": 60, "baseline_days": 7, "min_count": 10, "min_ratio": 3.0, "z_threshold": 3.0,
+                     "min_history": 10},
+    "keyword": {"window_minutes": 360, "phrases": [], "sentiment": "negative", "min_count": 1},
+}
+_LIMITS = {"window_minutes": (1, 7 * 1440), "baseline_days": (1, 90), "min_negative": (1, 100_000),
+           "min_count": (1, 100_000), "min_history": (0, 1_000_000), "min_share": (0.0, 1.0), "z_threshold": (0.0, 100.0), "min_ratio": (0.0, 1000.0)}
+
+
+@dataclass
+class WindowMessage:
+    """A message in the window: id, text, label (None while unclassified) and time."""
+
+    id: int
+    text: str
+    label: str | None
+    ts: datetime
+
+
+@dataclass
+class WindowStats:
+    """What a rule sees for one ticker: the window's messages and the baseline's per-bucket counts."""
+
+    ticker: str
+    start: datetime
+    end: datetime
+    messages: list[WindowMessage] = field(default_factory=list)
+    baseline_counts: list[int] = field(default_factory=list)  # per window-sized bucket (negative or all)
+
+
+@dataclass
+class RuleResult:
+    met: bool
+    values: dict[str, Any]
+    summary: str
+    evidence_ids: list[int] = field(default_factory=list)
+
+
+def validate_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Parameters of a rule of `kind` with defaults filled in.
+
+    Raises:
+        InvalidInput: unknown kind or key, a value of the wrong type or out of range.
+    """
+    if kind not in DEFAULTS:
+        raise InvalidInput(f"unknown rule kind {kind!r}; one of {', '.join(KINDS)}", {"field": "kind"})
+    out = dict(DEFAULTS[kind])
+    for key, value in (params or {}).items():
+        if key not in out:
+            raise InvalidInput(f"unknown parameter {key!r} for a {kind} rule", {"field": key})
+        default = out[key]
+        if key == "phrases":
+            if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
+                raise InvalidInput("'phrases' must be a list of non-empty strings", {"field": key})
+            out[key] = [p.strip() for p in value]
+        elif key == "sentiment":
+            if value not in SENTIMENTS:
+                raise InvalidInput(f"'sentiment' must be one of {', '.join(SENTIMENTS)}", {"field": key})
+            out[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInput(f"{key!r} must be a number", {"field": key})
+            low, high = _LIMITS[key]
+            if not low <= value <= high:
+                raise InvalidInput(f"{key!r} must be between {low} and {high}", {"field": key})
+            out[key] = int(value) if isinstance(default, int) else float(value)
+    if kind == "keyword" and not out["phrases"]:
+        raise InvalidInput("a keyword rule needs at least one phrase", {"field": "phrases"})
+    return out
+
+
+def zscore(value: float, baseline: list[int]) -> tuple[float, float, float]:
+    """(z, mean, std) of `value` against the baseline bucket counts; std floored at 1."""
+    if not baseline:
+        return float(value), 0.0, 0.0
+    mean = sum(baseline) / len(baseline)
+    std = math.sqrt(sum((c - mean) ** 2 for c in baseline) / len(baseline))
+    return (value - mean) / max(std, 1.0), mean, std
+
+
+def negative_burst(params: dict[str, Any], stats: WindowStats) -> RuleResult:
+    """Is the ticker's negative flow in the window a burst against its own baseline?"""
+    labelled = [m for m in stats.messages if m.label]
+    negatives = [m for m in labelled if m.label == "negative"]
+    share = len(negatives) / len(labelled) if labelled else 0.0
+    z, mean, std = zscore(len(negatives), stats.baseline_counts)
+    met = (len(negatives) >= params["min_negative"] and share >= params["min_share"]
+           and z >= params["z_threshold"])
+    values = {"negative": len(negatives), "classified": len(labelled), "total": len(stats.messages),
+              "share": round(share, 3), "z": round(z, 2), "baseline_mean": round(mean, 3),
+              "baseline_std": round(std, 3)}
+    summary = (f"{len(negatives)} negative of {len(labelled)} messages about {stats.ticker} in "
+               f"{params['window_minutes']} min ({share:.0%}, z={z:.1f} vs baseline {mean:.2f})")
+    return RuleResult(met, values, summary, _latest_ids(negatives))
+
+
+def volume_spike(params: dict[str, Any], stats: WindowStats) -> RuleResult:
+    """Is the ticker's message count in the window a spike against its own baseline?"""
+    n = len(stats.messages)
+    z, mean, std = zscore(n, stats.baseline_counts)
+    ratio = n / mean if mean > 0 else math.inf if n else 0.0
+    history = sum(stats.baseline_counts)
+    met = (n >= params["min_count"] and ratio >= params["min_ratio"] and z >= params["z_threshold"]
+           and history >= params["min_history"])
+    values = {"count": n, "ratio": round(ratio, 2) if math.isfinite(ratio) else None, "z": round(z, 2),
+              "baseline_mean": round(mean, 3), "baseline_std": round(std, 3)}
+    summary = (f"{n} messages about {stats.ticker} in {params['window_minutes']} min "
+               f"(baseline {mean:.2f} per window, z={z:.1f})")
+    return RuleResult(met, values, summary, _latest_ids(stats.messages))
+
+
+def phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
+    """One case-insensitive whole-word pattern for the phrases (inner whitespace matches any whitespace)."""
+    parts = [r"\s+".join(re.escape(w) for w in p.split()) for p in phrases]
+    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)
+
+
+def keyword(params: dict[str, Any], stats: WindowStats) -> RuleResult:
+    """Do enough messages in the window contain a watched phrase with the required sentiment?"""
+    pattern = phrase_pattern(params["phrases"])
+    want = params["sentiment"]
+    hits = [m for m in stats.messages if pattern.search(m.text) and (want == "any" or m.label == want)]
+    met = len(hits) >= params["min_count"]
+    found = sorted({pattern.search(m.text).group(0).lower() for m in hits})
+    values = {"matches": len(hits), "phrases": found, "sentiment": want}
+    summary = f"{len(hits)} {'' if want == 'any' else want + ' '}messages about {stats.ticker} mention " + \
+        (", ".join(repr(p) for p in found) or "a watched phrase")
+    return RuleResult(met, values, summary, _latest_ids(hits))
+
+
+def evaluate(kind: str, params: dict[str, Any], stats: WindowStats) -> RuleResult:
+    """Dispatch to the rule function of `kind`."""
+    return {"negative_burst": negative_burst, "volume_spike": volume_spike, "keyword": keyword}[kind](params, stats)
+
+
+def baseline_of(kind: str) -> str:
+    """Which messages the baseline buckets count: "negative" (burst), "all" (volume) or "none" (keyword)."""
+    return {"negative_burst": "negative", "volume_spike": "all", "keyword": "none"}[kind]
+
+
+def _latest_ids(messages: list[WindowMessage]) -> list[int]:
+    return [m.id for m in sorted(messages, key=lambda m: m.ts)[-MAX_EVIDENCE:]]

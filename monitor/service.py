@@ -1,0 +1,332 @@
+"""monitor's front door: ingest (HTTP, replay, stream all call `ingest_messages`), dead letters, messages, series.
+
+Alert, rule, silence and watchlist functions live in `monitor.alerting` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any, Protocol, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsdesk.db import utcnow
+from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
+from newsdesk.settings import Settings
+from monitor import evaluate
+from monitor.alerting import (acknowledge_alert, create_rule, create_silence, delete_rule, ensure_default_rules,  # noqa: F401
+                              expire_silence, get_alert, list_alert_groups, list_alerts, list_rules, list_silences,
+                              list_watchlist, remove_watch, update_rule, upsert_watch)
+from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
+from monitor.ingest import ValidMessage, raw_text, validate_payload
+from monitor.tables import Alert, DeadLetter, Message, MessageStatus, MessageTicker
+from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport  # noqa: F401
+
+log = logging.getLogger(__name__)
+
+
+class Classifier(Protocol):
+    version: str
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Any]: ...
+
+
+def ingest_messages(session: Session, classifier: Classifier | None, payloads: list[Any], source: str, *,
+                    evaluate_rules: bool = True, dead_letter: bool = True, stream_ids: Sequence[str] | None = None,
+                    batch_size: int = 64) -> IngestResult:
+    """Validate, deduplicate, enrich, classify and store `payloads`, then evaluate the rules; the caller commits.
+
+    Invalid items are reported in `rejected` ({index, reason}) and, with `dead_letter`, kept as dead letters.
+    With `classifier=None` (or one that raises Unavailable) messages are stored unclassified (status pending).
+    """
+    result = IngestResult()
+    now = utcnow()
+    valid: list[tuple[int, ValidMessage]] = []
+    for index, raw in enumerate(payloads):
+        try:
+            valid.append((index, validate_payload(raw, source, now)))
+        except InvalidInput as exc:
+            result.rejected.append({"index": index, "reason": exc.message})
+            if dead_letter:
+                add_dead_letter(session, source, "validate", exc.message, raw,
+                                stream_ids[index] if stream_ids else None)
+                result.dead_lettered += 1
+    fresh = _deduplicate(session, valid, result)
+    enricher = load_enricher(session)
+    tickers = {i: enricher.extract(m.text, m.ticker_hints) for i, m in fresh}
+    preds = _classify(session, classifier, fresh, source, stream_ids, batch_size, result)
+    touched: set[str] = set()
+    newest: datetime | None = None
+    for index, msg in fresh:
+        if index in preds and preds[index] is None:
+            continue  # dead-lettered by the classifier
+        row = _store(session, msg, tickers[index], preds.get(index), result)
+        if row is None:
+            continue
+        touched.update(tickers[index])
+        newest = max(newest, msg.ts) if newest else msg.ts
+    if evaluate_rules and touched:
+        transitions = evaluate.evaluate_tickers(session, touched, newest)
+        result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
+    return result
+
+
+def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result: IngestResult,
+                 ) -> list[tuple[int, ValidMessage]]:
+    """Drop items whose key is already stored or earlier in the batch; link any new ticker they name."""
+    first: dict[str, ValidMessage] = {}
+    for _, msg in valid:
+        if msg.key in first:
+            first[msg.key].ticker_hints = sorted(set(first[msg.key].ticker_hints) | set(msg.ticker_hints))
+        else:
+            first[msg.key] = msg
+    existing = dict(session.execute(select(Message.key, Message.id).where(Message.key.in_(list(first)))).all()) \
+        if first else {}
+    fresh, seen = [], set()
+    for index, msg in valid:
+        if msg.key in existing or msg.key in seen:
+            result.duplicates += 1
+            if msg.key in existing and msg.ticker_hints:
+                _link_tickers(session, existing[msg.key], msg.ticker_hints)
+            continue
+        seen.add(msg.key)
+        fresh.append((index, msg))
+    return fresh
+
+
+def _link_tickers(session: Session, message_id: int, hints: list[str]) -> None:
+    """A redelivered tweet filed under another ticker: link that ticker too (idempotent)."""
+    msg = session.get(Message, message_id)
+    have = set(session.scalars(select(MessageTicker.ticker).where(MessageTicker.message_id == message_id)))
+    for ticker in sorted(set(hints) - have):
+        try:
+            with session.begin_nested():
+                session.add(MessageTicker(message_id=message_id, ticker=ticker, ts=msg.ts, label=msg.label))
+        except IntegrityError:
+            pass
+        msg.tickers = ",".join(sorted(have | {ticker}))
+        have.add(ticker)
+
+
+def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple[int, ValidMessage]],
+              source: str, stream_ids: Sequence[str] | None, batch_size: int, result: IngestResult) -> dict:
+    """index -> Prediction for classifiable items; None marks an item the model failed on (dead-lettered)."""
+    todo = [(i, m) for i, m in fresh if m.flag is None]
+    if classifier is None or not todo:
+        return {}
+    texts = [m.text for _, m in todo]
+    started = time.perf_counter()
+    try:
+        preds = classifier.predict(texts, batch_size=batch_size)
+        out = {i: p for (i, _), p in zip(todo, preds)}
+    except Unavailable:
+        log.warning("sentiment model unavailable: %d messages stored unclassified", len(todo))
+        return {}
+    except Exception:  # one bad text must not sink the batch: retry one by one, dead-letter the culprits
+        log.exception("classifier failed on a batch of %d; retrying one by one", len(todo))
+        out = {}
+        for i, m in todo:
+            try:
+                out[i] = classifier.predict([m.text], batch_size=1)[0]
+            except Exception as exc:  # noqa: BLE001
+                out[i] = None
+                add_dead_letter(session, source, "classify", f"classifier failed: {type(exc).__name__}: {exc}",
+                                {"text": m.text, "id": m.source_id, "ts": m.ts.isoformat(), "source": m.source},
+                                stream_ids[i] if stream_ids else None)
+                result.dead_lettered += 1
+    result.model_seconds += time.perf_counter() - started
+    result.model_version = classifier.version
+    return out
+
+
+def _store(session: Session, msg: ValidMessage, tickers: list[str], pred: Any, result: IngestResult,
+           ) -> Message | None:
+    """Insert the message and its ticker links in a savepoint; a concurrent duplicate counts as a duplicate."""
+    row = Message(key=msg.key, source=msg.source, source_id=msg.source_id, text=msg.text, ts=msg.ts,
+                  received_at=utcnow(), lang=msg.lang, flag=msg.flag, tickers=",".join(tickers)[:512],
+                  meta=msg.meta)
+    if msg.flag is not None:
+        row.status = MessageStatus.SKIPPED.value
+        result.skipped += 1
+    elif pred is not None:
+        _set_prediction(row, pred, result.model_version)
+    else:
+        row.status = MessageStatus.PENDING.value
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+            session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=msg.ts, label=row.label) for t in tickers)
+            session.flush()
+    except IntegrityError:
+        result.duplicates += 1
+        return None
+    result.stored += 1
+    result.message_ids.append(row.id)
+    if row.status == MessageStatus.CLASSIFIED.value:
+        result.classified += 1
+    elif row.status == MessageStatus.PENDING.value:
+        result.pending += 1
+    return row
+
+
+def _set_prediction(row: Message, pred: Any, version: str | None) -> None:
+    row.status = MessageStatus.CLASSIFIED.value
+    row.label = pred.label
+    row.scores = {k: float(v) for k, v in pred.scores.items()}
+    row.model_version = version
+    row.classified_at = utcnow()
+
+
+def classify_pending(session: Session, classifier: Classifier, limit: int = 256, batch_size: int = 64) -> int:
+    """Label up to `limit` pending messages with `classifier`, then re-evaluate the rules for their tickers."""
+    rows = session.scalars(select(Message).where(Message.status == MessageStatus.PENDING.value)
+                           .order_by(Message.ts, Message.id).limit(limit)).all()
+    if not rows:
+        return 0
+    preds = classifier.predict([r.text for r in rows], batch_size=batch_size)
+    touched: set[str] = set()
+    for row, pred in zip(rows, preds):
+        _set_prediction(row, pred, classifier.version)
+        for link in session.scalars(select(MessageTicker).where(MessageTicker.message_id == row.id)):
+            link.label = row.label
+            touched.add(link.ticker)
+    session.flush()
+    if touched:
+        evaluate.evaluate_tickers(session, touched, max(r.ts for r in rows))
+    return len(rows)
+
+
+def add_dead_letter(session: Session, source: str, stage: str, reason: str, raw: Any,
+                    stream_id: str | None = None, deliveries: int = 1) -> DeadLetter:
+    """Keep a payload that could not be processed, with the reason, for the UI and a later replay."""
+    row = DeadLetter(source=source[:64], stage=stage, reason=reason, payload=raw_text(raw), stream_id=stream_id,
+                     deliveries=deliveries, status="open", created_at=utcnow())
+    session.add(row)
+    return row
+
+
+def list_dead_letters(session: Session, limit: int = 50, offset: int = 0, *, status: str | None = None,
+                      ) -> tuple[list[DeadLetterInfo], int]:
+    """Dead letters, newest first, and the total count."""
+    query = select(DeadLetter)
+    if status:
+        query = query.where(DeadLetter.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(DeadLetter.id.desc()).limit(limit).offset(offset))
+    return [DeadLetterInfo.of(r) for r in rows], total
+
+
+def replay_dead_letter(session: Session, classifier: Classifier | None, dead_letter_id: int) -> DeadLetterInfo:
+    """Ingest a dead letter's payload again (e.g. after fixing it or the model); marks it replayed.
+
+    Raises:
+        NotFound: no such dead letter.
+        Conflict: already replayed.
+        InvalidInput: the payload is still invalid (the dead letter stays open).
+    """
+    row = session.get(DeadLetter, dead_letter_id)
+    if row is None:
+        raise NotFound(f"dead letter {dead_letter_id} not found")
+    if row.status == "replayed":
+        raise Conflict(f"dead letter {dead_letter_id} was already replayed")
+    result = ingest_messages(session, classifier, [row.payload], row.source or "replay", dead_letter=False)
+    if result.rejected:
+        raise InvalidInput(f"dead letter {dead_letter_id} is still invalid: {result.rejected[0]['reason']}")
+    row.status, row.replayed_at = "replayed", utcnow()
+    row.message_id = result.message_ids[0] if result.message_ids else None
+    return DeadLetterInfo.of(row)
+
+
+def latest_messages(session: Session, limit: int = 50, ticker: str | None = None) -> list[MessageInfo]:
+    """The newest messages (by message time), optionally about one ticker."""
+    query = select(Message)
+    if ticker:
+        query = query.join(MessageTicker, MessageTicker.message_id == Message.id).where(
+            MessageTicker.ticker == ticker.upper())
+    rows = session.scalars(query.order_by(Message.ts.desc(), Message.id.desc()).limit(limit))
+    return [MessageInfo.of(m) for m in rows]
+
+
+BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}
+EPOCH = datetime(1970, 1, 1)
+
+
+def sentiment_series(session: Session, *, ticker: str | None = None, since: datetime | None = None,
+                     bucket: str = "hour") -> list[dict[str, Any]]:
+    """Counts per (bucket, ticker) of negative/neutral/positive messages since `since` (default: 7 stream days)."""
+    if bucket not in BUCKETS:
+        raise InvalidInput(f"bucket must be one of {', '.join(BUCKETS)}", {"field": "bucket"})
+    since = since or evaluate.stream_clock(session) - timedelta(days=7)
+    query = select(MessageTicker.ticker, MessageTicker.ts, MessageTicker.label).where(MessageTicker.ts >= since)
+    if ticker:
+        query = query.where(MessageTicker.ticker == ticker.upper())
+    width = BUCKETS[bucket]
+    series: dict[tuple[datetime, str], dict[str, Any]] = {}
+    for tick, ts, label in session.execute(query):
+        start = EPOCH + timedelta(seconds=(ts - EPOCH).total_seconds() // width * width)
+        row = series.setdefault((start, tick), {"bucket": start, "ticker": tick, "negative": 0, "neutral": 0,
+                                                "positive": 0, "total": 0})
+        row["total"] += 1
+        if label in ("negative", "neutral", "positive"):
+            row[label] += 1
+    return [series[k] for k in sorted(series)]
+
+
+def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, Any]], str]:
+    """Alert changes and new messages after `cursor` (opaque; None starts from now) for server-sent events."""
+    last_alert, last_msg = _parse_cursor(cursor)
+    events: list[dict[str, Any]] = []
+    newest_msg = session.scalar(select(func.max(Message.id))) or 0
+    newest_alert = session.scalar(select(func.max(Alert.updated_at)))
+    if cursor is None:
+        return [], _cursor(newest_alert, newest_msg)
+    from monitor.views import AlertInfo
+
+    query = select(Alert).order_by(Alert.updated_at).limit(200)
+    if last_alert is not None:
+        query = query.where(Alert.updated_at > last_alert)
+    for alert in session.scalars(query):
+        events.append({"type": "alert", "alert": AlertInfo.of(alert).to_dict()})
+        last_alert = alert.updated_at
+    if newest_msg > last_msg:
+        count = session.scalar(select(func.count(Message.id)).where(Message.id > last_msg)) or 0
+        events.append({"type": "messages", "count": count, "last_id": newest_msg})
+    return events, _cursor(last_alert, max(newest_msg, last_msg))
+
+
+def _cursor(alert_ts: datetime | None, message_id: int) -> str:
+    return f"{alert_ts.isoformat() if alert_ts else ''}|{message_id}"
+
+
+def _parse_cursor(cursor: str | None) -> tuple[datetime | None, int]:
+    if not cursor:
+        return None, 0
+    try:
+        ts, _, mid = cursor.partition("|")
+        return (datetime.fromisoformat(ts) if ts else None), int(mid or 0)
+    except ValueError as exc:
+        raise InvalidInput(f"bad cursor {cursor!r}", {"field": "cursor"}) from exc
+
+
+def enqueue_messages(settings: Settings, payloads: list[Any], source: str) -> int:
+    """Push payloads onto the Redis stream (XADD) for the workers; returns how many were added.
+
+    Raises:
+        Unavailable: no redis_url configured, or Redis cannot be reached.
+    """
+    from monitor import stream
+
+    return stream.enqueue(settings, payloads, source)
+
+
+def replay_file(settings: Settings, path: str, *, speed: float | None = None, to: str = "direct",
+                limit: int | None = None, **options: Any) -> ReplayReport:
+    """Replay a JSONL file (gzip accepted) into the pipeline; see `monitor.replay.replay_file`."""
+    from monitor import replay
+
+    return replay.replay_file(settings, path, speed=speed, to=to, limit=limit, **options)
