@@ -1,1 +1,139 @@
-"""web: the Flask app (feed, dashboard, model console, JSON API)."""
+"""web: the Flask app (reader feed, analyst dashboard, model console, JSON API, health)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Content-Security-Policy: everything from this origin, no inline scripts (data travels in JSON script tags).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+
+
+def create_app(settings: Settings, *, start_worker: bool = False, testing: bool = False,
+               services: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config, extensions, blueprints, error handlers (and the in-process worker if asked).
+
+    `services` replaces service modules by package name (tests only, for packages not built yet).
+    """
+    from web import api, auth, console, dashboard, events, feed, health, rules
+    from web.errors import register_error_handlers
+    from web.extensions import LoginThrottle, RequestMetrics, csrf, login_manager
+    from web.services import Services
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        TESTING=testing,
+        NEWSDESK_SETTINGS=settings,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="newsdesk_session",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life
+        MAX_CONTENT_LENGTH=settings.monitor.ingest_max_bytes + 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.jinja_env.autoescape = True  # also for non-.html templates; item text and tweets are untrusted
+    app.extensions["newsdesk_services"] = Services(settings, services)
+    app.extensions["newsdesk_throttle"] = LoginThrottle(settings.web.login_rate_limit)
+    app.extensions["newsdesk_metrics"] = RequestMetrics()
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in."
+    login_manager.session_protection = "strong"
+    csrf.init_app(app)
+
+    for blueprint in (auth.bp, feed.bp, dashboard.bp, rules.bp, console.bp, events.bp, health.bp):
+        app.register_blueprint(blueprint)
+    api.register(app)
+    csrf.exempt(api.bp)  # bearer tokens, never cookies: nothing for a forged cross-site request to ride on
+    register_error_handlers(app)
+    _install_hooks(app)
+    _register_template_helpers(app)
+
+    if start_worker:
+        from newsdesk.worker import Worker
+
+        worker = Worker(settings)
+        worker.start()
+        app.extensions["newsdesk_worker"] = worker
+    return app
+
+
+def _install_hooks(app: Flask) -> None:
+    metrics = app.extensions["newsdesk_metrics"]
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = uuid.uuid4().hex[:16]
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = getattr(g, "request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", CSP)
+        if hasattr(g, "started"):
+            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            metrics.observe(endpoint, request.method, response.status_code, time.perf_counter() - g.started)
+        return response
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from datetime import datetime
+
+    from newsdesk.db import utcnow
+
+    @app.template_filter("ago")
+    def _ago(value: Any) -> str:
+        if not isinstance(value, datetime):
+            return "" if value is None else str(value)
+        seconds = (utcnow() - value.replace(tzinfo=None)).total_seconds()
+        if seconds < 0:
+            return value.strftime("%Y-%m-%d %H:%M")
+        for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+            if seconds >= size:
+                return f"{int(seconds // size)} {unit} ago"
+        return "just now"
+
+    @app.template_filter("when")
+    def _when(value: Any) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ("" if value is None else str(value))
+
+    @app.template_filter("urlencode_without")
+    def _urlencode_without(args: Any, key: str) -> str:
+        from urllib.parse import urlencode
+
+        return urlencode([(k, v) for k, v in args.items(multi=True) if k != key])
+
+    @app.template_filter("alert_state")
+    def _alert_state(alert: Any) -> str:
+        """firing alerts may be acknowledged or silenced: show the most telling state."""
+        state = getattr(alert, "state", "")
+        if state == "firing" and getattr(alert, "silence_id", None):
+            return "silenced"
+        if state == "firing" and getattr(alert, "acknowledged_at", None):
+            return "acknowledged"
+        return state
+
+    @app.template_filter("num")
+    def _num(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return "" if value is None else str(value)

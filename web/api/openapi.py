@@ -1,0 +1,135 @@
+"""GET /api/v1/openapi.json: the hand-written OpenAPI 3.0 document of this API (a test checks it covers every route)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.wrappers import Response
+
+from web.api import bp, ok
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Bad request", 401: "Missing or invalid bearer token", 403: "Role does not allow it",
+            404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Invalid input",
+            503: "A service or model is not available yet"}
+    return {str(c): {"description": text[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+OBJ = {"type": "object", "additionalProperties": True}
+PAGE = {"type": "object", "properties": {"items": {"type": "array", "items": OBJ}, "total": {"type": "integer"},
+                                         "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                                         "next_offset": {"type": "integer", "nullable": True}}}
+ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string", "enum": ["sentiment", "recsys"]}}
+USER_Q = _query("user", {"type": "string", "maxLength": 128}, "another user's (admins only)")
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "newsdesk API", "version": "1",
+                 "description": "Feeds, feedback, stream ingest, alerts and models. Errors are "
+                                "{\"error\": {\"code\", \"message\", \"details\"}}."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearerAuth": []}],
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "`newsdesk users token USER [--kind ingest]`"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message", "details"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                               "details": {"type": "object"}}}}}},
+        },
+        "paths": {
+            "/recommendations": {"get": {
+                "summary": "Ranked items for the caller (admins may name a user)", "operationId": "recommendations",
+                "parameters": [_query("k", {"type": "integer", "minimum": 1, "maximum": 100}), USER_Q],
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 422, 503)}}},
+            "/history": {"get": {
+                "summary": "The caller's interactions, newest first", "operationId": "history",
+                "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500}), USER_Q],
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 422, 503)}}},
+            "/feedback": {"post": {
+                "summary": "Log impressions, clicks and not-interested events", "operationId": "feedback",
+                "requestBody": _body({"type": "object", "required": ["events"], "properties": {"events": {
+                    "type": "array", "minItems": 1, "maxItems": 500, "items": {
+                        "type": "object", "required": ["item_id", "kind"],
+                        "properties": {"item_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                                       "kind": {"type": "string",
+                                                "enum": ["impression", "click", "not_interested"]}}}}}}),
+                "responses": {"202": _json(OBJ, "Logged"), **_errors(401, 422, 503)}}},
+            "/ingest": {"post": {
+                "summary": "Ingest financial messages (ingest token)", "operationId": "ingest",
+                "requestBody": _body({"oneOf": [OBJ, {"type": "array", "items": OBJ, "maxItems": 1000}]}),
+                "responses": {"202": _json(OBJ, "Queued or stored"), **_errors(401, 413, 422, 503)}}},
+            "/alerts": {"get": {
+                "summary": "Alerts, newest first, with filters and pagination", "operationId": "listAlerts",
+                "parameters": [
+                    _query("state", {"type": "string", "enum": ["firing", "acknowledged", "resolved", "silenced"]}),
+                    _query("ticker", {"type": "string", "maxLength": 16}),
+                    _query("rule_id", {"type": "integer", "minimum": 1}),
+                    _query("since", {"type": "string", "format": "date-time"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    _query("offset", {"type": "integer", "minimum": 0})],
+                "responses": {"200": _json(PAGE), **_errors(401, 403, 422, 503)}}},
+            "/alerts/{alert_id}": {"get": {
+                "summary": "One alert with its evidence", "operationId": "getAlert", "parameters": [ALERT_ID],
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 503)}}},
+            "/alerts/{alert_id}/ack": {"post": {
+                "summary": "Acknowledge an alert", "operationId": "ackAlert", "parameters": [ALERT_ID],
+                "requestBody": _body({"type": "object", "properties": {"note": {"type": "string",
+                                                                                "maxLength": 2000}}}),
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 409, 422, 503)}}},
+            "/alerts/{alert_id}/silence": {"post": {
+                "summary": "Silence alerts like this one (same ticker and rule) until a time",
+                "operationId": "silenceAlert", "parameters": [ALERT_ID],
+                "requestBody": _body({"type": "object", "properties": {
+                    "duration_minutes": {"type": "integer", "minimum": 1, "maximum": 43200},
+                    "ends_at": {"type": "string", "format": "date-time"},
+                    "comment": {"type": "string", "maxLength": 2000}}}),
+                "responses": {"201": _json(OBJ, "Silence created"), **_errors(401, 403, 404, 422, 503)}}},
+            "/models": {"get": {
+                "summary": "Model versions (per task)", "operationId": "listModels",
+                "parameters": [_query("task", {"type": "string", "enum": ["sentiment", "recsys"]})],
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 503)}}},
+            "/models/runs": {"get": {
+                "summary": "Training runs, newest first", "operationId": "listRuns",
+                "parameters": [_query("task", {"type": "string", "enum": ["sentiment", "recsys"]}),
+                               _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 422, 503)}}},
+            "/models/{task}/promote": {"post": {
+                "summary": "Make a version current", "operationId": "promoteModel", "parameters": [TASK],
+                "requestBody": _body({"type": "object", "required": ["version"], "properties": {
+                    "version": {"type": "string", "minLength": 1, "maxLength": 128}}}),
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 409, 422, 503)}}},
+            "/models/{task}/rollback": {"post": {
+                "summary": "Go back to the previously current version", "operationId": "rollbackModel",
+                "parameters": [TASK], "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 409, 503)}}},
+            "/models/{task}/retrain": {"post": {
+                "summary": "Queue a training run (the worker runs it)", "operationId": "retrainModel",
+                "parameters": [TASK], "responses": {"202": _json(OBJ, "Queued"), **_errors(401, 403, 404, 503)}}},
+            "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
+                                      "responses": {"200": _json(OBJ)}}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return ok(document())

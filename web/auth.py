@@ -1,0 +1,159 @@
+"""Login/logout, role checks for pages and bearer tokens for the API."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from newsdesk.db import session_scope
+from newsdesk.errors import Forbidden, NewsdeskError
+from web.extensions import CurrentUser, login_manager
+from web.tables import User
+from web.users import authenticate, role_at_least, verify_token
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class ApiAuthError(NewsdeskError):
+    """Missing or bad bearer token (HTTP 401)."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+def db_session():  # noqa: ANN201 - context manager
+    """A commit-or-rollback session on the app's database."""
+    return session_scope(current_app.config["NEWSDESK_SETTINGS"].database_url)
+
+
+def _as_current(user: User, via_token: bool = False) -> CurrentUser:
+    return CurrentUser(id=user.id, username=user.username, role=user.role,
+                       topics=list(user.topics) if user.topics is not None else None, via_token=via_token)
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> CurrentUser | None:
+    if not user_id.isdigit():
+        return None
+    with db_session() as session:
+        user = session.get(User, int(user_id))
+        return _as_current(user) if user is not None and user.active else None
+
+
+def role_required(role: str) -> Callable:
+    """Page decorator: logged in (else to the login page) and at least `role` (else 403)."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        @login_required
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not role_at_least(current_user.role, role):
+                raise Forbidden(f"this page needs the {role} role")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiAuthError("missing bearer token (Authorization: Bearer <token>)")
+    return token.strip()
+
+
+def token_required(role: str = "reader", kind: str = "user") -> Callable:
+    """API decorator: a valid bearer token of `kind` whose user has at least `role`; sets `g.api_user`."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            token = _bearer()
+            with db_session() as session:
+                user = verify_token(session, token, kind)
+                if user is None:
+                    raise ApiAuthError(f"invalid or revoked {kind} token")
+                g.api_user = _as_current(user, via_token=True)
+            if not role_at_least(g.api_user.role, role):
+                raise Forbidden(f"this endpoint needs the {role} role")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def home_for(user: CurrentUser) -> str:
+    """Where a role lands after login."""
+    if user.role == "admin":
+        return url_for("console.index")
+    if user.role == "analyst":
+        return url_for("dashboard.index")
+    return url_for("feed.index")
+
+
+def _safe_next(target: str | None) -> str | None:
+    if not target:
+        return None
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """The login form; failed attempts are throttled per client address."""
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = LoginForm()
+    throttle = current_app.extensions["newsdesk_throttle"]
+    key = request.remote_addr or "?"
+    status = 200
+    if request.method == "POST":
+        wait = throttle.blocked(key)
+        if wait:
+            flash(f"Too many failed logins; try again in {int(wait) + 1} s.", "error")
+            return render_template("login.html", form=form), 429
+        if form.validate_on_submit():
+            with db_session() as session:
+                user = authenticate(session, form.username.data, form.password.data)
+                found = _as_current(user) if user is not None else None
+            if found is not None:
+                throttle.reset(key)
+                login_user(found)
+                return redirect(_safe_next(request.args.get("next")) or home_for(found))
+            throttle.fail(key)
+            flash("Wrong username or password.", "error")
+            status = 401
+        else:
+            status = 400
+    return render_template("login.html", form=form), status
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    logout_user()
+    flash("Signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/")
+def root() -> Any:
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    return redirect(url_for("auth.login"))

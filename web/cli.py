@@ -1,0 +1,100 @@
+"""`newsdesk serve` (waitress + the worker in-process) and `newsdesk users create|list|token`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import click
+
+from newsdesk.cli import pass_settings
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Address to bind (default: settings web.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: settings web.port, 5000).")
+@click.option("--no-worker", is_flag=True, help="Do not run the scheduler and consumers in this process.")
+@click.option("--threads", type=click.IntRange(2, 64), default=16, show_default=True,
+              help="Server threads (each live dashboard holds one for its event stream).")
+@pass_settings
+def serve_command(settings: Settings, host: str | None, port: int | None, no_worker: bool, threads: int) -> None:
+    """Run the web app with waitress (and, by default, the worker in-process)."""
+    from waitress import create_server
+
+    from newsdesk import db
+    from web import create_app
+
+    settings.ensure_dirs()
+    db.upgrade(settings.database_url)
+    app = create_app(settings, start_worker=not no_worker)
+    host = host or settings.web.host
+    port = port or settings.web.port
+    server = create_server(app, host=host, port=port, threads=threads, ident="newsdesk")
+    click.echo(f"newsdesk is serving on http://{host}:{server.effective_port}/ "
+               f"({'with' if not no_worker else 'without'} the worker; Ctrl-C stops)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker = app.extensions.get("newsdesk_worker")
+        if worker is not None:
+            worker.stop()
+        server.close()
+
+
+@click.group("users")
+def users_group() -> None:
+    """Create and list users and API tokens."""
+
+
+@users_group.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["reader", "analyst", "admin"]), default="reader", show_default=True)
+@click.option("--password", default=None, help="Password (a random one is generated and printed when omitted).")
+@pass_settings
+def create_command(settings: Settings, username: str, role: str, password: str | None) -> None:
+    """Create USERNAME with a role."""
+    from newsdesk import db
+    from web.users import create_user
+
+    generated = password is None
+    password = password if password is not None else secrets.token_urlsafe(12)
+    with db.session_scope(settings.database_url) as session:
+        create_user(session, username, password, role)
+    click.echo(f"Created {username} ({role})" + (f"; password: {password}" if generated else ""))
+
+
+@users_group.command("list")
+@pass_settings
+def list_command(settings: Settings) -> None:
+    """List users with their role."""
+    from newsdesk import db
+    from web.users import list_users
+
+    with db.session_scope(settings.database_url) as session:
+        rows = [(u.username, u.role, u.active, u.created_at) for u in list_users(session)]
+    if not rows:
+        click.echo("No users yet: newsdesk users create NAME --role reader|analyst|admin")
+        return
+    click.echo(f"{'username':24} {'role':8} {'active':6} created (UTC)")
+    for name, role, active, created in rows:
+        click.echo(f"{name:24} {role:8} {'yes' if active else 'no':6} {created:%Y-%m-%d %H:%M}")
+
+
+@users_group.command("token")
+@click.argument("username")
+@click.option("--kind", type=click.Choice(["user", "ingest"]), default="user", show_default=True,
+              help="user: the API as this user; ingest: POST /api/v1/ingest only.")
+@pass_settings
+def token_command(settings: Settings, username: str, kind: str) -> None:
+    """Create an API token for USERNAME (printed once; only its hash is stored)."""
+    from newsdesk import db
+    from web.users import create_token
+
+    with db.session_scope(settings.database_url) as session:
+        token = create_token(session, username, kind)
+    click.echo(token)

@@ -1,0 +1,174 @@
+"""The admin console: model versions per task side by side, promote/rollback, training runs, retrain, jobs, users."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from newsdesk.db import get_engine
+from newsdesk.errors import InvalidInput, NewsdeskError, Unavailable
+from web.auth import db_session, role_required
+from web.tables import ROLES, TOKEN_KINDS
+from web.users import create_token, create_user, list_tokens, list_users
+
+log = logging.getLogger(__name__)
+bp = Blueprint("console", __name__, url_prefix="/console")
+
+TASKS = ("sentiment", "recsys")
+
+
+class ActionForm(FlaskForm):
+    """CSRF token only; fields are read from request.form and validated in the view."""
+
+
+def _finetune() -> Any:
+    return current_app.extensions["newsdesk_services"].finetune
+
+
+def scheduler_jobs() -> list[dict[str, Any]]:
+    """Jobs with their next run time: the in-process worker's scheduler, else the `apscheduler_jobs` table."""
+    worker = current_app.extensions.get("newsdesk_worker")
+    if worker is not None and worker.scheduler.running:
+        return [{"id": j.id, "name": j.name, "trigger": str(j.trigger),
+                 "next_run": j.next_run_time.astimezone(timezone.utc).replace(tzinfo=None) if j.next_run_time
+                 else None} for j in worker.scheduler.get_jobs()]
+    engine = get_engine(current_app.config["NEWSDESK_SETTINGS"].database_url)
+    if "apscheduler_jobs" not in sa.inspect(engine).get_table_names():
+        return []
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, next_run_time FROM apscheduler_jobs ORDER BY next_run_time")).all()
+    return [{"id": r[0], "name": r[0], "trigger": "",
+             "next_run": datetime.fromtimestamp(r[1], timezone.utc).replace(tzinfo=None) if r[1] else None}
+            for r in rows]
+
+
+def _metric_columns(versions: list[Any]) -> list[str]:
+    keys: list[str] = []
+    for v in versions:
+        for key, value in (v.metrics or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in keys:
+                keys.append(key)
+    primary = [v.primary_metric for v in versions if v.primary_metric]
+    ordered = [k for k in dict.fromkeys(primary) if k in keys] + [k for k in keys if k not in primary]
+    return ordered[:8]
+
+
+@bp.route("/")
+@role_required("admin")
+def index() -> Any:
+    """Versions per task with metrics side by side, the training history and the scheduler's jobs."""
+    tasks: list[dict[str, Any]] = []
+    runs: list[Any] = []
+    problem = None
+    try:
+        with db_session() as session:
+            finetune = _finetune()
+            for task in TASKS:
+                versions = finetune.list_versions(session, task)
+                columns = _metric_columns(versions)
+                chart = {"metric": columns[0] if columns else "",
+                         "versions": [v.version for v in versions][::-1],
+                         "values": [(v.metrics or {}).get(columns[0]) if columns else None for v in versions][::-1],
+                         "current": [bool(v.is_current) for v in versions][::-1]}
+                tasks.append({"task": task, "versions": versions, "columns": columns, "chart": chart,
+                              "current": next((v for v in versions if v.is_current), None)})
+            runs = finetune.list_training_runs(session, None, limit=30)
+    except Unavailable as exc:
+        problem = exc.message
+    try:
+        jobs = scheduler_jobs()
+    except Exception as exc:  # noqa: BLE001 - jobs are informative; the console stays up without them
+        log.warning("cannot read scheduler jobs: %s", exc)
+        jobs = []
+    return render_template("console.html", tasks=tasks, runs=runs, jobs=jobs, problem=problem, form=ActionForm()), \
+        503 if problem else 200
+
+
+def _checked_form() -> None:
+    if not ActionForm().validate_on_submit():
+        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+
+
+def _task(task: str) -> str:
+    if task not in TASKS:
+        raise InvalidInput(f"unknown task {task!r}", {"field": "task"})
+    return task
+
+
+@bp.route("/models/<task>/promote", methods=["POST"])
+@role_required("admin")
+def promote(task: str) -> Any:
+    _checked_form()
+    version = request.form.get("version", "")[:128]
+    settings = current_app.config["NEWSDESK_SETTINGS"]
+    try:
+        with db_session() as session:
+            info = _finetune().promote(session, settings, _task(task), version, actor=current_user.username)
+        flash(f"{task} {info.version} is now current.", "info")
+    except NewsdeskError as exc:
+        if exc.http_status >= 500:
+            raise
+        flash(exc.message, "error")
+    return redirect(url_for("console.index"))
+
+
+@bp.route("/models/<task>/rollback", methods=["POST"])
+@role_required("admin")
+def rollback(task: str) -> Any:
+    _checked_form()
+    settings = current_app.config["NEWSDESK_SETTINGS"]
+    try:
+        with db_session() as session:
+            info = _finetune().rollback(session, settings, _task(task), actor=current_user.username)
+        flash(f"Rolled {task} back to {info.version}.", "info")
+    except NewsdeskError as exc:
+        if exc.http_status >= 500:
+            raise
+        flash(exc.message, "error")
+    return redirect(url_for("console.index"))
+
+
+@bp.route("/models/<task>/retrain", methods=["POST"])
+@role_required("admin")
+def retrain(task: str) -> Any:
+    _checked_form()
+    with db_session() as session:
+        run_id = _finetune().request_retrain(session, _task(task), current_user.username)
+    flash(f"Queued {task} training run #{run_id}; the worker picks it up.", "info")
+    return redirect(url_for("console.index"))
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@role_required("admin")
+def users() -> Any:
+    """List users and tokens; create a user or a token (a new token is shown once)."""
+    new_token = None
+    if request.method == "POST":
+        _checked_form()
+        action = request.form.get("action")
+        try:
+            with db_session() as session:
+                if action == "create":
+                    create_user(session, request.form.get("username", "").strip(), request.form.get("password", ""),
+                                request.form.get("role", "reader"))
+                    flash(f"Created {request.form.get('username')}.", "info")
+                elif action == "token":
+                    kind = request.form.get("kind", "user")
+                    new_token = create_token(session, request.form.get("username", ""), kind)
+                else:
+                    raise InvalidInput("unknown action", {"field": "action"})
+        except NewsdeskError as exc:
+            if exc.http_status >= 500:
+                raise
+            flash(exc.message, "error")
+    with db_session() as session:
+        rows = [(u.username, u.role, u.active, u.created_at) for u in list_users(session)]
+        tokens = list_tokens(session)
+    return render_template("users.html", users=rows, tokens=tokens, roles=ROLES, kinds=TOKEN_KINDS,
+                           new_token=new_token, form=ActionForm())

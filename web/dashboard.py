@@ -1,0 +1,174 @@
+"""The analyst dashboard: alerts (filters, detail, acknowledge, silence), sentiment chart, stream, dead letters."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from newsdesk.db import utcnow
+from newsdesk.errors import InvalidInput, NewsdeskError, Unavailable
+from web.auth import db_session, role_required
+
+log = logging.getLogger(__name__)
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+STATES = ("firing", "acknowledged", "resolved", "silenced")
+PAGE_SIZE = 25
+WINDOWS = {"6": 6, "24": 24, "72": 72, "168": 168, "720": 720}  # hours offered in the filters
+
+
+class ActionForm(FlaskForm):
+    """CSRF token only: the dashboard's small forms read their fields from request.form and validate them here."""
+
+
+def _monitor() -> Any:
+    return current_app.extensions["newsdesk_services"].monitor
+
+
+def _filters() -> dict[str, Any]:
+    state = request.args.get("state") or None
+    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    rule = request.args.get("rule_id") or ""
+    hours = request.args.get("hours") or ""
+    return {"state": state if state in STATES else None, "ticker": ticker,
+            "rule_id": int(rule) if rule.isdigit() and len(rule) < 10 else None,
+            "since": utcnow() - timedelta(hours=WINDOWS[hours]) if hours in WINDOWS else None}
+
+
+@bp.route("/")
+@role_required("analyst")
+def index() -> Any:
+    """Alerts with filters and pages, the per-ticker sentiment chart, the latest classified stream."""
+    filters = _filters()
+    page_no = request.args.get("page", "1")
+    page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
+    context: dict[str, Any] = {"alerts": [], "total": 0, "messages": [], "rules": [], "problem": None}
+    try:
+        with db_session() as session:
+            monitor = _monitor()
+            alerts, total = monitor.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, **filters)
+            context.update(alerts=alerts, total=total, messages=monitor.latest_messages(session, limit=20),
+                           rules=monitor.list_rules(session))
+    except Unavailable as exc:
+        context["problem"] = exc.message
+    tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
+                     {t for m in context["messages"] for t in _tickers_of(m)})
+    return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
+                           states=STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
+                           chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
+                           **context), 503 if context["problem"] else 200
+
+
+def _tickers_of(message: Any) -> list[str]:
+    tickers = getattr(message, "tickers", None) or []
+    if isinstance(tickers, str):
+        tickers = [t for t in tickers.split(",") if t]
+    return list(tickers)
+
+
+@bp.route("/series.json")
+@role_required("analyst")
+def series() -> Any:
+    """Sentiment counts per time bucket for one ticker (or all), for the chart."""
+    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    hours = request.args.get("hours", "168")
+    hours_n = WINDOWS.get(hours, 168)
+    bucket = "hour" if hours_n <= 72 else "day"
+    with db_session() as session:
+        rows = _monitor().sentiment_series(session, ticker=ticker, since=utcnow() - timedelta(hours=hours_n),
+                                           bucket=bucket)
+    out = []
+    for row in rows:
+        row = dict(row)
+        stamp = row.get("bucket")
+        row["bucket"] = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
+        out.append(row)
+    return jsonify({"ticker": ticker, "bucket": bucket, "rows": out})
+
+
+@bp.route("/alerts/<int:alert_id>")
+@role_required("analyst")
+def alert(alert_id: int) -> Any:
+    """One alert: its values, evidence messages with scores, acknowledge and silence forms."""
+    with db_session() as session:
+        detail = _monitor().get_alert(session, alert_id)
+    return render_template("alert.html", alert=detail, form=ActionForm())
+
+
+@bp.route("/alerts/<int:alert_id>/ack", methods=["POST"])
+@role_required("analyst")
+def acknowledge(alert_id: int) -> Any:
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    note = request.form.get("note", "").strip()[:2000]
+    try:
+        with db_session() as session:
+            _monitor().acknowledge_alert(session, alert_id, current_user.username, note=note)
+        flash(f"Alert #{alert_id} acknowledged.", "info")
+    except (InvalidInput, NewsdeskError) as exc:
+        if exc.http_status >= 500 or exc.http_status == 404:
+            raise
+        flash(exc.message, "error")
+    return redirect(request.form.get("back") if request.form.get("back", "").startswith("/dashboard") else
+                    url_for("dashboard.alert", alert_id=alert_id))
+
+
+@bp.route("/alerts/<int:alert_id>/silence", methods=["POST"])
+@role_required("analyst")
+def silence(alert_id: int) -> Any:
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    hours = request.form.get("hours", "")
+    try:
+        hours_f = float(hours)
+    except ValueError:
+        hours_f = 0.0
+    if not 0 < hours_f <= 720:
+        flash("Silence for 0-720 hours.", "error")
+        return redirect(url_for("dashboard.alert", alert_id=alert_id))
+    comment = request.form.get("comment", "").strip()[:2000]
+    with db_session() as session:
+        monitor = _monitor()
+        detail = monitor.get_alert(session, alert_id)
+        matchers = {k: getattr(detail, k) for k in ("ticker", "rule_id") if getattr(detail, k, None) not in (None, "")}
+        monitor.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
+                               comment=comment)
+    flash(f"Silenced {', '.join(f'{k}={v}' for k, v in matchers.items())} for {hours_f:g} h.", "info")
+    return redirect(url_for("dashboard.alert", alert_id=alert_id))
+
+
+@bp.route("/dead-letters")
+@role_required("analyst")
+def dead_letters() -> Any:
+    page_no = request.args.get("page", "1")
+    page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
+    with db_session() as session:
+        result = _monitor().list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+    rows, total = result if isinstance(result, tuple) else (result, None)
+    return render_template("dead_letters.html", rows=rows, total=total, page=page_no, page_size=PAGE_SIZE,
+                           form=ActionForm())
+
+
+@bp.route("/dead-letters/<int:dead_letter_id>/replay", methods=["POST"])
+@role_required("analyst")
+def replay(dead_letter_id: int) -> Any:
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    classifier = current_app.extensions["newsdesk_services"].classifier()
+    try:
+        with db_session() as session:
+            _monitor().replay_dead_letter(session, classifier, dead_letter_id)
+        flash(f"Dead letter #{dead_letter_id} replayed.", "info")
+    except NewsdeskError as exc:
+        if exc.http_status >= 500:
+            raise
+        flash(f"Replay of #{dead_letter_id} failed: {exc.message}", "error")
+    return redirect(url_for("dashboard.dead_letters"))

@@ -1,0 +1,78 @@
+"""Server-sent events for the dashboard: polls `monitor.service.changes_since` and streams what changed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Iterator
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from newsdesk.db import session_scope
+from newsdesk.errors import NewsdeskError
+from web.api import to_json
+from web.auth import role_required
+
+log = logging.getLogger(__name__)
+bp = Blueprint("events", __name__, url_prefix="/events")
+
+KEEPALIVE_S = 15.0
+
+
+def _encode_cursor(cursor: Any) -> str:
+    return json.dumps(to_json(cursor), separators=(",", ":"))
+
+
+def _decode_cursor(raw: str | None) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+@bp.route("/stream")
+@role_required("analyst")
+def stream() -> Response:
+    """`text/event-stream` of alert and message changes; resumes from `Last-Event-ID`; ends after a while
+    (the browser's EventSource reconnects on its own) so a server thread is never held for ever."""
+    app = current_app._get_current_object()
+    settings = app.config["NEWSDESK_SETTINGS"]
+    monitor = app.extensions["newsdesk_services"].monitor
+    poll_s = float(app.config.get("SSE_POLL_S", 1.0))
+    max_s = float(app.config.get("SSE_MAX_S", 55.0))
+    cursor = _decode_cursor(request.headers.get("Last-Event-ID") or request.args.get("cursor"))
+    fresh = cursor is None
+    # Fail before streaming (503 JSON) when the monitor is not there: a stream can't change its status later.
+    with session_scope(settings.database_url) as session:
+        first_events, cursor = monitor.changes_since(session, cursor)
+    if fresh:
+        first_events = []  # a new page already shows the current state: only stream what changes from now
+
+    def generate() -> Iterator[str]:
+        nonlocal cursor
+        yield f"retry: 2000\nid: {_encode_cursor(cursor)}\nevent: hello\ndata: {{}}\n\n"
+        events = first_events
+        deadline, last_sent = time.monotonic() + max_s, time.monotonic()
+        while True:
+            for event in events:
+                yield f"id: {_encode_cursor(cursor)}\nevent: change\ndata: {json.dumps(to_json(event))}\n\n"
+                last_sent = time.monotonic()
+            if time.monotonic() >= deadline:
+                return
+            if time.monotonic() - last_sent > KEEPALIVE_S:
+                yield ": keepalive\n\n"
+                last_sent = time.monotonic()
+            time.sleep(poll_s)
+            try:
+                with session_scope(settings.database_url) as session:
+                    events, cursor = monitor.changes_since(session, cursor)
+            except NewsdeskError as exc:
+                log.warning("event stream: %s", exc.message)
+                yield f"event: problem\ndata: {json.dumps({'message': exc.message})}\n\n"
+                return
+
+    return Response(stream_with_context(generate()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,123 @@
+"""/healthz (process up), /readyz (database, models, index), /metrics (Prometheus text) and the plotly bundle."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import plotly
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify, send_file
+
+from newsdesk import db
+from newsdesk.errors import NewsdeskError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@bp.route("/healthz")
+def healthz() -> Response:
+    """The process is up and answering."""
+    return jsonify({"status": "ok"})
+
+
+def _check(name: str, fn: Any) -> dict[str, Any]:
+    try:
+        detail = fn()
+        return {"name": name, "ok": True, "detail": detail}
+    except NewsdeskError as exc:
+        return {"name": name, "ok": False, "detail": exc.message}
+    except Exception as exc:  # noqa: BLE001 - a readiness probe reports, it does not crash
+        log.warning("readiness check %s failed: %s", name, exc)
+        return {"name": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+
+
+def _database() -> str:
+    url = current_app.config["NEWSDESK_SETTINGS"].database_url
+    with db.get_engine(url).connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    if not db.is_migrated(url):
+        raise RuntimeError("database schema is not at the latest revision (run `newsdesk init`)")
+    return "reachable and migrated"
+
+
+def _models() -> str:
+    services = current_app.extensions["newsdesk_services"]
+    with db.session_scope(current_app.config["NEWSDESK_SETTINGS"].database_url) as session:
+        found = {task: services.finetune.current_version(session, task) for task in ("sentiment", "recsys")}
+    if found["sentiment"] is None:
+        raise RuntimeError("no current sentiment model (messages are stored unclassified)")
+    return ", ".join(f"{t}={v.version if v else 'base encoder'}" for t, v in found.items())
+
+
+def _index() -> str:
+    settings = current_app.config["NEWSDESK_SETTINGS"]
+    services = current_app.extensions["newsdesk_services"]
+    with db.session_scope(settings.database_url) as session:
+        status = services.recsys.index_status(session, settings)
+    if not getattr(status, "vectors", 0):
+        raise RuntimeError("the item index is empty (run `newsdesk index build`)")
+    stale = " (stale)" if getattr(status, "stale", False) else ""
+    return f"{status.vectors} vectors, model {status.model_version or 'base'}{stale}"
+
+
+@bp.route("/readyz")
+def readyz() -> Response:
+    """200 when the database, a sentiment model and the item index are ready; 503 with the failing checks."""
+    checks = [_check("database", _database), _check("models", _models), _check("index", _index)]
+    ok = all(c["ok"] for c in checks)
+    response = jsonify({"status": "ready" if ok else "not ready", "checks": checks})
+    response.status_code = 200 if ok else 503
+    return response
+
+
+def _gauges() -> list[str]:
+    """Messages processed, alerts by state and model versions, read from the database at scrape time."""
+    settings = current_app.config["NEWSDESK_SETTINGS"]
+    services = current_app.extensions["newsdesk_services"]
+    lines: list[str] = []
+    engine = db.get_engine(settings.database_url)
+    tables = set(sa.inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        if "messages" in tables:  # read-only counts over monitor's tables (no service call exists for totals)
+            n = conn.execute(sa.text("SELECT COUNT(*) FROM messages")).scalar() or 0
+            lines += ["# HELP newsdesk_messages_processed Messages stored by the monitor.",
+                      "# TYPE newsdesk_messages_processed gauge", f"newsdesk_messages_processed {n}"]
+        if "alerts" in tables:
+            lines += ["# HELP newsdesk_alerts Alerts by state.", "# TYPE newsdesk_alerts gauge"]
+            for state, n in conn.execute(sa.text("SELECT state, COUNT(*) FROM alerts GROUP BY state")):
+                lines.append(f'newsdesk_alerts{{state="{state}"}} {n}')
+    if services.available("finetune"):
+        try:
+            with db.session_scope(settings.database_url) as session:
+                versions = services.finetune.list_versions(session)
+            lines += ["# HELP newsdesk_model_versions Registered model versions (current=1 for the served one).",
+                      "# TYPE newsdesk_model_versions gauge"]
+            for v in versions:
+                lines.append(f'newsdesk_model_versions{{task="{v.task}",version="{v.version}",status="{v.status}"}} '
+                             f'{1 if v.is_current else 0}')
+        except NewsdeskError as exc:
+            log.info("metrics: no model versions (%s)", exc.message)
+    return lines
+
+
+@bp.route("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition format 0.0.4."""
+    lines = current_app.extensions["newsdesk_metrics"].render()
+    try:
+        lines += _gauges()
+    except Exception as exc:  # noqa: BLE001 - metrics stay up when the database is not
+        log.warning("metrics gauges unavailable: %s", exc)
+        lines += ["# newsdesk gauges unavailable"]
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+@bp.route("/vendor/plotly.min.js")
+def plotly_js() -> Response:
+    """plotly.js as bundled in the `plotly` Python package (served locally: the app works offline)."""
+    return send_file(PLOTLY_JS, mimetype="application/javascript", max_age=86400)

@@ -1,0 +1,97 @@
+"""The alert rule editor (analysts): list, create, edit parameters/tickers/severity, enable/disable, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+
+from newsdesk.errors import InvalidInput, NewsdeskError
+from web.auth import db_session, role_required
+
+bp = Blueprint("rules", __name__, url_prefix="/dashboard/rules")
+
+KINDS = ("negative_burst", "volume_spike", "keyword")
+SEVERITIES = ("info", "warning", "critical")
+
+
+class ActionForm(FlaskForm):
+    """CSRF token only; fields are read from request.form and validated by the monitor service."""
+
+
+def _monitor() -> Any:
+    return current_app.extensions["newsdesk_services"].monitor
+
+
+def _fields() -> dict[str, Any]:
+    """The form's rule fields, parsed.
+
+    Raises:
+        InvalidInput: parameters that are not a JSON object, a repeat that is not a number.
+    """
+    raw = request.form.get("params", "").strip() or "{}"
+    try:
+        params = json.loads(raw)
+    except ValueError:
+        raise InvalidInput("parameters must be a JSON object, e.g. {\"min_negative\": 5}", {"field": "params"}) \
+            from None
+    if not isinstance(params, dict):
+        raise InvalidInput("parameters must be a JSON object", {"field": "params"})
+    repeat = request.form.get("repeat_minutes", "240").strip()
+    if not repeat.isdigit():
+        raise InvalidInput("repeat must be a whole number of minutes", {"field": "repeat_minutes"})
+    tickers = [t.strip().upper().lstrip("$") for t in request.form.get("tickers", "").replace(",", " ").split()]
+    return {"name": request.form.get("name", "").strip(), "params": params, "tickers": [t for t in tickers if t],
+            "severity": request.form.get("severity", "warning"), "repeat_interval_s": int(repeat) * 60,
+            "enabled": request.form.get("enabled") == "on"}
+
+
+def _checked() -> None:
+    if not ActionForm().validate_on_submit():
+        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+
+
+@bp.route("/")
+@role_required("analyst")
+def index() -> Any:
+    with db_session() as session:
+        rules = _monitor().list_rules(session)
+    return render_template("rules.html", rules=rules, kinds=KINDS, severities=SEVERITIES, form=ActionForm(),
+                           params_json={r.id: json.dumps(r.params, indent=None) for r in rules})
+
+
+def _run(action: Any, done: str) -> Any:
+    _checked()
+    try:
+        with db_session() as session:
+            action(session)
+        flash(done, "info")
+    except NewsdeskError as exc:
+        if exc.http_status >= 500:
+            raise
+        flash(exc.message, "error")
+    return redirect(url_for("rules.index"))
+
+
+@bp.route("/", methods=["POST"])
+@role_required("analyst")
+def create() -> Any:
+    def action(session: Any) -> None:
+        f = _fields()
+        _monitor().create_rule(session, f.pop("name"), request.form.get("kind", ""), f.pop("params"), **f)
+
+    return _run(action, "Rule created.")
+
+
+@bp.route("/<int:rule_id>", methods=["POST"])
+@role_required("analyst")
+def update(rule_id: int) -> Any:
+    return _run(lambda session: _monitor().update_rule(session, rule_id, **_fields()), f"Rule #{rule_id} saved.")
+
+
+@bp.route("/<int:rule_id>/delete", methods=["POST"])
+@role_required("analyst")
+def delete(rule_id: int) -> Any:
+    return _run(lambda session: _monitor().delete_rule(session, rule_id), f"Rule #{rule_id} deleted.")

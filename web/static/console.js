@@ -1,0 +1,16 @@
+// Model console: the primary metric of each version as a small bar chart (current version highlighted).
+"use strict";
+(function () {
+  if (!window.Plotly) return;
+  document.querySelectorAll("script.metrics-data").forEach(function (node) {
+    const data = JSON.parse(node.textContent);
+    const target = document.getElementById(node.dataset.target);
+    if (!target || !data.metric) return;
+    const colors = data.current.map(function (c) { return c ? "#1a8f4c" : "#9db4e8"; });
+    window.Plotly.newPlot(target, [{x: data.versions, y: data.values, type: "bar", marker: {color: colors},
+      hovertemplate: "%{x}<br>" + data.metric + " %{y:.4f}<extra></extra>"}],
+      {margin: {l: 44, r: 10, t: 24, b: 40}, title: {text: data.metric, font: {size: 12}, x: 0.01},
+       xaxis: {type: "category"}, yaxis: {gridcolor: "#eef1f5"}, paper_bgcolor: "rgba(0,0,0,0)",
+       plot_bgcolor: "rgba(0,0,0,0)", font: {size: 11}}, {displayModeBar: false, responsive: true});
+  });
+})();

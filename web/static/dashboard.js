@@ -1,0 +1,89 @@
+// Analyst dashboard: the per-ticker sentiment chart (plotly.js, served locally) and live updates over SSE.
+"use strict";
+(function () {
+  const chart = document.getElementById("sentiment-chart");
+  const tickerSel = document.getElementById("chart-ticker");
+  const hoursSel = document.getElementById("chart-hours");
+
+  function drawChart() {
+    if (!chart || !window.Plotly) return;
+    const ticker = tickerSel ? tickerSel.value : "";
+    const url = chart.dataset.url + "?ticker=" + encodeURIComponent(ticker) + "&hours=" + (hoursSel ? hoursSel.value : "168");
+    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}}).then(function (r) { return r.json(); }).then(function (data) {
+      const rows = data.rows || [];
+      const buckets = {};
+      rows.forEach(function (r) {  // sum over tickers when "all tickers" is selected
+        const b = buckets[r.bucket] || (buckets[r.bucket] = {negative: 0, neutral: 0, positive: 0, total: 0});
+        b.negative += r.negative; b.neutral += r.neutral; b.positive += r.positive; b.total += r.total;
+      });
+      const x = Object.keys(buckets).sort();
+      const pick = function (k) { return x.map(function (b) { return buckets[b][k]; }); };
+      const net = x.map(function (b) { const v = buckets[b]; return v.total ? (v.positive - v.negative) / v.total : 0; });
+      const traces = [
+        {x: x, y: pick("negative"), name: "negative", type: "bar", marker: {color: "#d8342c"}},
+        {x: x, y: pick("neutral"), name: "neutral", type: "bar", marker: {color: "#b8c0cc"}},
+        {x: x, y: pick("positive"), name: "positive", type: "bar", marker: {color: "#1a8f4c"}},
+        {x: x, y: net, name: "net sentiment", type: "scatter", mode: "lines", yaxis: "y2", line: {color: "#1f5eff", width: 2}},
+      ];
+      const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
+        yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
+        yaxis2: {overlaying: "y", side: "right", range: [-1, 1], zeroline: true, showgrid: false, title: {text: "net"}},
+        paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {size: 11}};
+      if (!x.length) layout.annotations = [{text: "no classified messages in this window", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}];
+      window.Plotly.react(chart, traces, layout, {displayModeBar: false, responsive: true});
+    });
+  }
+  if (tickerSel) tickerSel.addEventListener("change", drawChart);
+  if (hoursSel) hoursSel.addEventListener("change", drawChart);
+  drawChart();
+
+  // Live updates -------------------------------------------------------------------------------------
+  const activity = document.getElementById("activity");
+  const dot = document.getElementById("live-dot");
+  const status = document.getElementById("live-status");
+  if (!activity || !window.EventSource) return;
+
+  function displayState(a) {
+    if (a.state === "firing" && a.silenced) return "silenced";
+    if (a.state === "firing" && a.acknowledged_at) return "acknowledged";
+    return a.state;
+  }
+  function addActivity(text) {
+    const first = activity.querySelector(".muted");
+    if (first) first.remove();
+    const li = document.createElement("li");
+    const when = document.createElement("span");
+    when.className = "when";
+    when.textContent = new Date().toLocaleTimeString();
+    li.appendChild(when);
+    li.appendChild(document.createTextNode(text));  // text only: alert summaries are untrusted
+    activity.insertBefore(li, activity.firstChild);
+  }
+  function updateAlert(a) {
+    const state = displayState(a);
+    const row = document.querySelector('tr[data-alert-id="' + a.id + '"]');
+    if (row) {
+      const badge = row.querySelector('[data-role="state"]');
+      badge.textContent = state;
+      badge.className = "badge state-" + state;
+      const updated = row.querySelector('[data-role="updated"]');
+      if (updated) updated.textContent = "just now";
+      if (state !== "firing") row.querySelectorAll("form").forEach(function (f) { f.remove(); });
+      row.classList.remove("flash-row"); void row.offsetWidth; row.classList.add("flash-row");
+    }
+    let what = "Alert #" + a.id + " $" + a.ticker + " " + state;
+    if (state === "acknowledged" && a.acknowledged_by) what += " by " + a.acknowledged_by;
+    addActivity(what + (a.summary ? ": " + a.summary : ""));
+  }
+
+  const source = new EventSource("/events/stream");
+  source.addEventListener("hello", function () { dot.classList.add("on"); status.textContent = "live"; });
+  source.addEventListener("change", function (ev) {
+    const data = JSON.parse(ev.data);
+    if (data.type === "alert" && data.alert) updateAlert(data.alert);
+    else if (data.type === "messages") { addActivity(data.count + " new message" + (data.count === 1 ? "" : "s")); drawChart(); }
+    else addActivity(data.type || "change");
+  });
+  source.addEventListener("problem", function (ev) { status.textContent = JSON.parse(ev.data).message; });
+  source.onerror = function () { dot.classList.remove("on"); status.textContent = "reconnecting…"; };
+})();

@@ -1,0 +1,189 @@
+"""Users and API tokens: create, authenticate, onboarding topics, bearer tokens stored as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from newsdesk.db import utcnow
+from newsdesk.errors import Conflict, InvalidInput, NotFound
+from web.tables import ROLES, TOKEN_KINDS, ApiToken, User
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
+MIN_PASSWORD = 6
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}  # reader < analyst < admin
+# A fixed hash so that an unknown username costs as much time as a wrong password (no user enumeration by timing).
+_DUMMY_HASH = generate_password_hash("not-a-password")
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as listed (never its clear text)."""
+
+    id: int
+    username: str
+    kind: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+def role_at_least(role: str, needed: str) -> bool:
+    """True when `role` is `needed` or a role above it (admin > analyst > reader)."""
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[needed]
+
+
+def create_user(session: Session, username: str, password: str, role: str = "reader") -> User:
+    """Create a user with a hashed password; the caller commits.
+
+    Raises:
+        InvalidInput: bad username, short password or unknown role.
+        Conflict: the username is taken.
+    """
+    if not isinstance(username, str) or not USERNAME_RE.match(username):
+        raise InvalidInput("username must be 2-64 letters, digits or _.@- and start with a letter or digit",
+                           {"field": "username"})
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, got {role!r}", {"field": "role"})
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters", {"field": "password"})
+    if get_user(session, username) is not None:
+        raise Conflict(f"user {username!r} already exists", {"username": username})
+    user = User(username=username, password_hash=generate_password_hash(password), role=role, topics=None,
+                created_at=utcnow(), active=True)
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create of the same name
+        session.rollback()
+        raise Conflict(f"user {username!r} already exists", {"username": username}) from exc
+    return user
+
+
+def get_user(session: Session, username: str) -> User | None:
+    """The user called `username`, or None."""
+    return session.scalar(sa.select(User).where(User.username == username))
+
+
+def require_user(session: Session, username: str) -> User:
+    """The user called `username`.
+
+    Raises:
+        NotFound: no such user.
+    """
+    user = get_user(session, username)
+    if user is None:
+        raise NotFound(f"no user {username!r}", {"username": username})
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user, by username."""
+    return list(session.scalars(sa.select(User).order_by(User.username)))
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active user whose password matches, or None (same cost whether or not the user exists)."""
+    user = get_user(session, username) if isinstance(username, str) else None
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or "") or not user.active:
+        return None
+    return user
+
+
+def set_password(session: Session, username: str, password: str) -> None:
+    """Replace a user's password.
+
+    Raises:
+        NotFound: no such user.  InvalidInput: password too short.
+    """
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters", {"field": "password"})
+    require_user(session, username).password_hash = generate_password_hash(password)
+
+
+def set_topics(session: Session, user: User, topics: list[str]) -> list[str]:
+    """Store the onboarding choices (topics and tickers); returns the cleaned list.
+
+    Raises:
+        InvalidInput: too many or too long entries.
+    """
+    cleaned: list[str] = []
+    for topic in topics:
+        topic = str(topic).strip()
+        if not topic:
+            continue
+        if len(topic) > 64:
+            raise InvalidInput("a topic is at most 64 characters", {"field": "topics"})
+        if topic not in cleaned:
+            cleaned.append(topic)
+    if len(cleaned) > 50:
+        raise InvalidInput("choose at most 50 topics", {"field": "topics"})
+    user.topics = cleaned
+    return cleaned
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, username: str, kind: str = "user") -> str:
+    """Create a bearer token for `username`; returns the clear text (shown once, only its hash is stored).
+
+    Raises:
+        NotFound: no such user.  InvalidInput: unknown kind.
+    """
+    if kind not in TOKEN_KINDS:
+        raise InvalidInput(f"token kind must be one of {', '.join(TOKEN_KINDS)}", {"field": "kind"})
+    user = require_user(session, username)
+    token = f"nd{'i' if kind == 'ingest' else 'u'}_{secrets.token_urlsafe(32)}"
+    session.add(ApiToken(user_id=user.id, token_hash=_hash_token(token), prefix=token[:12], kind=kind,
+                         created_at=utcnow(), revoked=False))
+    session.flush()
+    return token
+
+
+def verify_token(session: Session, token: str, kind: str = "user") -> User | None:
+    """The active user owning an unrevoked token of `kind`, or None; records the last use."""
+    if not token or len(token) > 200:
+        return None
+    row = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
+    if row is None or row.revoked or row.kind != kind:
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    row.last_used_at = utcnow()
+    return user
+
+
+def list_tokens(session: Session, username: str | None = None) -> list[TokenInfo]:
+    """Tokens (without their clear text), newest first."""
+    query = sa.select(ApiToken, User.username).join(User, User.id == ApiToken.user_id)
+    if username:
+        query = query.where(User.username == username)
+    rows = session.execute(query.order_by(ApiToken.id.desc())).all()
+    return [TokenInfo(t.id, name, t.kind, t.prefix, t.created_at, t.last_used_at, t.revoked) for t, name in rows]
+
+
+def revoke_token(session: Session, token_id: int) -> None:
+    """Revoke a token by id.
+
+    Raises:
+        NotFound: no such token.
+    """
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"no token {token_id}", {"token_id": token_id})
+    row.revoked = True
