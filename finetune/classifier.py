@@ -1,0 +1,112 @@
+"""Loads a sentiment version and labels batches of texts; `ClassifierHandle` follows promotions live."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from finetune.model import load_sentiment_model
+from newsdesk.device import resolve_device
+from newsdesk.errors import Unavailable
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    scores: dict[str, float]
+
+
+class SentimentClassifier:
+    """A loaded sentiment model: `predict(texts)` returns one `Prediction` per text, in order."""
+
+    def __init__(self, folder: str | Path, *, version: str = "", device: str = "cpu") -> None:
+        folder = Path(folder)
+        try:
+            self.model, self.tokenizer, meta = load_sentiment_model(folder, resolve_device(device))
+        except (OSError, ValueError, KeyError) as exc:
+            raise Unavailable(f"cannot load sentiment model from {folder}: {exc}") from exc
+        self.version = version or folder.name
+        self.labels: tuple[str, ...] = tuple(meta["labels"])
+        self.max_length = int(meta.get("max_length", 128))
+        self.device = next(self.model.parameters()).device
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """(len(texts), len(labels)) class probabilities."""
+        out = []
+        # Sort by length so each batch pads little; restore the input order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = [texts[i] or " " for i in order[start:start + batch_size]]
+                enc = self.tokenizer(chunk, truncation=True, max_length=self.max_length, padding=True,
+                                     return_tensors="pt").to(self.device)
+                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])["logits"]
+                out.append(torch.softmax(logits.float(), dim=-1).cpu())
+        if not out:
+            return torch.zeros((0, len(self.labels)))
+        probs = torch.cat(out)
+        result = torch.empty_like(probs)
+        result[torch.tensor(order)] = probs
+        return result
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+        """One prediction per text, in input order: the most probable label and every label's probability."""
+        probs = self.predict_proba(texts, batch_size)
+        preds = []
+        for row in probs.tolist():
+            scores = {label: round(p, 6) for label, p in zip(self.labels, row)}
+            preds.append(Prediction(max(scores, key=scores.get), scores))
+        return preds
+
+
+class ClassifierHandle:
+    """The current sentiment version, re-checked in the database at most every `refresh_s` seconds.
+
+    `get()` swaps in a newly promoted (or rolled-back-to) version without a restart.
+    """
+
+    def __init__(self, settings: Settings, refresh_s: float = 5.0) -> None:
+        self.settings = settings
+        self.refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._classifier: SentimentClassifier | None = None
+        self._checked = 0.0
+
+    def get(self) -> SentimentClassifier:
+        """The classifier of the current version.
+
+        Raises:
+            Unavailable: no sentiment version is current (or it cannot be loaded).
+        """
+        with self._lock:
+            now = time.monotonic()
+            if self._classifier is None or now - self._checked >= self.refresh_s:
+                self._checked = now
+                self._refresh()
+            if self._classifier is None:
+                raise Unavailable("no sentiment model is in service yet: run `newsdesk finetune sentiment`")
+            return self._classifier
+
+    def _refresh(self) -> None:
+        from finetune.registry import current_row
+        from newsdesk.db import session_scope
+
+        with session_scope(self.settings.database_url) as session:
+            row = current_row(session, "sentiment")
+            target = (row.version, row.path) if row is not None else None
+        if target is None:
+            self._classifier = None
+            return
+        if self._classifier is not None and self._classifier.version == target[0]:
+            return
+        log.info("loading sentiment model %s", target[0])
+        self._classifier = SentimentClassifier(target[1], version=target[0], device=self.settings.device)

@@ -1,0 +1,209 @@
+"""Commands: `finetune sentiment|recsys`, `models list|show|promote|rollback`, `classify`, `eval sentiment`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from newsdesk.cli import pass_settings
+from newsdesk.errors import InvalidInput
+from newsdesk.settings import Settings
+
+PROMOTE = click.Choice(["auto", "never", "force"])
+
+
+def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`--arg key=value` pairs -> dict, values parsed as JSON where possible (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidInput(f"--arg needs key=value, got {pair!r}", {"field": "arg"})
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _print_outcome(outcome: Any) -> None:
+    value = f"{outcome.primary_value:.4f}" if outcome.primary_value is not None else "n/a"
+    click.echo(f"run {outcome.run_id}: {outcome.task} {outcome.version} {outcome.primary_metric}={value} "
+               f"in {outcome.train_seconds:.0f}s -> {outcome.reason}")
+    click.echo(f"saved to {outcome.path}")
+
+
+@click.group("finetune")
+def finetune_group() -> None:
+    """Fine-tune the sentiment classifier or the behaviour encoder, evaluate, register and gate."""
+
+
+@finetune_group.command("sentiment")
+@click.option("--train", "train_files", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="CSV (text,label) or JSONL training file; repeat for several sources.")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Dev file for early stopping and the promotion gate (default: a 10% split of --train).")
+@click.option("--promote", type=PROMOTE, default="auto", show_default=True,
+              help="auto: only if it beats the current model by the configured margin.")
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
+@click.option("--epochs", type=float, default=None, help="Maximum epochs (early stopping may end sooner).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+@click.option("--seed", type=int, default=None)
+@click.option("--preset", type=click.Choice(["demo"]), default=None, help="demo: a short run for the demo data.")
+@click.option("--arg", "extra", multiple=True, help="Any SentimentArgs field as key=value (repeatable).")
+@pass_settings
+def sentiment_command(settings: Settings, train_files: tuple[str, ...], dev_file: str | None, promote: str,
+                      resume: bool, epochs: float | None, max_steps: int | None, seed: int | None,
+                      preset: str | None, extra: tuple[str, ...]) -> None:
+    """Fine-tune the 3-class sentiment classifier and register it as a new version."""
+    from finetune.service import retrain
+
+    args = _parse_args(extra)
+    for key, value in (("epochs", epochs), ("max_steps", max_steps), ("seed", seed), ("preset", preset)):
+        if value is not None:
+            args[key] = value
+    _print_outcome(retrain(settings, "sentiment", train_files=train_files, dev_file=dev_file, promote=promote,
+                           args=args, trigger="cli", resume=resume))
+
+
+@finetune_group.command("recsys")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Dev interactions CSV (user_id,item_id,rating,timestamp); default: each user's newest likes.")
+@click.option("--promote", type=PROMOTE, default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
+@click.option("--positive-rating", type=float, default=None, help="A rating at or above this is a like.")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--arg", "extra", multiple=True, help="Any BehaviourArgs field as key=value (repeatable).")
+@pass_settings
+def recsys_command(settings: Settings, dev_file: str | None, promote: str, resume: bool,
+                   positive_rating: float | None, max_steps: int | None, extra: tuple[str, ...]) -> None:
+    """Fine-tune the encoder on the interactions in the database (items liked by the same users come close)."""
+    from finetune.service import retrain
+
+    args = {"positive_rating": settings.recsys.positive_rating, **_parse_args(extra)}
+    if positive_rating is not None:
+        args["positive_rating"] = positive_rating
+    if max_steps is not None:
+        args["max_steps"] = max_steps
+    _print_outcome(retrain(settings, "recsys", dev_file=dev_file, promote=promote, args=args, trigger="cli",
+                           resume=resume))
+
+
+@click.group("models")
+def models_group() -> None:
+    """List, inspect, promote and roll back model versions."""
+
+
+@models_group.command("list")
+@click.option("--task", type=click.Choice(["sentiment", "recsys"]), default=None)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_settings
+def list_command(settings: Settings, task: str | None, as_json: bool) -> None:
+    """Registered versions, newest first (* marks the one in service)."""
+    from finetune.service import list_versions
+    from newsdesk.db import session_scope
+
+    with session_scope(settings.database_url) as session:
+        versions = list_versions(session, task)
+    if not versions and not as_json:
+        click.echo("no model versions yet")
+    for v in versions:
+        if as_json:
+            click.echo(json.dumps(_version_dict(v), default=str))
+        else:
+            value = f"{v.primary_value:.4f}" if v.primary_value is not None else "n/a"
+            click.echo(f"{'*' if v.is_current else ' '} {v.task:<9} {v.version:<22} {v.status:<11} "
+                       f"{v.primary_metric}={value}  {v.created_at:%Y-%m-%d %H:%M}")
+
+
+def _version_dict(v: Any) -> dict[str, Any]:
+    out = asdict(v)
+    out["path"] = str(v.path)
+    return out
+
+
+@models_group.command("show")
+@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("version", required=False)
+@pass_settings
+def show_command(settings: Settings, task: str, version: str | None) -> None:
+    """Everything recorded about VERSION (default: the current one) as JSON."""
+    from finetune.service import current_version, get_version
+    from newsdesk.db import session_scope
+    from newsdesk.errors import NotFound
+
+    with session_scope(settings.database_url) as session:
+        info = get_version(session, task, version) if version else current_version(session, task)
+    if info is None:
+        raise NotFound(f"no current {task} model")
+    click.echo(json.dumps(_version_dict(info), indent=2, default=str))
+
+
+@models_group.command("promote")
+@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("version")
+@pass_settings
+def promote_command(settings: Settings, task: str, version: str) -> None:
+    """Serve VERSION now (serving processes pick it up within seconds)."""
+    from finetune.service import promote
+    from newsdesk.db import session_scope
+
+    with session_scope(settings.database_url) as session:
+        info = promote(session, settings, task, version, actor="cli")
+    click.echo(f"{task} {info.version} is now current")
+
+
+@models_group.command("rollback")
+@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@pass_settings
+def rollback_command(settings: Settings, task: str) -> None:
+    """Serve the previously promoted version of TASK again."""
+    from finetune.service import rollback
+    from newsdesk.db import session_scope
+
+    with session_scope(settings.database_url) as session:
+        info = rollback(session, settings, task, actor="cli")
+    click.echo(f"{task} rolled back to {info.version}")
+
+
+@click.command("classify")
+@click.argument("source", type=click.Path(allow_dash=True))
+@click.option("--model", "version", default=None, help="Version to use (default: the current one).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@pass_settings
+def classify_command(settings: Settings, source: str, version: str | None, batch_size: int) -> None:
+    """Classify SOURCE (CSV with a text column, JSONL with {"text": ...}, or - for stdin): one JSON line per text."""
+    from finetune.data import read_texts
+    from finetune.service import classify_texts
+
+    texts = read_texts(source, stdin=sys.stdin)
+    for pred in classify_texts(settings, texts, version=version, batch_size=batch_size):
+        click.echo(json.dumps({"label": pred.label, "scores": pred.scores}))
+
+
+@click.command("sentiment")
+@click.option("--data", "data_file", required=True, type=click.Path(dir_okay=False), help="Labelled CSV/JSONL.")
+@click.option("--model", "version", default=None, help="Version to evaluate (default: the current one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@pass_settings
+def eval_sentiment_command(settings: Settings, data_file: str, version: str | None, as_json: bool) -> None:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of a sentiment version."""
+    from finetune.service import evaluate_version
+
+    report = evaluate_version(settings, "sentiment", data_file, version=version)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"model {report['version']} on {report['data']} ({report['n']} rows)")
+    click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
+    click.echo(f"{'label':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
+    for label, c in report["per_class"].items():
+        click.echo(f"{label:<10} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8}")
+    labels = report["confusion"]["labels"]
+    click.echo("confusion (rows = gold, columns = predicted): " + ", ".join(labels))
+    for label, row in zip(labels, report["confusion"]["matrix"]):
+        click.echo(f"  {label:<10} " + " ".join(f"{n:>6}" for n in row))

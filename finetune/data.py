@@ -1,0 +1,235 @@
+"""Reads labelled texts (CSV/JSONL, errors name the row), texts to classify, and interactions for behaviour pairs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from sqlalchemy import text as sql
+from sqlalchemy.orm import Session
+
+from newsdesk.errors import InvalidInput
+
+LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+csv.field_size_limit(10_000_000)
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Positive:
+    """A like: `user_id` liked `item_id` at `ts`."""
+
+    user_id: str
+    item_id: str
+    ts: datetime
+
+
+# Labelled texts --------------------------------------------------------------------------------------------------
+
+
+def _records(path: Path, handle: TextIO) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(line number, record) from a CSV (header row) or JSONL handle; line numbers are 1-based file lines."""
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})", {"file": str(path), "line": lineno})
+            if not isinstance(obj, dict):
+                raise InvalidInput(f"{path}:{lineno}: expected a JSON object", {"file": str(path), "line": lineno})
+            yield lineno, obj
+        return
+    reader = csv.DictReader(handle)
+    if not reader.fieldnames:
+        return
+    for record in reader:
+        yield reader.line_num, record
+
+
+def read_labelled(paths: Iterable[str | Path], labels: tuple[str, ...] = LABELS) -> list[LabelledText]:
+    """All `text,label` rows of CSV/JSONL files, in order.
+
+    Raises:
+        InvalidInput: a missing/empty file, a missing column, an empty text or an unknown label (naming file and line).
+    """
+    rows: list[LabelledText] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise InvalidInput(f"{path}: no such file", {"file": str(path)})
+        before = len(rows)
+        with path.open(newline="", encoding="utf-8") as handle:
+            for lineno, rec in _records(path, handle):
+                where = {"file": str(path), "line": lineno}
+                if "text" not in rec or "label" not in rec:
+                    raise InvalidInput(f"{path}:{lineno}: needs the fields text and label", where)
+                text = str(rec["text"] or "").strip()
+                label = str(rec["label"] or "").strip().lower()
+                if not text:
+                    raise InvalidInput(f"{path}:{lineno}: empty text", where)
+                if label not in labels:
+                    raise InvalidInput(f"{path}:{lineno}: unknown label {rec['label']!r} (expected one of "
+                                       f"{', '.join(labels)})", where)
+                rows.append(LabelledText(text, label))
+        if len(rows) == before:
+            raise InvalidInput(f"{path}: no labelled rows (empty file?)", {"file": str(path)})
+    return rows
+
+
+def read_texts(source: str | Path, stdin: TextIO | None = None) -> list[str]:
+    """Texts to classify from a CSV (column `text`), a JSONL file (`{"text": ...}`) or `-` (stdin, either format).
+
+    Raises:
+        InvalidInput: a missing file, a missing `text` field or a non-string text (naming the line).
+    """
+    if str(source) == "-":
+        content = (stdin or sys.stdin).read()
+        first = content.lstrip()[:1]
+        path = Path("stdin.jsonl" if first == "{" else "stdin.csv")
+        handle: TextIO = io.StringIO(content)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidInput(f"{path}: no such file", {"file": str(path)})
+        handle = path.open(newline="", encoding="utf-8")
+    texts: list[str] = []
+    with handle:
+        for lineno, rec in _records(path, handle):
+            value = rec.get("text")
+            if not isinstance(value, str):
+                raise InvalidInput(f"{path}:{lineno}: needs a string field text", {"file": str(path), "line": lineno})
+            texts.append(value)
+    return texts
+
+
+def split_dev(rows: list[LabelledText], fraction: float, seed: int) -> tuple[list[LabelledText], list[LabelledText]]:
+    """(train, dev): a stratified `fraction` of each label held out, reproducibly."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[LabelledText]] = defaultdict(list)
+    for row in rows:
+        by_label[row.label].append(row)
+    train, dev = [], []
+    for label in sorted(by_label):
+        group = by_label[label][:]
+        rng.shuffle(group)
+        n_dev = max(1, round(len(group) * fraction)) if len(group) > 1 else 0
+        dev.extend(group[:n_dev])
+        train.extend(group[n_dev:])
+    return train, dev
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """sha256, size and row counts (per label when the file is labelled) of a data file."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    info: dict[str, Any] = {"path": str(path.resolve()), "sha256": digest, "bytes": path.stat().st_size}
+    try:
+        rows = read_labelled([path])
+        info["rows"] = len(rows)
+        info["labels"] = dict(Counter(r.label for r in rows))
+    except InvalidInput:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            info["rows"] = max(0, sum(1 for _ in handle) - (0 if path.suffix == ".jsonl" else 1))
+    return info
+
+
+# Items and interactions --------------------------------------------------------------------------------------------
+
+
+def item_text(title: str | None, category: str | None, description: str | None) -> str:
+    """The text an encoder sees for an item: `title. category/genres. description` (empty parts left out)."""
+    parts = []
+    for part in (title, (category or "").replace("|", ", "), description):
+        part = (part or "").strip()
+        if part:
+            parts.append(part.rstrip(". ") if part != description else part)
+    return ". ".join(parts)
+
+
+def load_item_texts(session: Session) -> dict[str, str]:
+    """item_id -> item text for every item in the `items` table (recsys's table, read with plain SQL)."""
+    rows = session.execute(sql("SELECT item_id, title, category, description FROM items ORDER BY item_id"))
+    return {r[0]: item_text(r[1], r[2], r[3]) for r in rows}
+
+
+def load_positives(session: Session, positive_rating: float) -> list[Positive]:
+    """Likes from the `interactions` table (a click, or a rating >= `positive_rating`), by user then time."""
+    rows = session.execute(
+        sql("SELECT user_id, item_id, ts FROM interactions WHERE kind = 'click' OR "
+            "(kind = 'rating' AND rating >= :threshold) ORDER BY user_id, ts, id"),
+        {"threshold": positive_rating})
+    return [Positive(r[0], r[1], _as_datetime(r[2])) for r in rows]
+
+
+def count_positives(session: Session, positive_rating: float) -> int:
+    """How many likes the `interactions` table holds (for the "enough new data" check)."""
+    return int(session.execute(
+        sql("SELECT COUNT(*) FROM interactions WHERE kind = 'click' OR (kind = 'rating' AND rating >= :threshold)"),
+        {"threshold": positive_rating}).scalar() or 0)
+
+
+def read_interactions_file(path: str | Path, positive_rating: float) -> list[Positive]:
+    """Likes from a CSV `user_id,item_id[,rating][,kind][,timestamp|ts]` (MovieLens style), by user then time.
+
+    Raises:
+        InvalidInput: missing file/columns or a bad rating/timestamp (naming the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"{path}: no such file", {"file": str(path)})
+    out: list[Positive] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for lineno, rec in _records(path, handle):
+            where = {"file": str(path), "line": lineno}
+            if not rec.get("user_id") or not rec.get("item_id"):
+                raise InvalidInput(f"{path}:{lineno}: needs user_id and item_id", where)
+            kind = (rec.get("kind") or ("rating" if rec.get("rating") not in (None, "") else "click")).strip()
+            try:
+                rating = float(rec["rating"]) if rec.get("rating") not in (None, "") else None
+                ts = _as_datetime(rec.get("timestamp") or rec.get("ts") or 0)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"{path}:{lineno}: bad rating or timestamp ({exc})", where) from exc
+            if kind == "click" or (kind == "rating" and rating is not None and rating >= positive_rating):
+                out.append(Positive(str(rec["user_id"]), str(rec["item_id"]), ts))
+    out.sort(key=lambda p: (p.user_id, p.ts))
+    return out
+
+
+def consecutive_pairs(positives: list[Positive], max_gap: int, max_pairs: int, seed: int) -> list[tuple[str, str]]:
+    """(item, a later item) pairs liked in a row by the same user (within `max_gap` likes), sampled to `max_pairs`."""
+    by_user: dict[str, list[str]] = defaultdict(list)
+    for p in positives:
+        by_user[p.user_id].append(p.item_id)
+    pairs = []
+    for items in by_user.values():
+        for i, anchor in enumerate(items):
+            for other in items[i + 1:i + 1 + max_gap]:
+                if other != anchor:
+                    pairs.append((anchor, other))
+    rng = random.Random(seed)
+    rng.shuffle(pairs)
+    return pairs[:max_pairs]
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.replace(".", "", 1).isdigit()):
+        return datetime.fromtimestamp(float(value), tz=timezone.utc).replace(tzinfo=None)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).replace(tzinfo=None)

@@ -1,0 +1,138 @@
+"""Scheduled retraining: a cron job per task that trains only when enough new data arrived, and a queue runner."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from finetune import registry
+from finetune.data import count_positives, read_labelled
+from finetune.tables import ModelVersion, TrainingRun
+from newsdesk.db import session_scope, utcnow
+from newsdesk.errors import Conflict, NewsdeskError
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUE_INTERVAL_S = 30
+LABEL_SUFFIXES = (".csv", ".jsonl")
+
+
+def register(scheduler: Any, settings: Settings, stop_event: threading.Event) -> None:
+    """Add the cron retraining jobs (one per task) and the queued-run runner to the worker's scheduler."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    mark_stale_runs(settings)
+    for task, cron in (("sentiment", settings.finetune.sentiment_cron), ("recsys", settings.finetune.recsys_cron)):
+        if not cron:
+            continue
+        scheduler.add_job("finetune.jobs:scheduled_retrain", CronTrigger.from_crontab(cron, timezone="UTC"),
+                          args=[settings, task], id=f"finetune:{task}:cron", name=f"retrain {task} (cron)",
+                          replace_existing=True)
+    scheduler.add_job("finetune.jobs:run_queued", "interval", seconds=QUEUE_INTERVAL_S, args=[settings],
+                      id="finetune:queue", name="run queued retraining requests", replace_existing=True)
+
+
+def mark_stale_runs(settings: Settings) -> int:
+    """Runs left "running" by a dead process (their task lock is free) become "interrupted"."""
+    count = 0
+    with session_scope(settings.database_url) as session:
+        for task in registry.TASKS:
+            if not registry.lock_is_free(settings, task):
+                continue
+            for run in session.scalars(select(TrainingRun).where(TrainingRun.task == task,
+                                                                 TrainingRun.status == "running")):
+                run.status, run.finished_at = "interrupted", utcnow()
+                run.error = run.error or "the process running it stopped"
+                count += 1
+    return count
+
+
+def sentiment_sources(settings: Settings) -> list[Path]:
+    """Training files for unattended sentiment runs: the last version's files plus NEWSDESK_HOME/labels/sentiment/."""
+    files: list[Path] = []
+    with session_scope(settings.database_url) as session:
+        row = session.scalar(select(ModelVersion).where(ModelVersion.task == "sentiment")
+                             .order_by(ModelVersion.id.desc()).limit(1))
+        if row is not None:
+            files += [Path(f["path"]) for f in (row.data or {}).get("train", []) if f.get("path")]
+    folder = settings.home / "labels" / "sentiment"
+    if folder.is_dir():
+        files += sorted(p for p in folder.iterdir() if p.suffix in LABEL_SUFFIXES)
+    seen: set[Path] = set()
+    return [f for f in files if f.is_file() and not (f.resolve() in seen or seen.add(f.resolve()))]
+
+
+def new_data(settings: Settings, task: str) -> tuple[int, int]:
+    """(rows available now, rows used by the last successful run of `task`; 0 if none)."""
+    with session_scope(settings.database_url) as session:
+        last = session.scalar(select(TrainingRun.data_rows).where(
+            TrainingRun.task == task, TrainingRun.status == "succeeded").order_by(TrainingRun.id.desc()).limit(1))
+        if task == "recsys":
+            now = count_positives(session, settings.recsys.positive_rating)
+    if task == "sentiment":
+        files = sentiment_sources(settings)
+        now = len(read_labelled(files)) if files else 0
+    return now, int(last or 0)
+
+
+def scheduled_retrain(settings: Settings, task: str) -> str:
+    """Cron entry point: retrain `task` if enough new labels/interactions arrived; returns what it did."""
+    needed = settings.finetune.min_new_labels if task == "sentiment" else settings.finetune.min_new_interactions
+    try:
+        now, before = new_data(settings, task)
+    except NewsdeskError as exc:
+        log.warning("scheduled %s retrain skipped: %s", task, exc)
+        return f"skipped: {exc}"
+    if now == 0 or (before and now - before < needed):
+        msg = f"skipped: {now - before} new rows since the last run (needs {needed})"
+        log.info("scheduled %s retrain %s", task, msg)
+        return msg
+    return _run(settings, task, trigger="schedule", run_id=None)
+
+
+def run_queued(settings: Settings) -> list[str]:
+    """Interval entry point: run each task's oldest queued request (one run per task at a time)."""
+    done = []
+    for task in registry.TASKS:
+        with session_scope(settings.database_url) as session:
+            run_id = session.scalar(select(TrainingRun.id).where(TrainingRun.task == task,
+                                                                 TrainingRun.status == "queued")
+                                    .order_by(TrainingRun.id).limit(1))
+        if run_id is not None:
+            done.append(_run(settings, task, trigger="request", run_id=run_id))
+    return done
+
+
+def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> str:
+    from finetune.service import retrain
+
+    files = sentiment_sources(settings) if task == "sentiment" else []
+    if task == "sentiment" and not files:
+        msg = "failed: no sentiment training files (train once from the CLI or add NEWSDESK_HOME/labels/sentiment/)"
+        _fail_queued(settings, run_id, msg)
+        return msg
+    try:
+        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id)
+    except Conflict as exc:
+        log.info("%s retrain postponed: %s", task, exc)
+        return f"postponed: {exc}"
+    except NewsdeskError as exc:
+        log.warning("%s retrain failed: %s", task, exc)
+        _fail_queued(settings, run_id, str(exc))
+        return f"failed: {exc}"
+    return f"{outcome.version}: {outcome.reason}"
+
+
+def _fail_queued(settings: Settings, run_id: int | None, message: str) -> None:
+    """A queued run that could not even start is marked failed, so it is not retried forever."""
+    if run_id is None:
+        return
+    with session_scope(settings.database_url) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is not None and run.status == "queued":
+            run.status, run.finished_at, run.error = "failed", utcnow(), message

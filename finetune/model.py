@@ -1,0 +1,107 @@
+"""The sentiment network: the MiniLM body, mean pooling and a linear head; saved as a plain folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HEAD_FILE = "head.safetensors"
+CONFIG_FILE = "classifier.json"
+
+
+class SentimentModel(nn.Module):
+    """Transformer body + pooling (mean over tokens, or BERT's CLS pooler) + dropout + linear head.
+
+    Mean pooling is what all-MiniLM-L6-v2 was trained with; its CLS pooler was never trained for it.
+    `rdrop_alpha` > 0 adds R-Drop (two dropout passes, symmetric KL between them) during training.
+    """
+
+    def __init__(self, body: nn.Module, num_labels: int, *, pooling: str = "mean", dropout: float = 0.1,
+                 class_weights: list[float] | None = None, rdrop_alpha: float = 0.0,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be mean or cls, got {pooling!r}")
+        self.body = body
+        self.pooling = pooling
+        self.rdrop_alpha = rdrop_alpha
+        self.label_smoothing = label_smoothing
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(body.config.hidden_size, num_labels)
+        weights = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.config = body.config  # the Trainer reads a few attributes from model.config
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: Any) -> torch.Tensor:
+        out = self.body(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        if self.pooling == "cls":
+            return out.pooler_output
+        mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: Any) -> torch.Tensor:
+        return self.head(self.dropout(self.pool(input_ids, attention_mask, **extra)))
+
+    def _ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        weight = self.class_weights.to(logits.dtype) if self.class_weights is not None else None
+        return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, **_: Any) -> dict[str, torch.Tensor]:
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        logits = self._logits(input_ids, attention_mask, **extra)
+        out: dict[str, torch.Tensor] = {"logits": logits}
+        if labels is None:
+            return out
+        loss = self._ce(logits, labels)
+        if self.training and self.rdrop_alpha > 0:
+            logits2 = self._logits(input_ids, attention_mask, **extra)
+            loss = 0.5 * (loss + self._ce(logits2, labels))
+            p, q = F.log_softmax(logits.float(), -1), F.log_softmax(logits2.float(), -1)
+            kl = 0.5 * (F.kl_div(p, q, log_target=True, reduction="batchmean")
+                        + F.kl_div(q, p, log_target=True, reduction="batchmean"))
+            loss = loss + self.rdrop_alpha * kl
+        out["loss"] = loss
+        return out
+
+
+def save_sentiment_model(model: SentimentModel, tokenizer: Any, folder: Path, *, labels: tuple[str, ...],
+                         max_length: int) -> None:
+    """Write body (transformers format), tokenizer, head and `classifier.json` into `folder` (must not exist)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    model.body.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(folder / HEAD_FILE))
+    meta = {"labels": list(labels), "pooling": model.pooling, "max_length": max_length}
+    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def load_sentiment_model(folder: Path, device: str = "cpu") -> tuple[SentimentModel, Any, dict[str, Any]]:
+    """(model in eval mode, tokenizer, classifier.json) from a folder written by `save_sentiment_model`."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    body = AutoModel.from_pretrained(str(folder), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = SentimentModel(body, len(meta["labels"]), pooling=meta.get("pooling", "mean"))
+    model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    model.to(device).eval()
+    return model, tokenizer, meta
+
+
+def copy_tree_atomic(src: Path, dst: Path) -> None:
+    """Copy a folder to `dst` via a sibling temp folder and one rename."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    os.replace(tmp, dst)

@@ -1,0 +1,197 @@
+"""The two retraining pipelines: data -> train -> evaluate challenger and champion -> publish -> register -> gate."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from sqlalchemy.orm import Session
+
+from finetune import registry
+from finetune.args import BehaviourArgs, SentimentArgs
+from finetune.data import (Positive, consecutive_pairs, file_fingerprint, load_item_texts, load_positives,
+                           read_interactions_file, read_labelled, split_dev)
+from finetune.evaluate import PRIMARY, classification_report, evaluate_encoder_ranking
+from newsdesk.db import session_scope, utcnow
+from newsdesk.encoders import base_model_path
+from newsdesk.errors import InvalidInput
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run_id: int
+    task: str
+    version: str
+    metrics: dict[str, Any]
+    primary_metric: str
+    primary_value: float | None
+    promoted: bool
+    reason: str
+    train_seconds: float = 0.0
+    path: Path | None = None
+
+
+@dataclass
+class Prepared:
+    """A trained, evaluated model in its staging folder, ready to publish."""
+
+    staged: Path
+    metrics: dict[str, Any]
+    champion_value: float | None
+    champion_label: str
+    data: dict[str, Any]
+    data_rows: int
+    train_seconds: float
+    details: dict[str, Any]
+
+
+def evaluate_sentiment_folder(folder: Path, rows: Sequence[Any], device: str = "cpu") -> dict[str, Any]:
+    """Classification report of the sentiment model in `folder` on labelled rows."""
+    from finetune.classifier import SentimentClassifier
+
+    clf = SentimentClassifier(folder, device=device)
+    preds = clf.predict([r.text for r in rows])
+    return classification_report([r.label for r in rows], [p.label for p in preds], clf.labels)
+
+
+def prepare_sentiment(session_url: str, settings: Settings, train_files: Sequence[str | Path],
+                      dev_file: str | Path | None, args: SentimentArgs, *, work_dir: Path, staged: Path,
+                      resume: bool) -> Prepared:
+    """Read data, fine-tune, evaluate the challenger and the current model on the same dev rows."""
+    from finetune.train import train_sentiment
+
+    if not train_files:
+        raise InvalidInput("no training files given (--train FILE)", {"field": "train_files"})
+    rows = read_labelled(train_files)
+    dev_path = dev_file or settings.finetune.sentiment_dev_path or None
+    if dev_path:
+        train_rows, dev_rows = rows, read_labelled([dev_path])
+        dev_info: dict[str, Any] = file_fingerprint(dev_path)
+    else:
+        train_rows, dev_rows = split_dev(rows, args.dev_fraction, args.seed)
+        dev_info = {"split_from_train": args.dev_fraction, "rows": len(dev_rows), "seed": args.seed}
+    if len({r.label for r in train_rows}) < 2:
+        raise InvalidInput("training data needs at least two different labels", {"field": "train_files"})
+    result = train_sentiment(base_model_path(settings.base_model_path), train_rows, dev_rows, args,
+                             work_dir=work_dir, out_dir=staged, device=settings.device, resume=resume)
+    report = evaluate_sentiment_folder(staged, dev_rows)
+    champion_value, champion_label = None, ""
+    with session_scope(session_url) as session:
+        current = registry.current_row(session, "sentiment")
+        current_info = (current.version, Path(current.path)) if current is not None else None
+    if current_info is not None:  # the champion is scored on the very same dev rows
+        champion_value = evaluate_sentiment_folder(current_info[1], dev_rows)["macro_f1"]
+        champion_label = current_info[0]
+    data = {"train": [file_fingerprint(f) for f in train_files], "dev": dev_info,
+            "train_rows": len(train_rows), "dev_rows": len(dev_rows)}
+    metrics = {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "dev": report,
+               "champion": {"version": champion_label or None, "macro_f1": champion_value}, **result.details}
+    return Prepared(staged, metrics, champion_value, champion_label, data, len(rows), result.train_seconds,
+                    result.details)
+
+
+def _holdout_last(positives: list[Positive], fraction: float = 0.1, min_likes: int = 5
+                  ) -> tuple[list[Positive], list[Positive]]:
+    """(train, dev): each user's newest `fraction` of likes (users with >= `min_likes`) held out."""
+    by_user: dict[str, list[Positive]] = defaultdict(list)
+    for p in positives:
+        by_user[p.user_id].append(p)
+    train, dev = [], []
+    for likes in by_user.values():
+        n_dev = max(1, int(len(likes) * fraction)) if len(likes) >= min_likes else 0
+        train.extend(likes[:len(likes) - n_dev])
+        dev.extend(likes[len(likes) - n_dev:])
+    return train, dev
+
+
+def ranking_of(folder: Path | None, item_texts: dict[str, str], train_likes: dict[str, list[str]],
+               dev_likes: dict[str, set[str]], k: int, device: str) -> dict[str, float]:
+    """Recall/NDCG@k of the SentenceTransformer in `folder` (None: the base encoder)."""
+    from newsdesk.encoders import load_sentence_encoder
+
+    model = load_sentence_encoder(folder, device=device, cache=False)
+
+    def encode(texts: list[str], batch_size: int) -> Any:
+        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
+
+    return evaluate_encoder_ranking(encode, item_texts, train_likes, dev_likes, k=k)
+
+
+def prepare_recsys(session_url: str, settings: Settings, dev_file: str | Path | None, args: BehaviourArgs, *,
+                   work_dir: Path, staged: Path, resume: bool) -> Prepared:
+    """Build pairs from the interactions table, fine-tune, evaluate against the current (or base) encoder."""
+    from finetune.train import train_behaviour
+
+    with session_scope(session_url) as session:
+        item_texts = load_item_texts(session)
+        positives = load_positives(session, args.positive_rating)
+        current = registry.current_row(session, "recsys")
+        champion = (current.version, Path(current.path)) if current is not None else None
+    if not item_texts:
+        raise InvalidInput("the catalog is empty: import items first (newsdesk catalog import)")
+    dev_path = dev_file or settings.finetune.recsys_dev_path or None
+    if dev_path:
+        train_pos, dev_pos = positives, read_interactions_file(dev_path, args.positive_rating)
+        dev_info: dict[str, Any] = file_fingerprint(dev_path)
+    else:
+        train_pos, dev_pos = _holdout_last(positives)
+        dev_info = {"holdout": "newest 10% of each user's likes", "rows": len(dev_pos)}
+    pairs = [(item_texts[a], item_texts[b]) for a, b in consecutive_pairs(
+        [p for p in train_pos if p.item_id in item_texts], args.max_gap, args.max_pairs, args.seed)]
+    if len(pairs) < 2:
+        raise InvalidInput(f"not enough liked pairs to train on ({len(pairs)}): import interactions first")
+    result = train_behaviour(base_model_path(settings.base_model_path), pairs, args, work_dir=work_dir,
+                             out_dir=staged, device=settings.device, resume=resume)
+    train_likes: dict[str, list[str]] = defaultdict(list)
+    for p in train_pos:
+        train_likes[p.user_id].append(p.item_id)
+    dev_likes: dict[str, set[str]] = defaultdict(set)
+    for p in dev_pos:
+        dev_likes[p.user_id].add(p.item_id)
+    ours = ranking_of(staged, item_texts, train_likes, dev_likes, args.k, settings.device)
+    theirs = ranking_of(champion[1] if champion else None, item_texts, train_likes, dev_likes, args.k,
+                        settings.device)
+    metric = PRIMARY["recsys"][0]
+    data = {"items": len(item_texts), "positives": len(positives), "train_likes": len(train_pos),
+            "dev": dev_info, "pairs": len(pairs), "positive_rating": args.positive_rating}
+    metrics = {**ours, "champion": {"version": champion[0] if champion else "base", **theirs}, **result.details}
+    return Prepared(staged, metrics, theirs[metric], champion[0] if champion else "base", data, len(positives),
+                    result.train_seconds, result.details)
+
+
+def finish(session: Session, settings: Settings, task: str, version: str, run_id: int, prepared: Prepared,
+           args: dict[str, Any], promote: str, actor: str) -> TrainOutcome:
+    """Publish the staged folder, register the version and promote it if the gate allows."""
+    metric = PRIMARY[task][0]
+    value = prepared.metrics.get(metric)
+    champion = prepared.champion_value
+    if task == "recsys" and prepared.champion_label == "base" and promote == "auto" and champion is not None:
+        # No recsys version in service: the challenger must at least beat the base encoder.
+        ok, reason = registry.decide(task, promote, value, champion, settings.finetune.promote_margin)
+        reason = reason.replace("current", "base encoder")
+    else:
+        ok, reason = registry.decide(task, promote, value, champion, settings.finetune.promote_margin)
+    timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
+    path = registry.publish(prepared.staged, settings, task, version,
+                            {"metrics.json": prepared.metrics, "args.json": args, "data.json": prepared.data,
+                             "timing.json": timing})
+    registry.register(session, task=task, version=version, path=path, metrics=prepared.metrics, args=args,
+                      data=prepared.data, train_seconds=prepared.train_seconds, run_id=run_id)
+    if ok:
+        registry.set_current(session, task, version, actor=actor, detail={"reason": reason})
+    else:
+        registry.add_event(session, task, version, "kept", actor, reason=reason)
+    log.info("%s %s: %s", task, version, reason)
+    return TrainOutcome(run_id, task, version, prepared.metrics, metric, value, ok, reason,
+                        prepared.train_seconds, path)
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,231 @@
+"""Versions on disk and in the database: staging, atomic publish, register, current, promote-if-better, rollback."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from finetune.evaluate import PRIMARY, is_better
+from finetune.tables import ModelEvent, ModelVersion, TrainingRun
+from newsdesk.db import utcnow
+from newsdesk.errors import Conflict, InvalidInput, NotFound
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASKS = ("sentiment", "recsys")
+PROMOTE_MODES = ("auto", "never", "force")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    task: str
+    version: str
+    status: str
+    is_current: bool
+    metrics: dict[str, Any]
+    primary_metric: str
+    primary_value: float | None
+    created_at: datetime
+    promoted_at: datetime | None
+    train_seconds: float | None
+    path: Path
+    args: dict[str, Any]
+    data: dict[str, Any]
+    run_id: int | None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    task: str
+    status: str
+    trigger: str
+    requested_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    version: str | None
+    promoted: bool
+    metrics: dict[str, Any]
+    reason: str
+    error: str | None
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise InvalidInput(f"unknown task {task!r} (expected {' or '.join(TASKS)})", {"field": "task"})
+    return task
+
+
+def version_info(row: ModelVersion) -> VersionInfo:
+    return VersionInfo(row.task, row.version, row.status, row.status == "current", dict(row.metrics or {}),
+                       row.primary_metric, row.primary_value, row.created_at, row.promoted_at, row.train_seconds,
+                       Path(row.path), dict(row.args or {}), dict(row.data or {}), row.run_id)
+
+
+def run_info(row: TrainingRun) -> RunInfo:
+    return RunInfo(row.id, row.task, row.status, row.trigger, row.requested_by, row.created_at, row.started_at,
+                   row.finished_at, row.version, bool(row.promoted), dict(row.metrics or {}), row.reason or "",
+                   row.error)
+
+
+# Locks and runs ----------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def task_lock(settings: Settings, task: str) -> Iterator[None]:
+    """One training run per task at a time, across processes (an OS file lock, released if the process dies).
+
+    Raises:
+        Conflict: another run of `task` holds the lock.
+    """
+    folder = settings.models_dir / task
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".train.lock", "a+")  # noqa: SIM115 - held for the duration of the context
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise Conflict(f"a {task} training run is already in progress") from exc
+        yield
+    finally:
+        handle.close()
+
+
+def lock_is_free(settings: Settings, task: str) -> bool:
+    try:
+        with task_lock(settings, task):
+            return True
+    except Conflict:
+        return False
+
+
+def new_version_name(session: Session, task: str) -> str:
+    """`v<UTC timestamp>`, with a numeric suffix if that name is taken."""
+    base = "v" + utcnow().strftime("%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while session.scalar(select(ModelVersion.id).where(ModelVersion.task == task, ModelVersion.version == name)):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def staging_dir(settings: Settings, task: str, version: str) -> Path:
+    """A fresh temp folder beside the final one (same file system, so the publish rename is atomic)."""
+    path = settings.models_dir / task / f".staging-{version}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def publish(staged: Path, settings: Settings, task: str, version: str, sidecars: dict[str, Any]) -> Path:
+    """Write `sidecars` as JSON files (metrics.json, args.json, data.json, timing.json) then rename into place."""
+    for name, payload in sidecars.items():
+        (staged / name).write_text(json.dumps(payload, indent=2, default=str))
+    final = settings.models_dir / task / version
+    if final.exists():
+        raise Conflict(f"model folder {final} already exists")
+    os.replace(staged, final)
+    return final
+
+
+def register(session: Session, *, task: str, version: str, path: Path, metrics: dict[str, Any],
+             args: dict[str, Any], data: dict[str, Any], train_seconds: float | None,
+             run_id: int | None) -> ModelVersion:
+    """Insert a `candidate` version row (not served until promoted) and a `registered` event."""
+    metric, _ = PRIMARY[task]
+    row = ModelVersion(task=task, version=version, status="candidate", path=str(path), metrics=metrics,
+                       primary_metric=metric, primary_value=metrics.get(metric), args=args, data=data,
+                       train_seconds=train_seconds, run_id=run_id, created_at=utcnow())
+    session.add(row)
+    session.add(ModelEvent(task=task, version=version, kind="registered", actor="", detail={"metric": metric,
+                           "value": metrics.get(metric)}, created_at=utcnow()))
+    session.flush()
+    return row
+
+
+# Current, promotion, rollback --------------------------------------------------------------------------------------
+
+
+def current_row(session: Session, task: str) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.task == task, ModelVersion.status == "current")
+                          .order_by(ModelVersion.promoted_at.desc()).limit(1))
+
+
+def get_row(session: Session, task: str, version: str) -> ModelVersion:
+    row = session.scalar(select(ModelVersion).where(ModelVersion.task == task, ModelVersion.version == version))
+    if row is None:
+        raise NotFound(f"no {task} model version {version!r}", {"task": task, "version": version})
+    return row
+
+
+def decide(task: str, mode: str, challenger: float | None, champion: float | None, margin: float) -> tuple[bool, str]:
+    """(promote?, reason) for a challenger against the champion on the same evaluation data."""
+    if mode not in PROMOTE_MODES:
+        raise InvalidInput(f"promote must be one of {', '.join(PROMOTE_MODES)}, got {mode!r}", {"field": "promote"})
+    metric, _ = PRIMARY[task]
+    if mode == "never":
+        return False, "kept: promotion disabled (--promote never)"
+    if mode == "force":
+        return True, "promoted: forced (--promote force)"
+    if challenger is None:
+        return False, f"kept: no {metric} measured"
+    if champion is None:
+        return True, f"promoted: first {task} model ({metric} {challenger:.4f})"
+    if is_better(task, challenger, champion, margin):
+        return True, f"promoted: {metric} {challenger:.4f} beats current {champion:.4f} by >= {margin}"
+    return False, f"kept, not promoted: {metric} {challenger:.4f} does not beat current {champion:.4f} by {margin}"
+
+
+def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = "promoted",
+                detail: dict[str, Any] | None = None) -> ModelVersion:
+    """Make `version` the served one; the previous current becomes `archived` (or `rolled_back`)."""
+    row = get_row(session, task, version)
+    if not Path(row.path).is_dir():
+        raise NotFound(f"model folder {row.path} of {task} {version} is missing", {"version": version})
+    previous = current_row(session, task)
+    if previous is not None and previous.id != row.id:
+        previous.status = "rolled_back" if kind == "rolled_back" else "archived"
+    row.status = "current"
+    row.promoted_at = utcnow()
+    session.add(ModelEvent(task=task, version=version, kind=kind, actor=actor,
+                           detail={"previous": previous.version if previous else None, **(detail or {})},
+                           created_at=utcnow()))
+    session.flush()
+    log.info("%s model %s is now current (%s by %s)", task, version, kind, actor or "system")
+    return row
+
+
+def rollback(session: Session, task: str, *, actor: str) -> ModelVersion:
+    """Serve the previously promoted version again; the current one is marked `rolled_back`.
+
+    Raises:
+        NotFound: no current version, or none promoted before it.
+    """
+    current = current_row(session, task)
+    if current is None:
+        raise NotFound(f"no current {task} model to roll back")
+    earlier = session.scalars(select(ModelVersion).where(
+        ModelVersion.task == task, ModelVersion.id != current.id, ModelVersion.promoted_at.is_not(None),
+        ModelVersion.status != "rolled_back").order_by(ModelVersion.promoted_at.desc())).all()
+    for candidate in earlier:
+        if Path(candidate.path).is_dir():
+            return set_current(session, task, candidate.version, actor=actor, kind="rolled_back",
+                               detail={"from": current.version})
+    raise NotFound(f"no earlier promoted {task} model to roll back to")
+
+
+def add_event(session: Session, task: str, version: str, kind: str, actor: str = "", **detail: Any) -> None:
+    session.add(ModelEvent(task=task, version=version, kind=kind, actor=actor, detail=detail, created_at=utcnow()))

@@ -1,0 +1,197 @@
+"""Front door of finetune: retrain, request_retrain, versions, promote, rollback, evaluate, classify, encoder_path."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from finetune import registry
+from finetune.args import build_args
+from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier
+from finetune.pipeline import TrainOutcome, finish, prepare_recsys, prepare_sentiment
+from finetune.registry import RunInfo, VersionInfo, check_task, run_info, version_info
+from finetune.tables import ModelVersion, TrainingRun
+from newsdesk.db import session_scope, utcnow
+from newsdesk.encoders import base_model_path
+from newsdesk.errors import InvalidInput, NotFound
+from newsdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "TrainOutcome", "VersionInfo",
+           "classify_texts", "current_version", "encoder_path", "evaluate_version", "list_training_runs",
+           "list_versions", "promote", "request_retrain", "retrain", "rollback"]
+
+
+def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] = (), dev_file: str | Path | None = None,
+            promote: str = "auto", args: Mapping[str, Any] | None = None, trigger: str = "cli",
+            run_id: int | None = None, resume: bool = False, actor: str = "") -> TrainOutcome:
+    """Train a new version of `task`, evaluate it against the current one, register it and promote it if better.
+
+    Runs under the task's lock. A failure or interruption marks the run failed/interrupted and leaves what is served
+    untouched (the model is only renamed into place and made current once fully written and evaluated).
+    `run_id` runs an existing queued row; `resume` continues the newest interrupted run's checkpoints.
+
+    Raises:
+        InvalidInput: bad data, arguments or promote mode.  Conflict: a run of this task is already in progress.
+    """
+    check_task(task)
+    registry.decide(task, promote, None, None, 0.0)  # validates the mode before any work
+    parsed = build_args(task, args)
+    url = settings.database_url
+    settings.ensure_dirs()
+    with registry.task_lock(settings, task):
+        with session_scope(url) as session:
+            work_dir = _resume_dir(session, task) if resume else None
+            run = session.get(TrainingRun, run_id) if run_id else None
+            if run_id and run is None:
+                raise NotFound(f"no training run {run_id}")
+            if run is None:
+                run = TrainingRun(task=task, trigger=trigger, requested_by=actor, created_at=utcnow())
+                session.add(run)
+            run.status, run.started_at, run.error = "running", utcnow(), None
+            session.flush()
+            run_id = run.id
+            version = registry.new_version_name(session, task)
+            work_dir = work_dir or settings.runs_dir / task / f"run-{run_id}"
+            run.output_dir = str(work_dir)
+        staged = registry.staging_dir(settings, task, version)
+        try:
+            if task == "sentiment":
+                prepared = prepare_sentiment(url, settings, train_files, dev_file, parsed, work_dir=work_dir,
+                                             staged=staged, resume=resume)
+            else:
+                prepared = prepare_recsys(url, settings, dev_file, parsed, work_dir=work_dir, staged=staged,
+                                          resume=resume)
+            with session_scope(url) as session:
+                outcome = finish(session, settings, task, version, run_id, prepared, parsed.to_dict(), promote,
+                                 actor or trigger)
+                run = session.get(TrainingRun, run_id)
+                run.status, run.finished_at, run.version = "succeeded", utcnow(), version
+                run.promoted, run.reason, run.data_rows = outcome.promoted, outcome.reason, prepared.data_rows
+                run.metrics = {k: v for k, v in outcome.metrics.items() if not isinstance(v, (dict, list))}
+        except BaseException as exc:
+            shutil.rmtree(staged, ignore_errors=True)
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            _mark_run(url, run_id, status, f"{type(exc).__name__}: {exc}")
+            log.warning("%s run %s %s: %s", task, run_id, status, exc)
+            raise
+        shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints are only needed to resume an unfinished run
+        return outcome
+
+
+def _resume_dir(session: Session, task: str) -> Path:
+    """Checkpoint folder of the newest interrupted/failed run of `task` that left checkpoints."""
+    runs = session.scalars(select(TrainingRun).where(TrainingRun.task == task,
+                                                     TrainingRun.status.in_(("interrupted", "failed")),
+                                                     TrainingRun.output_dir.is_not(None))
+                           .order_by(TrainingRun.id.desc())).all()
+    for run in runs:
+        folder = Path(run.output_dir)
+        if any(folder.glob("checkpoint-*")):
+            return folder
+    raise NotFound(f"no interrupted {task} run with a checkpoint to resume")
+
+
+def _mark_run(url: str, run_id: int, status: str, error: str) -> None:
+    try:
+        with session_scope(url) as session:
+            run = session.get(TrainingRun, run_id)
+            if run is not None:
+                run.status, run.finished_at, run.error = status, utcnow(), error[:2000]
+    except Exception:  # noqa: BLE001 - never mask the original error
+        log.exception("could not record the end of run %s", run_id)
+
+
+def request_retrain(session: Session, task: str, requested_by: str) -> int:
+    """Queue a retraining of `task` (status "queued"); the worker's finetune job runs it. Returns the run id."""
+    check_task(task)
+    run = TrainingRun(task=task, status="queued", trigger="request", requested_by=requested_by, created_at=utcnow())
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def list_versions(session: Session, task: str | None = None) -> list[VersionInfo]:
+    """Every registered version (newest first), optionally of one task."""
+    query = select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+    if task:
+        query = query.where(ModelVersion.task == check_task(task))
+    return [version_info(row) for row in session.scalars(query)]
+
+
+def get_version(session: Session, task: str, version: str) -> VersionInfo:
+    """One version. Raises NotFound."""
+    return version_info(registry.get_row(session, check_task(task), version))
+
+
+def current_version(session: Session, task: str) -> VersionInfo | None:
+    row = registry.current_row(session, check_task(task))
+    return version_info(row) if row is not None else None
+
+
+def promote(session: Session, settings: Settings, task: str, version: str, *, actor: str = "cli") -> VersionInfo:
+    """Serve `version` now (an operator's decision: no gate). Raises NotFound."""
+    return version_info(registry.set_current(session, check_task(task), version, actor=actor,
+                                             detail={"reason": "manual promotion"}))
+
+
+def rollback(session: Session, settings: Settings, task: str, *, actor: str = "cli") -> VersionInfo:
+    """Serve the previously promoted version again. Raises NotFound when there is none."""
+    return version_info(registry.rollback(session, check_task(task), actor=actor))
+
+
+def list_training_runs(session: Session, task: str | None = None, limit: int = 50) -> list[RunInfo]:
+    """Training runs, newest first."""
+    query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)
+    if task:
+        query = query.where(TrainingRun.task == check_task(task))
+    return [run_info(row) for row in session.scalars(query)]
+
+
+def encoder_path(session: Session, settings: Settings, task: str = "recsys") -> tuple[str | None, Path]:
+    """(current version or None, its SentenceTransformer folder); the base encoder when no version is current."""
+    row = registry.current_row(session, check_task(task))
+    if row is not None and Path(row.path).is_dir():
+        return row.version, Path(row.path)
+    return None, base_model_path(settings.base_model_path)
+
+
+def load_classifier(session: Session, settings: Settings, version: str | None = None) -> SentimentClassifier:
+    """The classifier of `version`, or of the current version. Raises NotFound / Unavailable."""
+    if version:
+        row = registry.get_row(session, "sentiment", version)
+    else:
+        row = registry.current_row(session, "sentiment")
+        if row is None:
+            raise NotFound("no sentiment model is in service yet: run `newsdesk finetune sentiment`")
+    return SentimentClassifier(row.path, version=row.version, device=settings.device)
+
+
+def classify_texts(settings: Settings, texts: Sequence[str], *, version: str | None = None,
+                   batch_size: int = 64) -> list[Prediction]:
+    """Label texts with the current (or a given) sentiment version, in input order."""
+    with session_scope(settings.database_url) as session:
+        classifier = load_classifier(session, settings, version)
+    return classifier.predict(texts, batch_size=batch_size)
+
+
+def evaluate_version(settings: Settings, task: str, data_file: str | Path, *, version: str | None = None
+                     ) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class scores and confusion matrix of a sentiment version on a labelled file."""
+    from finetune.data import read_labelled
+    from finetune.evaluate import classification_report
+
+    if check_task(task) != "sentiment":
+        raise InvalidInput("evaluate_version supports the sentiment task; use `newsdesk eval recsys` for ranking")
+    rows = read_labelled([data_file])
+    with session_scope(settings.database_url) as session:
+        classifier = load_classifier(session, settings, version)
+    preds = classifier.predict([r.text for r in rows])
+    report = classification_report([r.label for r in rows], [p.label for p in preds], classifier.labels)
+    return {"version": classifier.version, "data": str(data_file), **report}

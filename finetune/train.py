@@ -1,0 +1,171 @@
+"""One function per task, top to bottom: data -> model -> library trainer -> saved model folder."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finetune.args import BehaviourArgs, SentimentArgs
+from finetune.callbacks import ProgressBar, WeightAveraging
+from finetune.data import LABELS, LabelledText
+from newsdesk.device import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training function hands back to the service (which evaluates, registers and gates)."""
+
+    train_seconds: float
+    steps: int
+    device: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _precision(device: str) -> dict[str, bool]:
+    """Mixed precision on CUDA (bf16 where supported, else fp16); full precision on CPU."""
+    if device != "cuda":
+        return {"use_cpu": True}
+    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest `checkpoint-N` folder of a Trainer output folder, if any."""
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return checkpoints[-1] if checkpoints else None
+
+
+def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: list[LabelledText],
+                    args: SentimentArgs, *, work_dir: Path, out_dir: Path, device: str = "auto",
+                    resume: bool = False) -> TrainResult:
+    """Fine-tune the encoder end to end as a 3-class classifier and save it (body, tokenizer, head) to `out_dir`.
+
+    `work_dir` holds the Trainer's checkpoints (one per evaluation); with `resume` the run continues from the
+    newest one there. Early stopping watches dev macro-F1; with `weight_averaging` the saved model is the uniform
+    average of the weights from the second part of training.
+    """
+    from transformers import (AutoModel, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
+                              TrainingArguments, set_seed)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from finetune.evaluate import classification_report
+    from finetune.model import SentimentModel, save_sentiment_model
+
+    dev = resolve_device(args.device if args.device != "auto" else device)
+    set_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
+    label_id = {label: i for i, label in enumerate(LABELS)}
+
+    def encode(rows: list[LabelledText]) -> list[dict[str, Any]]:
+        enc = tokenizer([r.text for r in rows], truncation=True, max_length=args.max_length)
+        return [{"input_ids": ids, "attention_mask": mask, "labels": label_id[r.label]}
+                for ids, mask, r in zip(enc["input_ids"], enc["attention_mask"], rows)]
+
+    train_ds, dev_ds = encode(train_rows), encode(dev_rows)
+    counts = Counter(r.label for r in train_rows)
+    class_weights = None
+    if args.class_weights == "balanced":  # inverse frequency, mean 1 over the training rows
+        class_weights = [len(train_rows) / (len(LABELS) * max(counts[label], 1)) for label in LABELS]
+    model = SentimentModel(AutoModel.from_pretrained(str(base_path), local_files_only=True), len(LABELS),
+                           pooling=args.pooling, class_weights=class_weights, rdrop_alpha=args.rdrop_alpha,
+                           label_smoothing=args.label_smoothing)
+
+    steps_per_epoch = max(1, math.ceil(len(train_ds) / args.batch_size))
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.epochs)
+    eval_every = max(1, min(total_steps, steps_per_epoch // args.evals_per_epoch))
+
+    def metrics(pred: Any) -> dict[str, float]:
+        logits, labels = pred
+        report = classification_report([LABELS[i] for i in labels], [LABELS[i] for i in logits.argmax(-1)], LABELS)
+        return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"]}
+
+    averaging = WeightAveraging(args.weight_averaging, args.average_every) if args.weight_averaging > 0 else None
+    callbacks: list[Any] = [ProgressBar(args.batch_size, desc="sentiment")]
+    if averaging:
+        callbacks.append(averaging)
+    if args.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+    training_args = TrainingArguments(
+        output_dir=str(work_dir), max_steps=total_steps, learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=128,
+        warmup_steps=args.warmup_ratio, weight_decay=args.weight_decay, lr_scheduler_type="linear",
+        eval_strategy="steps", eval_steps=eval_every, save_strategy="steps", save_steps=eval_every,
+        save_total_limit=2, metric_for_best_model="macro_f1", greater_is_better=True,
+        load_best_model_at_end=averaging is None, logging_steps=max(1, min(25, eval_every)), report_to=[],
+        seed=args.seed, disable_tqdm=True, train_sampling_strategy="group_by_length", save_only_model=False,
+        dataloader_num_workers=0, **_precision(dev))
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks)
+    for quiet in (PrinterCallback, ProgressCallback):  # our ProgressBar replaces the per-log prints
+        trainer.remove_callback(quiet)
+
+    checkpoint = latest_checkpoint(work_dir) if resume else None
+    if averaging and checkpoint is not None:
+        averaging.resume_from = checkpoint
+    log.info("sentiment fine-tune: %d train / %d dev rows, %d steps on %s%s", len(train_ds), len(dev_ds),
+             total_steps, dev, f", resuming from {checkpoint.name}" if checkpoint else "")
+    started = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.monotonic() - started
+    details: dict[str, Any] = {"train_loss": round(float(output.training_loss), 4), "device": dev,
+                               "resumed_from": checkpoint.name if checkpoint else None,
+                               "dev_history": [{"step": h["step"], "macro_f1": h["eval_macro_f1"]}
+                                               for h in trainer.state.log_history if "eval_macro_f1" in h]}
+    if averaging and averaging.apply(trainer.model):
+        details["averaged_snapshots"] = averaging.count
+    trainer.model.to("cpu")
+    save_sentiment_model(trainer.model, tokenizer, out_dir, labels=LABELS, max_length=args.max_length)
+    return TrainResult(round(seconds, 1), int(trainer.state.global_step), dev, details)
+
+
+def train_behaviour(base_path: Path, pairs: list[tuple[str, str]], args: BehaviourArgs, *, work_dir: Path,
+                    out_dir: Path, device: str = "auto", resume: bool = False) -> TrainResult:
+    """Contrastive fine-tune on (liked item text, next liked item text) pairs with in-batch negatives.
+
+    Saves a SentenceTransformer folder to `out_dir`.
+    """
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
+                                                                   MultipleNegativesRankingLoss)
+    from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    dev = resolve_device(args.device if args.device != "auto" else device)
+    set_seed(args.seed)
+    model = SentenceTransformer(str(base_path), device=dev, local_files_only=True)
+    model.max_seq_length = args.max_length
+    dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [b for _, b in pairs]})
+    if args.loss == "cached_mnrl":
+        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=args.mini_batch_size)
+    else:
+        loss = MultipleNegativesRankingLoss(model)
+    steps_per_epoch = max(1, len(pairs) // args.batch_size)
+    total_steps = args.max_steps if args.max_steps > 0 else max(1, math.ceil(steps_per_epoch * args.epochs))
+    training_args = SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir), max_steps=total_steps, learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.batch_size, warmup_steps=args.warmup_ratio,
+        batch_sampler="no_duplicates", save_strategy="steps", save_steps=max(1, min(total_steps, 100)),
+        save_total_limit=1, logging_steps=max(1, min(25, total_steps)), report_to=[], seed=args.seed,
+        disable_tqdm=True, dataloader_drop_last=len(pairs) >= args.batch_size * 2, **_precision(dev))
+    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss,
+                                         callbacks=[ProgressBar(args.batch_size, desc="recsys")])
+    for quiet in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(quiet)
+    checkpoint = latest_checkpoint(work_dir) if resume else None
+    log.info("behaviour fine-tune: %d pairs, %d steps on %s", len(pairs), total_steps, dev)
+    started = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.monotonic() - started
+    model.save(str(out_dir))
+    return TrainResult(round(seconds, 1), int(trainer.state.global_step), dev,
+                       {"train_loss": round(float(output.training_loss), 4), "pairs": len(pairs),
+                        "resumed_from": checkpoint.name if checkpoint else None})
