@@ -1,0 +1,114 @@
+"""Embed stale items (no vector, other encoder version, or changed text) with the current recsys encoder."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from newsdesk.db import utcnow
+from newsdesk.encoders import base_model_path, load_sentence_encoder
+from newsdesk.settings import Settings
+from recsys.tables import Item, ItemVector
+from recsys.text import item_text
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+BASE_VERSION = "base"  # the model_version label of vectors made by the untuned base encoder
+BATCH = 256  # items per database round trip; the encoder batches inside it
+
+
+@dataclass
+class EmbedReport:
+    """How many items were embedded, with which encoder version."""
+
+    model_version: str
+    embedded: int
+    seconds: float
+
+
+def encoder_version(session: Session, settings: Settings) -> tuple[str, Path]:
+    """(version label, folder) of the recsys encoder in service: the current registry version, else the base one."""
+    try:
+        from finetune.service import encoder_path
+    except ImportError:  # finetune's service is not in this tree: the base encoder serves
+        return BASE_VERSION, base_model_path(settings.base_model_path)
+    version, folder = encoder_path(session, settings, "recsys")
+    return (version or BASE_VERSION), Path(folder)
+
+
+def stale_items_query(model_version: str) -> sa.Select:
+    """Items without an up-to-date vector for `model_version`."""
+    return (sa.select(Item.item_id, Item.title, Item.category, Item.description, Item.text_hash)
+            .outerjoin(ItemVector, ItemVector.item_id == Item.item_id)
+            .where(sa.or_(ItemVector.item_id.is_(None), ItemVector.model_version != model_version,
+                          ItemVector.text_hash != Item.text_hash))
+            .order_by(Item.item_id))
+
+
+def count_stale(session: Session, model_version: str) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(stale_items_query(model_version).subquery())) or 0
+
+
+def embed_stale(session: Session, settings: Settings, *, encoder: "SentenceTransformer | Any | None" = None,
+                model_version: str | None = None, batch_size: int = 64) -> EmbedReport:
+    """Embed every stale item and store its normalised vector with the encoder version (flushes per batch).
+
+    Raises:
+        Unavailable: the encoder cannot be loaded.
+    """
+    import time
+
+    start = time.perf_counter()
+    if encoder is None or model_version is None:
+        version, folder = encoder_version(session, settings)
+        model_version = model_version or version
+        if encoder is None:
+            encoder = load_sentence_encoder(folder, device=settings.device)
+    rows = session.execute(stale_items_query(model_version)).all()
+    done = 0
+    with tqdm(total=len(rows), desc=f"embedding ({model_version})", unit="items", disable=None) as bar:
+        for lo in range(0, len(rows), BATCH):
+            chunk = rows[lo:lo + BATCH]
+            texts = [item_text(r.title, r.category, r.description) for r in chunk]
+            vectors = np.asarray(encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                                convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+            _store(session, chunk, vectors, model_version)
+            done += len(chunk)
+            bar.update(len(chunk))
+    seconds = time.perf_counter() - start
+    if done:
+        log.info("embedded %d items with %s in %.1fs", done, model_version, seconds)
+    return EmbedReport(model_version=model_version, embedded=done, seconds=round(seconds, 2))
+
+
+def _store(session: Session, chunk: list[Any], vectors: np.ndarray, model_version: str) -> None:
+    ids = [r.item_id for r in chunk]
+    session.execute(sa.delete(ItemVector).where(ItemVector.item_id.in_(ids)))
+    now = utcnow()
+    session.execute(sa.insert(ItemVector), [
+        {"item_id": r.item_id, "model_version": model_version, "text_hash": r.text_hash, "dim": int(v.shape[0]),
+         "vector": v.astype(np.float32).tobytes(), "updated_at": now} for r, v in zip(chunk, vectors)])
+    session.flush()
+
+
+def load_vectors(session: Session, model_version: str) -> tuple[list[str], np.ndarray]:
+    """(item ids, n x d float32 matrix) of the up-to-date vectors of `model_version`, ordered by item id."""
+    rows = session.execute(
+        sa.select(ItemVector.item_id, ItemVector.vector, ItemVector.dim)
+        .join(Item, Item.item_id == ItemVector.item_id)
+        .where(ItemVector.model_version == model_version, ItemVector.text_hash == Item.text_hash)
+        .order_by(ItemVector.item_id)).all()
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    matrix = np.vstack([np.frombuffer(r.vector, dtype=np.float32, count=r.dim) for r in rows])
+    return [r.item_id for r in rows], matrix

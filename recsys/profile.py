@@ -1,0 +1,134 @@
+"""User interest vectors from history: recency-weighted positives, split into clusters when they span topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+import numpy as np
+
+POSITIVE_KINDS = ("click",)
+EXCLUDED_KINDS = ("click", "rating", "not_interested")  # impressions alone do not hide an item
+
+
+@dataclass(frozen=True)
+class CollabRows:
+    """Collaborative query vectors aligned to catalog positions: `row_of[p]` is p's row in `rows` or -1."""
+
+    row_of: np.ndarray
+    rows: np.ndarray
+    scale: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """One history event of a user."""
+
+    item_id: str
+    kind: str
+    rating: float | None = None
+    ts: datetime | None = None
+
+
+@dataclass
+class Profile:
+    """What the ranker needs about a user.
+
+    `history` holds catalog positions of positive items (most recent first), `weights` their recency weights,
+    `contrib` the weighted per-item query vectors (their sum is the user's query), `clusters` a label per history
+    item, `seen` every item id to exclude.
+    """
+
+    history: np.ndarray
+    weights: np.ndarray
+    contrib: np.ndarray
+    clusters: np.ndarray
+    seen: set[str] = field(default_factory=set)
+    verbs: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.history) == 0
+
+    def queries(self) -> np.ndarray:
+        """The full query first, then one query per interest cluster (when there are several)."""
+        full = self.contrib.sum(axis=0, keepdims=True)
+        labels = np.unique(self.clusters)
+        if len(labels) < 2:
+            return full
+        return np.vstack([full] + [self.contrib[self.clusters == c].sum(axis=0, keepdims=True) for c in labels])
+
+
+def is_positive(event: Event, positive_rating: float) -> bool:
+    return event.kind in POSITIVE_KINDS or (event.kind == "rating" and (event.rating or 0.0) >= positive_rating)
+
+
+def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np.ndarray,
+                  collab: "CollabRows | None", *, positive_rating: float = 4.0,
+                  half_life: float = 0.0, max_history: int = 500, max_clusters: int = 3) -> Profile:
+    """A profile from `events` (any order); items outside the catalog are ignored.
+
+    `collab` gives each catalog position its collaborative query vector; positions without one (and every item
+    when it is None) contribute their text vector (scaled to the rows' typical norm). `half_life` counts positive
+    events (0 = no recency decay).
+    """
+    seen = {e.item_id for e in events if e.kind in EXCLUDED_KINDS}
+    ordered = sorted((e for e in events if is_positive(e, positive_rating) and e.item_id in position),
+                     key=lambda e: e.ts or datetime.min, reverse=True)
+    history, verbs, taken = [], [], set()
+    for e in ordered:
+        if e.item_id not in taken:
+            taken.add(e.item_id)
+            history.append(position[e.item_id])
+            verbs.append("read" if e.kind == "click" else "liked")
+        if len(history) >= max_history:
+            break
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    if not history:
+        return Profile(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, dim), dtype=np.float32),
+                       np.zeros(0, dtype=np.int64), seen, [])
+    hist = np.asarray(history, dtype=np.int64)
+    ranks = np.arange(len(hist), dtype=np.float64)
+    weights = 0.5 ** (ranks / half_life) if half_life > 0 else np.ones(len(hist))
+    if collab is not None:
+        slot = collab.row_of[hist]
+        rows = vectors[hist] * collab.scale
+        has = slot >= 0
+        rows[has] = collab.rows[slot[has]]
+    else:
+        rows = vectors[hist]
+    contrib = (rows * weights[:, None]).astype(np.float32)
+    clusters = interest_clusters(vectors[hist], max_clusters=max_clusters)
+    return Profile(hist, weights, contrib, clusters, seen, verbs)
+
+
+def interest_clusters(vectors: np.ndarray, *, max_clusters: int = 3, min_size: int = 3,
+                      iterations: int = 10) -> np.ndarray:
+    """Cluster labels for history items (spherical k-means, farthest-point initialisation; deterministic).
+
+    Splits only when each cluster keeps at least `min_size` items and the clusters are clearly apart.
+    """
+    n = len(vectors)
+    k = min(max_clusters, n // min_size)
+    if k < 2:
+        return np.zeros(n, dtype=np.int64)
+    centres = [vectors[0]]
+    for _ in range(1, k):
+        sims = np.max(vectors @ np.vstack(centres).T, axis=1)
+        centres.append(vectors[int(np.argmin(sims))])
+    c = np.vstack(centres)
+    labels = np.zeros(n, dtype=np.int64)
+    for _ in range(iterations):
+        labels = np.argmax(vectors @ c.T, axis=1)
+        for j in range(k):
+            members = vectors[labels == j]
+            if len(members):
+                centre = members.sum(axis=0)
+                c[j] = centre / (np.linalg.norm(centre) or 1.0)
+    sizes = np.bincount(labels, minlength=k)
+    if np.any(sizes < min_size):
+        return np.zeros(n, dtype=np.int64)
+    within = float(np.mean(np.sum(vectors * c[labels], axis=1)))
+    between = float(np.max(c @ c.T - 2 * np.eye(k)))
+    return labels if between < within else np.zeros(n, dtype=np.int64)

@@ -1,0 +1,193 @@
+"""Ranking: FAISS candidates -> drop seen -> blend similarity, freshness, popularity -> MMR -> a reason per item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from newsdesk.errors import InvalidInput
+from newsdesk.settings import RecsysSettings
+from recsys.index import ItemIndex
+from recsys.profile import CollabRows, Profile
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class RankParams:
+    """Ranking knobs (from `settings.recsys`, plus two tuned on MovieLens dev)."""
+
+    candidates: int = 200
+    mmr_lambda: float = 0.8
+    freshness_weight: float = 0.1
+    freshness_half_life_days: float = 30.0
+    popularity_weight: float = 0.1
+    positive_rating: float = 4.0
+    cluster_weight: float = 0.3  # share of the relevance that comes from the best-matching interest cluster
+    history_half_life: float = 0.0  # positive events; 0 = every history item counts the same
+
+    @classmethod
+    def from_settings(cls, s: RecsysSettings, **overrides: float) -> "RankParams":
+        values = dict(candidates=s.candidates, mmr_lambda=s.mmr_lambda, freshness_weight=s.freshness_weight,
+                      freshness_half_life_days=s.freshness_half_life_days, popularity_weight=s.popularity_weight,
+                      positive_rating=s.positive_rating)
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class Snapshot:
+    """The catalog as the ranker sees it: aligned arrays by catalog position, plus the FAISS index."""
+
+    model_version: str
+    item_ids: list[str]
+    position: dict[str, int]
+    vectors: np.ndarray
+    titles: list[str]
+    categories: list[str]
+    tags: list[str]
+    published: np.ndarray  # unix seconds, NaN when unknown
+    popularity: np.ndarray  # [0, 1], log-scaled positive counts
+    trending: np.ndarray  # [0, 1], recency-weighted recent positives
+    index: ItemIndex
+    collab: CollabRows | None = None
+
+
+@dataclass
+class Scored:
+    """One ranked item with its score and reason."""
+
+    item_id: str
+    score: float
+    reason: str
+    reason_item_id: str | None = None
+
+
+def freshness(published: np.ndarray, now: float, half_life_days: float) -> np.ndarray:
+    """0.5 ** (age / half-life) in [0, 1]; unknown dates score 0 and future dates 1."""
+    age = np.clip((now - published) / SECONDS_PER_DAY, 0.0, None)
+    out = 0.5 ** (age / max(half_life_days, 1e-6))
+    return np.nan_to_num(out, nan=0.0)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(x)), float(np.max(x))
+    return (x - lo) / (hi - lo) if hi > lo else np.ones_like(x)
+
+
+def mmr(relevance: np.ndarray, similarity: np.ndarray, k: int, lam: float) -> list[int]:
+    """Maximal marginal relevance: greedily pick argmax lam*rel - (1-lam)*max similarity to the picked ones.
+
+    Raises:
+        InvalidInput: lam outside [0, 1].
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise InvalidInput(f"MMR lambda must be in [0, 1], got {lam}")
+    n = len(relevance)
+    picked: list[int] = []
+    penalty = np.zeros(n)
+    available = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        value = np.where(available, lam * relevance - (1.0 - lam) * penalty, -np.inf)
+        best = int(np.argmax(value))
+        picked.append(best)
+        available[best] = False
+        penalty = np.maximum(penalty, similarity[best]) if picked else penalty
+    return picked
+
+
+def _candidates(snap: Snapshot, queries: np.ndarray, fetch: int, seen: set[str]) -> np.ndarray:
+    _, found = snap.index.search(queries, fetch)
+    order: dict[str, None] = {}
+    for row in found:
+        for item_id in row:
+            if item_id not in seen and item_id in snap.position:
+                order.setdefault(item_id, None)
+    return np.asarray([snap.position[i] for i in order], dtype=np.int64)
+
+
+def _finish(snap: Snapshot, cand: np.ndarray, relevance: np.ndarray, params: RankParams, now: float,
+            k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blend, diversify; returns (picked catalog positions, their blended scores)."""
+    blended = relevance + params.popularity_weight * snap.popularity[cand] + params.freshness_weight * freshness(
+        snap.published[cand], now, params.freshness_half_life_days)
+    vecs = snap.vectors[cand]
+    picked = mmr(blended, vecs @ vecs.T, k, params.mmr_lambda) if params.mmr_lambda < 1.0 else \
+        list(np.argsort(-blended, kind="stable")[:k])
+    return cand[picked], blended[picked]
+
+
+def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParams, now: float) -> list[Scored]:
+    """Personalised top-k for a user with history; each item's reason names the history item that moved it most."""
+    queries = profile.queries()
+    cand = _candidates(snap, queries, params.candidates + len(profile.seen), profile.seen)
+    if len(cand) == 0:
+        return []
+    sims = snap.vectors[cand] @ queries.T
+    relevance = _minmax(sims[:, 0])
+    if sims.shape[1] > 1 and params.cluster_weight > 0:
+        best_cluster = np.max(np.column_stack([_minmax(sims[:, c]) for c in range(1, sims.shape[1])]), axis=1)
+        relevance = (1 - params.cluster_weight) * relevance + params.cluster_weight * best_cluster
+    picked, scores = _finish(snap, cand, relevance, params, now, k)
+    contributions = profile.contrib @ snap.vectors[picked].T  # history x picked
+    source = np.argmax(contributions, axis=0)
+    out = []
+    for pos, score, src in zip(picked, scores, source):
+        hist_pos = int(profile.history[src])
+        verb = profile.verbs[src] if src < len(profile.verbs) else "read"
+        out.append(Scored(snap.item_ids[pos], round(float(score), 6),
+                          f"because you {verb} \u201c{snap.titles[hist_pos]}\u201d", snap.item_ids[hist_pos]))
+    return out
+
+
+def topic_vectors(snap: Snapshot, topics: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Normalised mean vector of the items whose category or tags match each topic (case-insensitive)."""
+    names, rows = [], []
+    for topic in topics:
+        t = topic.strip().lower()
+        if not t:
+            continue
+        mask = np.fromiter(((c.lower() == t) or (t in {x.strip().lower() for x in g.split(",")})
+                            for c, g in zip(snap.categories, snap.tags)), dtype=bool, count=len(snap.item_ids))
+        if mask.any():
+            centre = snap.vectors[mask].mean(axis=0)
+            rows.append(centre / (np.linalg.norm(centre) or 1.0))
+            names.append(topic.strip())
+    dim = snap.vectors.shape[1]
+    return names, (np.vstack(rows).astype(np.float32) if rows else np.zeros((0, dim), dtype=np.float32))
+
+
+def cold_start(snap: Snapshot, seen: set[str], topics: Sequence[str], k: int, params: RankParams,
+               now: float) -> list[Scored]:
+    """No usable history: items close to the chosen topics, else what is trending, else popular or new."""
+    names, tvecs = topic_vectors(snap, topics)
+    if len(names):
+        cand = _candidates(snap, tvecs, params.candidates + len(seen), seen)
+        if len(cand) == 0:
+            return []
+        sims = snap.vectors[cand] @ tvecs.T
+        picked, scores = _finish(snap, cand, _minmax(sims.max(axis=1)), params, now, k)
+        which = np.argmax(snap.vectors[picked] @ tvecs.T, axis=1)
+        return [Scored(snap.item_ids[p], round(float(s), 6), f"matches your interest in {names[w]}")
+                for p, s, w in zip(picked, scores, which)]
+    fresh = freshness(snap.published, now, params.freshness_half_life_days)
+    signal, label = snap.trending, "trending now"
+    if not np.any(signal > 0):
+        signal, label = snap.popularity, "popular with readers"
+    if not np.any(signal > 0):
+        signal, label = fresh, "new"
+    allowed = np.fromiter((i not in seen for i in snap.item_ids), dtype=bool, count=len(snap.item_ids))
+    score = np.where(allowed, signal + params.freshness_weight * fresh, -np.inf)
+    top = min(params.candidates, int(allowed.sum()))
+    if top == 0:
+        return []
+    cand = np.argpartition(-score, top - 1)[:top]
+    cand = cand[np.argsort(-score[cand], kind="stable")]
+    relevance = signal[cand]
+    vecs = snap.vectors[cand]
+    picked = mmr(relevance + params.freshness_weight * fresh[cand], vecs @ vecs.T, k, params.mmr_lambda)
+    return [Scored(snap.item_ids[cand[p]], round(float(score[cand[p]]), 6),
+                   label if signal[cand[p]] > 0 else f"new in {snap.categories[cand[p]] or 'the catalog'}")
+            for p in picked]

@@ -1,0 +1,226 @@
+"""The process-wide `Recommender`: loads the catalog snapshot and index, keeps them in sync, answers users."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from newsdesk.db import session_scope, utcnow
+from newsdesk.device import faiss_gpu_available
+from newsdesk.errors import Unavailable
+from newsdesk.settings import Settings
+from recsys.collab import CollabMap
+from recsys.embed import encoder_version, load_vectors
+from recsys.index import MANIFEST_FILE, ItemIndex, Manifest
+from recsys.profile import CollabRows, Event, build_profile
+from recsys.rank import RankParams, Scored, Snapshot, cold_start, rank_for_profile
+from recsys.tables import Interaction, Item
+
+log = logging.getLogger(__name__)
+
+TRENDING_DAYS = 7
+
+
+def catalog_fingerprint(item_ids: Sequence[str], hashes: dict[str, str]) -> str:
+    """sha256 over the (item id, text hash) pairs an index should hold."""
+    digest = hashlib.sha256()
+    for item_id in item_ids:
+        digest.update(f"{item_id}\t{hashes.get(item_id, '')}\n".encode())
+    return digest.hexdigest()
+
+
+def positive_filter(positive_rating: float) -> sa.ColumnElement[bool]:
+    return sa.or_(Interaction.kind == "click",
+                  sa.and_(Interaction.kind == "rating", Interaction.rating >= positive_rating))
+
+
+def ensure_index(settings: Settings, model_version: str, item_ids: list[str], vectors: np.ndarray,
+                 hashes: dict[str, str], *, force: bool = False) -> tuple[ItemIndex, Manifest]:
+    """The saved index for `model_version`, brought in line with the catalog (incrementally when possible).
+
+    A missing, corrupt or wrong-kind index is rebuilt from the vectors; otherwise new and changed items are added
+    (replacing old vectors) and vanished items removed, then the index is saved again.
+    """
+    folder = settings.indexes_dir / model_version
+    fingerprint = catalog_fingerprint(item_ids, hashes)
+    use_gpu = faiss_gpu_available()
+    want_kind = "hnsw" if len(item_ids) > settings.recsys.approx_threshold else "flat"
+    index = None
+    if not force:
+        try:
+            index, manifest = ItemIndex.load(folder, use_gpu=use_gpu)
+        except Unavailable as exc:
+            log.info("index for %s not usable (%s): building it", model_version, exc.message)
+        else:
+            if manifest.catalog_fingerprint == fingerprint and manifest.model_version == model_version:
+                return index, manifest
+            if index.kind != want_kind or index.dim != vectors.shape[1]:
+                index = None
+    if index is None:
+        index = ItemIndex.build(item_ids, vectors, approx_threshold=settings.recsys.approx_threshold,
+                                use_gpu=use_gpu)
+        index.hashes = dict(hashes)
+    else:
+        position = {item_id: i for i, item_id in enumerate(item_ids)}
+        gone = [i for i in index.item_ids if i not in position]
+        changed = [i for i in item_ids if index.hashes.get(i) != hashes.get(i) or i not in index]
+        index.remove(gone)
+        if changed:
+            index.add(changed, vectors[[position[i] for i in changed]])
+        index.hashes.update({i: hashes[i] for i in changed})
+        log.info("index %s synced: %d added or updated, %d removed", model_version, len(changed), len(gone))
+    manifest = index.save(folder, model_version, fingerprint)
+    return index, manifest
+
+
+def load_snapshot(session: Session, settings: Settings) -> Snapshot:
+    """Read vectors, item metadata, popularity and the (synced) index for the current encoder version.
+
+    Raises:
+        Unavailable: no item has a vector for the current encoder version yet.
+    """
+    version, _ = encoder_version(session, settings)
+    ids, vectors = load_vectors(session, version)
+    if not ids:
+        raise Unavailable(f"no item vectors for encoder version {version!r}: run `newsdesk index build`")
+    meta = {r.item_id: r for r in session.execute(
+        sa.select(Item.item_id, Item.title, Item.category, Item.tags, Item.published_at, Item.text_hash))}
+    hashes = {i: meta[i].text_hash for i in ids}
+    index, _ = ensure_index(settings, version, ids, vectors, hashes)
+    # published_at is naive UTC: attach the zone before .timestamp(), which would otherwise assume local time
+    published = np.array([meta[i].published_at.replace(tzinfo=timezone.utc).timestamp()
+                          if meta[i].published_at else np.nan for i in ids])
+    position = {item_id: i for i, item_id in enumerate(ids)}
+    popularity, trending = popularity_arrays(session, position, settings.recsys.positive_rating)
+    collab = None
+    cmap = CollabMap.load(settings.indexes_dir / version)
+    if cmap is not None:
+        row_of = np.full(len(ids), -1, dtype=np.int64)
+        for row, item_id in enumerate(cmap.item_ids):
+            if item_id in position:
+                row_of[position[item_id]] = row
+        collab = CollabRows(row_of=row_of, rows=cmap.rows, scale=cmap.scale)
+    return Snapshot(model_version=version, item_ids=ids, position=position, vectors=vectors,
+                    titles=[meta[i].title for i in ids], categories=[meta[i].category for i in ids],
+                    tags=[meta[i].tags for i in ids], published=published, popularity=popularity,
+                    trending=trending, index=index, collab=collab)
+
+
+def popularity_arrays(session: Session, position: dict[str, int],
+                      positive_rating: float) -> tuple[np.ndarray, np.ndarray]:
+    """(all-time popularity, trending over the last week), each log-scaled to [0, 1]."""
+    def counts(since=None) -> np.ndarray:  # noqa: ANN001
+        query = sa.select(Interaction.item_id, sa.func.count()).where(positive_filter(positive_rating))
+        if since is not None:
+            query = query.where(Interaction.ts >= since)
+        out = np.zeros(len(position))
+        for item_id, n in session.execute(query.group_by(Interaction.item_id)):
+            if item_id in position:
+                out[position[item_id]] = n
+        return np.log1p(out) / np.log1p(out.max()) if out.max() > 0 else out
+
+    return counts(), counts(utcnow() - timedelta(days=TRENDING_DAYS))
+
+
+def user_events(session: Session, user_id: str, limit: int = 1000) -> list[Event]:
+    """The user's most recent interactions as profile events."""
+    rows = session.execute(sa.select(Interaction.item_id, Interaction.kind, Interaction.rating, Interaction.ts)
+                           .where(Interaction.user_id == user_id).order_by(Interaction.ts.desc()).limit(limit))
+    return [Event(r.item_id, r.kind, r.rating, r.ts) for r in rows]
+
+
+class Recommender:
+    """Answers recommendation calls from an in-memory snapshot; reloads when the encoder version or index changes."""
+
+    def __init__(self, settings: Settings, *, check_seconds: float = 5.0, refresh_seconds: float = 60.0,
+                 params: RankParams | None = None) -> None:
+        self.settings = settings
+        self.params = params or RankParams.from_settings(settings.recsys)
+        self.check_seconds, self.refresh_seconds = check_seconds, refresh_seconds
+        self._snap: Snapshot | None = None
+        self._stamp: tuple = ()
+        self._checked = self._refreshed = 0.0
+        self._lock = threading.Lock()
+
+    def _manifest_stamp(self, version: str) -> tuple:
+        path = self.settings.indexes_dir / version / MANIFEST_FILE
+        try:
+            stat = path.stat()
+        except OSError:
+            return (version, None)
+        return (version, stat.st_mtime_ns, stat.st_size)
+
+    def snapshot(self, session: Session | None = None) -> Snapshot:
+        """The current snapshot, reloaded if the encoder version or the saved index changed since the last check.
+
+        Raises:
+            Unavailable: no index can be built yet (no vectors).
+        """
+        now = time.monotonic()
+        if self._snap is not None and now - self._checked < self.check_seconds:
+            return self._snap
+        with self._lock:
+            if self._snap is not None and time.monotonic() - self._checked < self.check_seconds:
+                return self._snap
+            if session is None:
+                with session_scope(self.settings.database_url) as own:
+                    self._reload_if_needed(own)
+            else:
+                self._reload_if_needed(session)
+            self._checked = time.monotonic()
+            assert self._snap is not None
+            return self._snap
+
+    def _reload_if_needed(self, session: Session) -> None:
+        version, _ = encoder_version(session, self.settings)
+        stamp = self._manifest_stamp(version)
+        if self._snap is None or stamp != self._stamp or self._snap.model_version != version:
+            self._snap = load_snapshot(session, self.settings)
+            self._stamp = self._manifest_stamp(version)
+            self._refreshed = time.monotonic()
+            log.info("recommender loaded %d items (encoder %s, %s index)", len(self._snap.item_ids), version,
+                     self._snap.index.kind)
+        elif time.monotonic() - self._refreshed > self.refresh_seconds:
+            self._snap.popularity, self._snap.trending = popularity_arrays(
+                session, self._snap.position, self.params.positive_rating)
+            self._refreshed = time.monotonic()
+
+    def invalidate(self) -> None:
+        """Force a reload on the next call (after a rebuild in this process)."""
+        with self._lock:
+            self._snap, self._checked = None, 0.0
+
+    def recommend_events(self, events: Sequence[Event], k: int = 10, topics: Sequence[str] = (), *,
+                         now: float | None = None, session: Session | None = None) -> list[Scored]:
+        """Top-k for a user given their events (no database access once the snapshot is loaded)."""
+        snap = self.snapshot(session)
+        p = self.params
+        profile = build_profile(events, snap.position, snap.vectors, snap.collab, positive_rating=p.positive_rating,
+                                half_life=p.history_half_life)
+        now = time.time() if now is None else now
+        if profile.empty:
+            return cold_start(snap, profile.seen, topics, k, p, now)
+        return rank_for_profile(snap, profile, k, p, now)
+
+
+_recommenders: dict[tuple[str, str], Recommender] = {}
+_registry_lock = threading.Lock()
+
+
+def get_recommender(settings: Settings) -> Recommender:
+    """The process-wide recommender for this database and index folder."""
+    key = (settings.database_url, str(Path(settings.indexes_dir)))
+    with _registry_lock:
+        rec = _recommenders.get(key)
+        if rec is None:
+            rec = _recommenders[key] = Recommender(settings)
+        return rec
