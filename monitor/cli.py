@@ -1,0 +1,178 @@
+"""`newsdesk stream ...` and `newsdesk alerts ...`: parse, call the service, print."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import timedelta
+
+import click
+
+from newsdesk.cli import pass_settings
+from newsdesk.db import session_scope, upgrade, utcnow
+from newsdesk.errors import InvalidInput
+from newsdesk.settings import Settings
+
+
+@click.group("stream", help="Replay and consume the financial text stream.")
+def stream_group() -> None:
+    pass
+
+
+@stream_group.command("replay")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--speed", type=float, default=None, help="Pace by message time: 60 = one stream minute per second.")
+@click.option("--to", "to", type=click.Choice(["direct", "redis", "http"]), default="direct", show_default=True)
+@click.option("--limit", type=int, default=None, help="Replay at most N lines.")
+@click.option("--source", default="replay", show_default=True, help="Source name for lines without one.")
+@click.option("--url", default=None, help="Ingest URL for --to http (default: the configured web host/port).")
+@click.option("--token", envvar="NEWSDESK_API_TOKEN", default="", help="API token for --to http.")
+@pass_settings
+def replay_command(settings: Settings, file: str, speed: float | None, to: str, limit: int | None, source: str,
+                   url: str | None, token: str) -> None:
+    """Replay a JSONL file (gzip accepted) with text and optional ts, id, source, ticker."""
+    from monitor import service
+
+    if limit is not None and limit <= 0:
+        raise InvalidInput("--limit must be positive")
+    if to == "direct":
+        settings.ensure_dirs()
+        upgrade(settings.database_url)
+        with session_scope(settings.database_url) as session:
+            if not service.list_rules(session):
+                service.ensure_default_rules(session)
+                service.ensure_default_watchlist(session)
+    report = service.replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
+                                 token=token)
+    r = report.ingest
+    line = f"Replayed {report.read} lines to {to} in {report.seconds:.1f} s ({report.rate:.0f} msg/s)"
+    if to == "direct":
+        line += (f": {r.stored} stored ({r.classified} classified, {r.pending} pending, {r.skipped} flagged), "
+                 f"{r.duplicates} duplicates, {len(r.rejected)} rejected, {len(r.alerts_fired)} alerts fired")
+    click.echo(line)
+
+
+@stream_group.command("consume")
+@click.option("--claim-idle-ms", type=int, default=30_000, show_default=True,
+              help="Claim other consumers' entries pending longer than this.")
+@pass_settings
+def consume_command(settings: Settings, claim_idle_ms: int) -> None:
+    """Consume the Redis stream in the foreground (what `newsdesk worker` does in a thread) until Ctrl-C."""
+    import signal
+
+    from monitor.jobs import classifier_for
+    from monitor.stream import Consumer
+
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    consumer = Consumer(settings, lambda: classifier_for(settings), stop, claim_idle_ms=claim_idle_ms)
+    click.echo(f"Consuming {settings.monitor.stream_name} as {consumer.name} (Ctrl-C to stop)")
+    consumer.run()
+    click.echo(f"Stopped after {consumer.processed} messages.")
+
+
+@click.group("alerts", help="List and act on alerts.")
+def alerts_group() -> None:
+    pass
+
+
+@alerts_group.command("list")
+@click.option("--state", type=click.Choice(["firing", "resolved", "acknowledged", "silenced"]), default=None)
+@click.option("--ticker", default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
+@pass_settings
+def list_command(settings: Settings, state: str | None, ticker: str | None, limit: int, as_json: bool) -> None:
+    """List alerts, most recent first."""
+    from monitor import service
+
+    with session_scope(settings.database_url) as session:
+        alerts, total = service.list_alerts(session, state=state, ticker=ticker, limit=limit)
+    if as_json:
+        click.echo(json.dumps({"total": total, "alerts": [a.to_dict() for a in alerts]}, indent=2))
+        return
+    click.echo(f"{'ID':>5} {'STATE':9} {'TICKER':7} {'RULE':26} {'STARTED (stream time)':20} MARKS / SUMMARY")
+    for a in alerts:
+        marks = ("ack " if a.acknowledged_at else "") + ("silenced " if a.silenced else "")
+        click.echo(f"{a.id:>5} {a.state:9} {a.ticker:7} {a.rule_name[:26]:26} "
+                   f"{a.started_at:%Y-%m-%d %H:%M:%S}  {marks}{a.summary}")
+    click.echo(f"{len(alerts)} of {total} alerts")
+
+
+@alerts_group.command("show")
+@click.argument("alert_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def show_command(settings: Settings, alert_id: int, as_json: bool) -> None:
+    """Show one alert with its evidence messages."""
+    from monitor import service
+
+    with session_scope(settings.database_url) as session:
+        alert = service.get_alert(session, alert_id)
+    if as_json:
+        doc = alert.to_dict()
+        doc["evidence"] = [{"id": m.id, "ts": m.ts.isoformat(), "label": m.label, "text": m.text}
+                           for m in alert.evidence]
+        doc["notifications"] = json.loads(json.dumps(alert.notifications, default=str))
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
+    click.echo(f"Alert {alert.id} [{alert.state}] {alert.rule_name} / {alert.ticker}: {alert.summary}")
+    for m in alert.evidence:
+        click.echo(f"  {m.ts:%Y-%m-%d %H:%M} {m.label or '-':8} {m.text[:100]!r}")
+
+
+@alerts_group.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--note", default="", help="Why, or what is being done.")
+@click.option("--by", "actor", default="cli", show_default=True, help="Who acknowledges.")
+@pass_settings
+def ack_command(settings: Settings, alert_id: int, note: str, actor: str) -> None:
+    """Acknowledge an alert: it stays firing but is no longer re-notified."""
+    from monitor import service
+
+    with session_scope(settings.database_url) as session:
+        alert = service.acknowledge_alert(session, alert_id, actor, note)
+    click.echo(f"Acknowledged alert {alert.id} ({alert.ticker}, {alert.rule_name}) as {actor}")
+
+
+def _duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match:
+        raise InvalidInput(f"duration {text!r} must look like 30m, 2h or 1d")
+    return timedelta(seconds=int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)])
+
+
+@alerts_group.command("silence")
+@click.option("--ticker", default=None)
+@click.option("--rule-id", type=int, default=None)
+@click.option("--kind", type=click.Choice(["negative_burst", "volume_spike", "keyword"]), default=None)
+@click.option("--duration", default="2h", show_default=True, help="e.g. 30m, 2h, 1d")
+@click.option("--comment", default="")
+@click.option("--by", "actor", default="cli", show_default=True)
+@pass_settings
+def silence_command(settings: Settings, ticker: str | None, rule_id: int | None, kind: str | None, duration: str,
+                    comment: str, actor: str) -> None:
+    """Silence matching alerts for a while (at least one matcher)."""
+    from monitor import service
+
+    matchers = {k: v for k, v in (("ticker", ticker), ("rule_id", rule_id), ("kind", kind)) if v is not None}
+    with session_scope(settings.database_url) as session:
+        silence = service.create_silence(session, matchers, utcnow() + _duration(duration), actor, comment)
+    click.echo(f"Silence {silence.id} on {silence.matchers} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
+
+
+@alerts_group.command("rules")
+@pass_settings
+def rules_command(settings: Settings) -> None:
+    """List the alert rules and their parameters."""
+    from monitor import service
+
+    with session_scope(settings.database_url) as session:
+        rules = service.list_rules(session)
+    for r in rules:
+        scope = ",".join(r.tickers) or "all tickers"
+        click.echo(f"{r.id:>3} {'on ' if r.enabled else 'off'} {r.kind:15} {r.name} [{scope}] {json.dumps(r.params)}")
