@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from pathlib import Path
+
+import pytest
+
+from finetune import jobs, registry, service
+from finetune.tables import TrainingRun
+from newsdesk.db import session_scope
+from newsdesk.errors import Conflict
+from newsdesk.settings import FinetuneSettings, Settings
+
+
+def test_task_lock_allows_one_run_per_task(settings: Settings) -> None:
+    with registry.task_lock(settings, "sentiment"):
+        with pytest.raises(Conflict, match="already in progress"):
+            with registry.task_lock(settings, "sentiment"):
+                pass
+        with registry.task_lock(settings, "recsys"):  # other tasks are independent
+            pass
+        assert not registry.lock_is_free(settings, "sentiment")
+    assert registry.lock_is_free(settings, "sentiment")
+
+
+def test_retrain_refuses_while_locked(settings: Settings, db_url: str) -> None:
+    with registry.task_lock(settings, "sentiment"):
+        with pytest.raises(Conflict):
+            service.retrain(settings, "sentiment", train_files=["x.csv"])
+
+
+def test_register_adds_persistent_jobs(settings: Settings, db_url: str) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    jobs.register(scheduler, settings, threading.Event())
+    ids = {job.id for job in scheduler.get_jobs()}
+    assert ids == {"finetune:sentiment:cron", "finetune:recsys:cron", "finetune:queue"}
+
+
+def test_stale_running_rows_become_interrupted(settings: Settings, db_url: str) -> None:
+    with session_scope(db_url) as s:
+        s.add(TrainingRun(task="sentiment", status="running", trigger="cli", requested_by=""))
+    assert jobs.mark_stale_runs(settings) == 1
+    with registry.task_lock(settings, "sentiment"):  # a live run holds the lock: its row is left alone
+        with session_scope(db_url) as s:
+            s.add(TrainingRun(task="sentiment", status="running", trigger="cli", requested_by=""))
+        assert jobs.mark_stale_runs(settings) == 0
+
+
+def test_scheduled_retrain_waits_for_enough_new_labels(settings: Settings, db_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings.replace(finetune=FinetuneSettings(min_new_labels=3))
+    labels = settings.home / "labels" / "sentiment"
+    labels.mkdir(parents=True)
+    (labels / "a.csv").write_text("text,label\na,neutral\nb,positive\n")
+    with session_scope(db_url) as s:
+        s.add(TrainingRun(task="sentiment", status="succeeded", trigger="cli", requested_by="", data_rows=2))
+    calls: list[list[Path]] = []
+    monkeypatch.setattr("finetune.service.retrain",
+                        lambda settings, task, train_files, **kw: calls.append(list(train_files))
+                        or SimpleNamespace(version="v2", reason="promoted"))
+    assert jobs.scheduled_retrain(settings, "sentiment").startswith("skipped: 0 new rows")
+    (labels / "b.csv").write_text("text,label\nc,neutral\nd,negative\ne,neutral\n")
+    jobs.scheduled_retrain(settings, "sentiment")
+    assert calls == [[labels / "a.csv", labels / "b.csv"]]
+
+
+def test_queued_run_without_data_fails_instead_of_looping(settings: Settings, db_url: str) -> None:
+    with session_scope(db_url) as s:
+        run_id = service.request_retrain(s, "sentiment", "bob")
+    assert jobs.run_queued(settings)[0].startswith("failed: no sentiment training files")
+    with session_scope(db_url) as s:
+        run = s.get(TrainingRun, run_id)
+        assert run.status == "failed" and run.finished_at is not None
