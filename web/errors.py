@@ -20,7 +20,7 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 
 def wants_json() -> bool:
     """API paths and the event stream answer JSON; pages answer HTML."""
-    return request.path.startswith("/api/") or request.path.startswith("/events") or \
+    return request.path.startswith("/api/") or request.path.startswith("/events") or request.is_json or \
         request.accept_mimetypes.best == "application/json"
 
 

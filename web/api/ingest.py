@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import g, request
 from flask.wrappers import Response
 
@@ -36,7 +38,7 @@ def ingest() -> Response:
            for i, p in enumerate(payloads) if not isinstance(p, dict)]
     if bad:
         raise InvalidInput("some messages are not JSON objects", {"rejected": bad})
-    source = f"api:{g.api_user.username}"
+    source = "api:" + re.sub(r"[^A-Za-z0-9._:-]", "_", g.api_user.username)[:60]
     if settings().redis_url:
         queued = services().monitor.enqueue_messages(settings(), payloads, source)
         return ok({"queued": queued, "stored": 0, "duplicates": 0, "rejected": []}, 202)

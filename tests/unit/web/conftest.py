@@ -1,0 +1,78 @@
+"""Fixtures for the web tests: an app on a fresh migrated SQLite database, users with API tokens."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from newsdesk import db
+from newsdesk.settings import Settings
+from web import create_app
+from web.users import create_token, create_user
+from web_support import PASSWORDS, ROLES
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to head per test run; each test gets a copy (migrating costs ~2 s)."""
+    path = tmp_path_factory.mktemp("web-template") / "newsdesk.db"
+    url = f"sqlite:///{path}"
+    db.upgrade(url)
+    db.get_engine(url).dispose()
+    return path
+
+
+@pytest.fixture
+def db_url(settings: Settings, migrated_template: Path) -> Iterator[str]:
+    """Overrides the core fixture: a copy of the migrated template instead of a fresh migration."""
+    target = Path(settings.database_url.split("///", 1)[1])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated_template, target)
+    yield settings.database_url
+    db.get_engine(settings.database_url).dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, db_url: str) -> Flask:
+    app = create_app(settings, testing=True)
+    app.config.update(SSE_POLL_S=0.05, SSE_MAX_S=0.6)
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(db_url: str) -> dict[str, str]:
+    """Users reader, reader2, analyst, admin (passwords in PASSWORDS), a user token each and an ingest token."""
+    out = {}
+    with db.session_scope(db_url) as session:
+        for name, role in ROLES.items():
+            create_user(session, name, PASSWORDS[name], role)
+        for name in ROLES:
+            out[name] = create_token(session, name)
+        out["ingest"] = create_token(session, "analyst", "ingest")
+    return out
+
+
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same code path, cheaper hash parameters (scrypt's default costs ~0.2 s per hash on these CPUs)."""
+    import functools
+
+    import werkzeug.security
+
+    import web.users
+
+    fast = functools.partial(werkzeug.security.generate_password_hash, method="pbkdf2:sha256:1000")
+    monkeypatch.setattr(web.users, "generate_password_hash", fast)
+    monkeypatch.setattr(web.users, "_DUMMY_HASH", fast("not-a-password"))
