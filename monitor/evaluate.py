@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Any, Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,30 +18,37 @@ log = logging.getLogger(__name__)
 LIVE_SKEW = timedelta(days=1)  # a stream clock this close to the wall clock means we are live
 
 
-def window_stats(session: Session, ticker: str, params: dict, baseline: str, now: datetime) -> rules.WindowStats:
-    """Messages about `ticker` in (now - window, now] and the baseline's per-window bucket counts."""
+def ticker_rows(session: Session, ticker: str, since: datetime, now: datetime) -> list[tuple[int, datetime, Any]]:
+    """(message id, ts, label) of every message about `ticker` in (since, now], oldest first."""
+    return [tuple(r) for r in session.execute(
+        select(MessageTicker.message_id, MessageTicker.ts, MessageTicker.label)
+        .where(MessageTicker.ticker == ticker, MessageTicker.ts > since, MessageTicker.ts <= now)
+        .order_by(MessageTicker.ts))]
+
+
+def window_stats(ticker: str, rows: list[tuple[int, datetime, Any]], params: dict, baseline: str, now: datetime,
+                 texts: dict[int, str]) -> rules.WindowStats:
+    """The rule's view of `rows`: messages in (now - window, now] and per-window bucket counts before that."""
     window = timedelta(minutes=params["window_minutes"])
     start = now - window
-    rows = session.execute(
-        select(Message.id, Message.text, MessageTicker.label, MessageTicker.ts)
-        .join(Message, Message.id == MessageTicker.message_id)
-        .where(MessageTicker.ticker == ticker, MessageTicker.ts > start, MessageTicker.ts <= now)
-    ).all()
-    stats = rules.WindowStats(ticker, start, now, [rules.WindowMessage(*r) for r in rows])
+    stats = rules.WindowStats(ticker, start, now, [rules.WindowMessage(mid, texts.get(mid, ""), label, ts)
+                                                   for mid, ts, label in rows if start < ts <= now])
     if baseline != "none":
         n_buckets = max(1, int(params["baseline_days"] * 1440 // params["window_minutes"]))
         base_start = start - window * n_buckets
-        query = select(MessageTicker.ts).where(MessageTicker.ticker == ticker, MessageTicker.ts > base_start,
-                                               MessageTicker.ts <= start)
-        if baseline == "negative":
-            query = query.where(MessageTicker.label == "negative")
         counts = [0] * n_buckets
         seconds = window.total_seconds()
-        for (ts,) in session.execute(query):
-            idx = int((ts - base_start).total_seconds() // seconds)
-            counts[min(max(idx, 0), n_buckets - 1)] += 1
+        for _, ts, label in rows:
+            if base_start < ts <= start and (baseline == "all" or label == "negative"):
+                idx = int((ts - base_start).total_seconds() // seconds)
+                counts[min(max(idx, 0), n_buckets - 1)] += 1
         stats.baseline_counts = counts
     return stats
+
+
+def _span(params: dict) -> timedelta:
+    """How far back a rule looks: its window plus its baseline."""
+    return timedelta(minutes=params["window_minutes"]) + timedelta(days=params.get("baseline_days", 0))
 
 
 def stream_clock(session: Session) -> datetime:
@@ -62,19 +69,35 @@ def evaluate_tickers(session: Session, tickers: Iterable[str], now: datetime | N
         targets |= set(session.scalars(select(Alert.ticker).where(Alert.state == AlertState.FIRING.value)))
     if not targets:
         return []
-    transitions = []
+    active = []
     for rule in session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)):
         try:
-            params = rules.validate_params(rule.kind, rule.params)
+            active.append((rule, rules.validate_params(rule.kind, rule.params),
+                           {t.upper() for t in (rule.tickers or [])}))
         except Exception:  # a rule edited into an invalid state must not stop the others
             log.exception("rule %s has invalid parameters; skipped", rule.id)
+    if not active:
+        return []
+    span = max(_span(params) for _, params, _ in active)
+    text_window = max((timedelta(minutes=p["window_minutes"]) for r, p, _ in active if r.kind == "keyword"),
+                      default=None)
+    firing = set(session.scalars(select(Alert.active_fingerprint).where(Alert.active_fingerprint.is_not(None))))
+    transitions = []
+    for ticker in sorted(targets):
+        scoped = [(r, p) for r, p, scope in active if not scope or ticker in scope]
+        if not scoped:
             continue
-        scope = {t.upper() for t in (rule.tickers or [])}
-        for ticker in sorted(targets):
-            if scope and ticker not in scope:
-                continue
-            stats = window_stats(session, ticker, params, rules.baseline_of(rule.kind), now)
+        rows = ticker_rows(session, ticker, now - span, now)
+        texts: dict[int, str] = {}
+        if text_window is not None:
+            ids = [mid for mid, ts, _ in rows if ts > now - text_window]
+            texts = dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(ids))).all()) \
+                if ids else {}
+        for rule, params in scoped:
+            stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts)
             result = rules.evaluate(rule.kind, params, stats)
+            if not result.met and lifecycle.fingerprint(rule.id, ticker) not in firing:
+                continue  # nothing firing to resolve: skip the lookup
             transition = lifecycle.apply_result(session, rule, ticker, result, now)
             if transition is not None:
                 transitions.append(transition)

@@ -61,12 +61,8 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     preds = _classify(session, classifier, fresh, source, stream_ids, batch_size, result)
     touched: set[str] = set()
     newest: datetime | None = None
-    for index, msg in fresh:
-        if index in preds and preds[index] is None:
-            continue  # dead-lettered by the classifier
-        row = _store(session, msg, tickers[index], preds.get(index), result)
-        if row is None:
-            continue
+    todo = [(i, m) for i, m in fresh if not (i in preds and preds[i] is None)]  # None: dead-lettered by the model
+    for index, msg, row in _store_all(session, todo, tickers, preds, result):
         touched.update(tickers[index])
         newest = max(newest, msg.ts) if newest else msg.ts
     if evaluate_rules and touched:
@@ -143,34 +139,54 @@ def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple
     return out
 
 
-def _store(session: Session, msg: ValidMessage, tickers: list[str], pred: Any, result: IngestResult,
-           ) -> Message | None:
-    """Insert the message and its ticker links in a savepoint; a concurrent duplicate counts as a duplicate."""
+def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers: dict[int, list[str]],
+               preds: dict, result: IngestResult) -> list[tuple[int, ValidMessage, Message]]:
+    """Insert messages and their ticker links in one savepoint; on a concurrent duplicate, one savepoint each."""
+    rows = [(i, m, _row(m, tickers[i], preds.get(i), result.model_version)) for i, m in items]
+    try:
+        with session.begin_nested():
+            session.add_all(r for _, _, r in rows)
+            session.flush()
+            session.add_all(MessageTicker(message_id=r.id, ticker=t, ts=m.ts, label=r.label)
+                            for i, m, r in rows for t in tickers[i])
+            session.flush()
+        stored = rows
+    except IntegrityError:  # another consumer stored some of them meanwhile
+        stored = []
+        for i, m, _ in rows:
+            row = _row(m, tickers[i], preds.get(i), result.model_version)
+            try:
+                with session.begin_nested():
+                    session.add(row)
+                    session.flush()
+                    session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=m.ts, label=row.label)
+                                    for t in tickers[i])
+                    session.flush()
+                stored.append((i, m, row))
+            except IntegrityError:
+                result.duplicates += 1
+    for _, _, row in stored:
+        result.stored += 1
+        result.message_ids.append(row.id)
+        if row.status == MessageStatus.CLASSIFIED.value:
+            result.classified += 1
+        elif row.status == MessageStatus.PENDING.value:
+            result.pending += 1
+        else:
+            result.skipped += 1
+    return stored
+
+
+def _row(msg: ValidMessage, tickers: list[str], pred: Any, version: str | None) -> Message:
     row = Message(key=msg.key, source=msg.source, source_id=msg.source_id, text=msg.text, ts=msg.ts,
                   received_at=utcnow(), lang=msg.lang, flag=msg.flag, tickers=",".join(tickers)[:512],
                   meta=msg.meta)
     if msg.flag is not None:
         row.status = MessageStatus.SKIPPED.value
-        result.skipped += 1
     elif pred is not None:
-        _set_prediction(row, pred, result.model_version)
+        _set_prediction(row, pred, version)
     else:
         row.status = MessageStatus.PENDING.value
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-            session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=msg.ts, label=row.label) for t in tickers)
-            session.flush()
-    except IntegrityError:
-        result.duplicates += 1
-        return None
-    result.stored += 1
-    result.message_ids.append(row.id)
-    if row.status == MessageStatus.CLASSIFIED.value:
-        result.classified += 1
-    elif row.status == MessageStatus.PENDING.value:
-        result.pending += 1
     return row
 
 
