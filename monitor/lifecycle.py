@@ -137,7 +137,7 @@ def _queue(session: Session, alert: Alert, event: str) -> None:
     session.flush()
     alert.notify_count = (alert.notify_count or 0) + 1
     session.add(Notification(alert_id=alert.id, event=event, url="", status="pending", attempts=[],
-                             payload=notification_payload(session, alert, event)))
+                             next_attempt_at=utcnow(), payload=notification_payload(session, alert, event)))
 
 
 def notification_payload(session: Session, alert: Alert, event: str) -> dict[str, Any]:
