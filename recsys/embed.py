@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from newsdesk.db import utcnow
-from newsdesk.encoders import base_model_path, load_sentence_encoder
+from newsdesk.encoders import load_sentence_encoder
 from newsdesk.settings import Settings
 from recsys.tables import Item, ItemVector
 from recsys.text import item_text
@@ -38,10 +38,8 @@ class EmbedReport:
 
 def encoder_version(session: Session, settings: Settings) -> tuple[str, Path]:
     """(version label, folder) of the recsys encoder in service: the current registry version, else the base one."""
-    try:
-        from finetune.service import encoder_path
-    except ImportError:  # finetune's service is not in this tree: the base encoder serves
-        return BASE_VERSION, base_model_path(settings.base_model_path)
+    from finetune.service import encoder_path
+
     version, folder = encoder_path(session, settings, "recsys")
     return (version or BASE_VERSION), Path(folder)
 

@@ -107,18 +107,28 @@ def interest_clusters(vectors: np.ndarray, *, max_clusters: int = 3, min_size: i
                       iterations: int = 10) -> np.ndarray:
     """Cluster labels for history items (spherical k-means, farthest-point initialisation; deterministic).
 
-    Splits only when each cluster keeps at least `min_size` items and the clusters are clearly apart.
+    Tries the most clusters first and keeps the first split whose clusters all hold `min_size` items and sit
+    further from each other than their members from their own centre; else one cluster.
     """
     n = len(vectors)
-    k = min(max_clusters, n // min_size)
-    if k < 2:
-        return np.zeros(n, dtype=np.int64)
+    for k in range(min(max_clusters, n // min_size), 1, -1):
+        labels, centres = _kmeans(vectors, k, iterations)
+        if np.any(np.bincount(labels, minlength=k) < min_size):
+            continue
+        within = float(np.mean(np.sum(vectors * centres[labels], axis=1)))
+        between = float(np.max(centres @ centres.T - 2 * np.eye(k)))
+        if between < within:
+            return labels
+    return np.zeros(n, dtype=np.int64)
+
+
+def _kmeans(vectors: np.ndarray, k: int, iterations: int) -> tuple[np.ndarray, np.ndarray]:
     centres = [vectors[0]]
     for _ in range(1, k):
         sims = np.max(vectors @ np.vstack(centres).T, axis=1)
         centres.append(vectors[int(np.argmin(sims))])
-    c = np.vstack(centres)
-    labels = np.zeros(n, dtype=np.int64)
+    c = np.vstack(centres).astype(np.float64)
+    labels = np.zeros(len(vectors), dtype=np.int64)
     for _ in range(iterations):
         labels = np.argmax(vectors @ c.T, axis=1)
         for j in range(k):
@@ -126,9 +136,4 @@ def interest_clusters(vectors: np.ndarray, *, max_clusters: int = 3, min_size: i
             if len(members):
                 centre = members.sum(axis=0)
                 c[j] = centre / (np.linalg.norm(centre) or 1.0)
-    sizes = np.bincount(labels, minlength=k)
-    if np.any(sizes < min_size):
-        return np.zeros(n, dtype=np.int64)
-    within = float(np.mean(np.sum(vectors * c[labels], axis=1)))
-    between = float(np.max(c @ c.T - 2 * np.eye(k)))
-    return labels if between < within else np.zeros(n, dtype=np.int64)
+    return labels, c

@@ -120,7 +120,7 @@ def _finish(snap: Snapshot, cand: np.ndarray, relevance: np.ndarray, params: Ran
 
 
 def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParams, now: float) -> list[Scored]:
-    """Personalised top-k for a user with history; each item's reason names the history item that moved it most."""
+    """Personalised top-k for a user with history; each item's reason names the most similar history item."""
     queries = profile.queries()
     cand = _candidates(snap, queries, params.candidates + len(profile.seen), profile.seen)
     if len(cand) == 0:
@@ -131,8 +131,8 @@ def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParam
         best_cluster = np.max(np.column_stack([_minmax(sims[:, c]) for c in range(1, sims.shape[1])]), axis=1)
         relevance = (1 - params.cluster_weight) * relevance + params.cluster_weight * best_cluster
     picked, scores = _finish(snap, cand, relevance, params, now, k)
-    contributions = profile.contrib @ snap.vectors[picked].T  # history x picked
-    source = np.argmax(contributions, axis=0)
+    similarity = snap.vectors[profile.history] @ snap.vectors[picked].T  # history x picked, cosine
+    source = np.argmax(similarity * (0.5 + 0.5 * profile.weights[:, None] / profile.weights.max()), axis=0)
     out = []
     for pos, score, src in zip(picked, scores, source):
         hist_pos = int(profile.history[src])

@@ -211,6 +211,25 @@ class Recommender:
             return cold_start(snap, profile.seen, topics, k, p, now)
         return rank_for_profile(snap, profile, k, p, now)
 
+    def score_items(self, events: Sequence[Event], item_ids: Sequence[str]) -> np.ndarray:
+        """Profile relevance of given items (impression re-ranking); items without a vector score -inf."""
+        snap = self.snapshot()
+        p = self.params
+        profile = build_profile(events, snap.position, snap.vectors, snap.collab, positive_rating=p.positive_rating,
+                                half_life=p.history_half_life)
+        query = None
+        if not profile.empty:
+            query = profile.contrib.sum(axis=0)
+            query = query / (np.linalg.norm(query) or 1.0)
+        out = np.full(len(item_ids), -np.inf)
+        for n, item_id in enumerate(item_ids):
+            pos = snap.position.get(item_id)
+            if pos is None:
+                continue
+            out[n] = (float(snap.vectors[pos] @ query) if query is not None else 0.0) + \
+                p.popularity_weight * float(snap.popularity[pos])
+        return out
+
 
 _recommenders: dict[tuple[str, str], Recommender] = {}
 _registry_lock = threading.Lock()
