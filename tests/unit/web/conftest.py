@@ -52,14 +52,7 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def tokens(db_url: str) -> dict[str, str]:
     """Users reader, reader2, analyst, admin (passwords in PASSWORDS), a user token each and an ingest token."""
-    out = {}
-    with db.session_scope(db_url) as session:
-        for name, role in ROLES.items():
-            create_user(session, name, PASSWORDS[name], role)
-        for name in ROLES:
-            out[name] = create_token(session, name)
-        out["ingest"] = create_token(session, "analyst", "ingest")
-    return out
+    return _make_users(db_url)
 
 
 
@@ -67,6 +60,10 @@ def tokens(db_url: str) -> dict[str, str]:
 @pytest.fixture(autouse=True)
 def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Same code path, cheaper hash parameters (scrypt's default costs ~0.2 s per hash on these CPUs)."""
+    _fast_hashing(monkeypatch)
+
+
+def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     import functools
 
     import werkzeug.security
@@ -76,3 +73,49 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = functools.partial(werkzeug.security.generate_password_hash, method="pbkdf2:sha256:1000")
     monkeypatch.setattr(web.users, "generate_password_hash", fast)
     monkeypatch.setattr(web.users, "_DUMMY_HASH", fast("not-a-password"))
+
+
+def _make_users(url: str) -> dict[str, str]:
+    out = {}
+    with db.session_scope(url) as session:
+        for name, role in ROLES.items():
+            create_user(session, name, PASSWORDS[name], role)
+        for name in ROLES:
+            out[name] = create_token(session, name)
+        out["ingest"] = create_token(session, "analyst", "ingest")
+    return out
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path, base_encoder) -> dict:  # noqa: ANN001
+    """Seeded once per run: users and tokens, catalog + FAISS index (recsys), stream + alert (monitor),
+    two registered sentiment versions (finetune); each test gets a copy of the home folder."""
+    from web_support import seed_catalog, seed_models, seed_stream
+
+    home = tmp_path_factory.mktemp("web-seeded") / "home"
+    settings = Settings.load(env={}, home=home, secret_key="test-secret", device="cpu")
+    settings.ensure_dirs()
+    shutil.copyfile(migrated_template, home / "newsdesk.db")
+    with pytest.MonkeyPatch.context() as mp:
+        _fast_hashing(mp)
+        tokens = _make_users(settings.database_url)
+    seed_catalog(settings, base_encoder)
+    alerts = seed_stream(settings)
+    seed_models(settings)
+    db.get_engine(settings.database_url).dispose()
+    return {"home": home, "tokens": tokens, "alerts": alerts}
+
+
+@pytest.fixture
+def seeded(settings: Settings, db_url: str, seeded_template: dict) -> dict:
+    """A copy of the seeded home (database, index, models) in this test's home."""
+    db.get_engine(db_url).dispose()
+    for child in seeded_template["home"].iterdir():
+        if child.name == "secret_key":
+            continue
+        target = settings.home / child.name
+        if child.is_dir():
+            shutil.copytree(child, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(child, target)
+    return {"alerts": seeded_template["alerts"], "tokens": seeded_template["tokens"]}

@@ -1,0 +1,201 @@
+"""The JSON API: auth, isolation between readers, every route's bad input, error shapes, OpenAPI coverage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from web_support import bearer
+
+
+def error_of(response) -> dict:  # noqa: ANN001
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
+    return body["error"]
+
+
+def test_errors_have_one_shape_for_404_405_401(client: FlaskClient, tokens: dict) -> None:
+    assert error_of(client.get("/api/v1/nope"))["code"] == "not_found"
+    response = client.delete("/api/v1/recommendations", headers=bearer(tokens["reader"]))
+    assert response.status_code == 405 and error_of(response)["code"] == "method_not_allowed"
+    response = client.get("/api/v1/recommendations")
+    assert response.status_code == 401 and error_of(response)["code"] == "unauthorized"
+    response = client.get("/api/v1/recommendations", headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 401
+
+
+def test_500_says_only_internal_error_and_request_id(app: Flask, client: FlaskClient, tokens: dict) -> None:
+    @app.get("/api/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    response = client.get("/api/v1/boom")
+    err = error_of(response)
+    assert response.status_code == 500 and err["message"] == "internal error"
+    assert err["details"]["request_id"] == response.headers["X-Request-Id"]
+    assert "secret" not in response.get_data(as_text=True)
+
+
+def test_recommendations_for_own_user(client: FlaskClient, seeded: dict) -> None:
+    response = client.get("/api/v1/recommendations?k=5", headers=bearer(seeded["tokens"]["reader"]))
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["user"] == "reader" and len(body["items"]) == 5
+    assert {"item_id", "title", "score", "reason"} <= set(body["items"][0])
+
+
+def test_reader_cannot_read_another_users_feed_or_history(client: FlaskClient, seeded: dict) -> None:
+    tokens = seeded["tokens"]
+    client.post("/api/v1/feedback", headers=bearer(tokens["reader2"]),
+                json={"events": [{"item_id": "s1", "kind": "click"}]})
+    for path in ("/api/v1/recommendations?user=reader2", "/api/v1/history?user=reader2"):
+        response = client.get(path, headers=bearer(tokens["reader"]))
+        assert response.status_code == 403 and error_of(response)["code"] == "forbidden", path
+    own = client.get("/api/v1/history", headers=bearer(tokens["reader"])).get_json()
+    assert own["items"] == []
+    theirs = client.get("/api/v1/history?user=reader2", headers=bearer(tokens["admin"])).get_json()
+    assert [h["item_id"] for h in theirs["items"]] == ["s1"]
+
+
+def test_feedback_changes_the_feed(client: FlaskClient, seeded: dict) -> None:
+    token = seeded["tokens"]["reader"]
+    response = client.post("/api/v1/feedback", headers=bearer(token), json={"events": [
+        {"item_id": "s1", "kind": "click"}, {"item_id": "s2", "kind": "click"}, {"item_id": "m1", "kind": "not_interested"}]})
+    assert response.status_code == 202 and response.get_json() == {"logged": 3}
+    items = client.get("/api/v1/recommendations?k=4", headers=bearer(token)).get_json()["items"]
+    ids = [i["item_id"] for i in items]
+    assert "m1" not in ids and "s1" not in ids and ids[0] == "s3"  # the remaining sports story leads
+
+
+@pytest.mark.parametrize("body", [None, [], {"events": []}, {"events": "x"}, {"events": [1]},
+                                  {"events": [{"item_id": "m1", "kind": "like"}]},
+                                  {"events": [{"item_id": "", "kind": "click"}]},
+                                  {"events": [{"item_id": 5, "kind": "click"}]}])
+def test_feedback_bad_input_is_422(client: FlaskClient, tokens: dict, body: object) -> None:
+    response = client.post("/api/v1/feedback", headers=bearer(tokens["reader"]),
+                           data="not json" if body is None else json.dumps(body), content_type="application/json")
+    assert response.status_code == 422 and error_of(response)["code"] == "invalid_input"
+
+
+def test_feedback_on_unknown_item_is_404(client: FlaskClient, seeded: dict) -> None:
+    response = client.post("/api/v1/feedback", headers=bearer(seeded["tokens"]["reader"]),
+                           json={"events": [{"item_id": "nope", "kind": "click"}]})
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+
+
+@pytest.mark.parametrize("query", ["k=0", "k=101", "k=x", "user=" + "u" * 200])
+def test_recommendations_bad_query_is_4xx(client: FlaskClient, tokens: dict, query: str) -> None:
+    response = client.get(f"/api/v1/recommendations?{query}", headers=bearer(tokens["admin"]))
+    assert response.status_code == 422, response.get_json()
+
+
+def test_ingest_needs_an_ingest_token(client: FlaskClient, tokens: dict) -> None:
+    msg = {"id": "a1", "text": "$ABC shares soar after results"}
+    assert client.post("/api/v1/ingest", json=msg).status_code == 401
+    assert client.post("/api/v1/ingest", json=msg, headers=bearer(tokens["analyst"])).status_code == 401
+    response = client.post("/api/v1/ingest", json=msg, headers=bearer(tokens["ingest"]))
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["stored"] == 1
+    again = client.post("/api/v1/ingest", json=[msg], headers=bearer(tokens["ingest"])).get_json()
+    assert again["stored"] == 0 and again["duplicates"] == 1
+
+
+def test_ingest_reports_per_item_reasons(client: FlaskClient, tokens: dict) -> None:
+    response = client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]),
+                           json=[{"id": "ok1", "text": "$ABC fine"}, {"id": "bad"}, {"text": 5}])
+    body = response.get_json()
+    assert response.status_code == 202 and body["stored"] == 1
+    assert [r["index"] for r in body["rejected"]] == [1, 2]
+    response = client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json=[{"nope": 1}, 3])
+    err = error_of(response)
+    assert response.status_code == 422 and err["details"]["rejected"] == [
+        {"index": 1, "reason": "each message must be a JSON object"}]
+    response = client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json=[{"nope": 1}])
+    assert response.status_code == 422 and error_of(response)["details"]["rejected"][0]["index"] == 0
+
+
+def test_ingest_over_the_size_limit_is_413(app: Flask, client: FlaskClient, tokens: dict) -> None:
+    limit = app.config["NEWSDESK_SETTINGS"].monitor.ingest_max_bytes
+    body = json.dumps([{"id": str(i), "text": "x" * 1000} for i in range(limit // 1000 + 5)])
+    response = client.post("/api/v1/ingest", data=body, content_type="application/json",
+                           headers=bearer(tokens["ingest"]))
+    assert response.status_code == 413 and error_of(response)["code"] == "payload_too_large"
+    response = client.post("/api/v1/ingest", data="{bad", content_type="application/json",
+                           headers=bearer(tokens["ingest"]))
+    assert response.status_code == 422
+    response = client.post("/api/v1/ingest", data="a=b", headers=bearer(tokens["ingest"]))
+    assert response.status_code == 422
+
+
+def test_alerts_list_filters_ack_and_silence(client: FlaskClient, seeded: dict) -> None:
+    token = seeded["tokens"]["analyst"]
+    alert_id = seeded["alerts"][0]
+    body = client.get("/api/v1/alerts?state=firing&ticker=xyz&limit=1", headers=bearer(token)).get_json()
+    assert body["total"] >= 1 and body["items"][0]["ticker"] == "XYZ" and body["limit"] == 1
+    assert client.get("/api/v1/alerts?ticker=NONE", headers=bearer(token)).get_json()["total"] == 0
+    detail = client.get(f"/api/v1/alerts/{alert_id}", headers=bearer(token)).get_json()
+    assert any("bankruptcy" in m["text"] for m in detail["evidence"])
+    acked = client.post(f"/api/v1/alerts/{alert_id}/ack", headers=bearer(token), json={"note": "checked"})
+    assert acked.status_code == 200 and acked.get_json()["acknowledged_by"] == "analyst"
+    listed = client.get("/api/v1/alerts?state=acknowledged", headers=bearer(token)).get_json()
+    assert [a["id"] for a in listed["items"]] == [alert_id]
+    silenced = client.post(f"/api/v1/alerts/{alert_id}/silence", headers=bearer(token),
+                           json={"duration_minutes": 60, "comment": "known"})
+    assert silenced.status_code == 201 and silenced.get_json()["matchers"]["ticker"] == "XYZ"
+
+
+@pytest.mark.parametrize("query", ["state=boiling", "rule_id=x", "since=yesterday", "limit=0", "offset=-1",
+                                   "ticker=" + "A" * 20])
+def test_alerts_bad_filters_are_422(client: FlaskClient, tokens: dict, query: str) -> None:
+    response = client.get(f"/api/v1/alerts?{query}", headers=bearer(tokens["analyst"]))
+    assert response.status_code == 422 and error_of(response)["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("body", [{}, {"duration_minutes": 0}, {"duration_minutes": "5"}, {"ends_at": "soon"},
+                                  {"ends_at": "2001-01-01T00:00:00Z"}, {"duration_minutes": 5, "comment": 3}])
+def test_silence_bad_input_is_422(client: FlaskClient, seeded: dict, body: dict) -> None:
+    response = client.post(f"/api/v1/alerts/{seeded['alerts'][0]}/silence", json=body,
+                           headers=bearer(seeded["tokens"]["analyst"]))
+    assert response.status_code == 422, response.get_json()
+
+
+def test_alerts_need_analyst_and_unknown_alert_is_404(client: FlaskClient, seeded: dict) -> None:
+    tokens = seeded["tokens"]
+    assert client.get("/api/v1/alerts", headers=bearer(tokens["reader"])).status_code == 403
+    assert client.post("/api/v1/alerts/1/ack", json={}, headers=bearer(tokens["reader"])).status_code == 403
+    response = client.post("/api/v1/alerts/999/ack", json={"note": ""}, headers=bearer(tokens["analyst"]))
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert client.post("/api/v1/alerts/1/ack", json={"note": 5}, headers=bearer(tokens["analyst"])).status_code == 422
+
+
+def test_models_list_promote_rollback(client: FlaskClient, seeded: dict) -> None:
+    admin = bearer(seeded["tokens"]["admin"])
+    assert client.get("/api/v1/models", headers=bearer(seeded["tokens"]["analyst"])).status_code == 403
+    versions = client.get("/api/v1/models?task=sentiment", headers=admin).get_json()["items"]
+    assert {v["version"]: v["is_current"] for v in versions} == {"s1": True, "s2": False}
+    promoted = client.post("/api/v1/models/sentiment/promote", json={"version": "s2"}, headers=admin)
+    assert promoted.status_code == 200 and promoted.get_json()["is_current"] is True
+    back = client.post("/api/v1/models/sentiment/rollback", headers=admin)
+    assert back.status_code == 200 and back.get_json()["version"] == "s1"
+    assert client.post("/api/v1/models/sentiment/promote", json={"version": "zz"}, headers=admin).status_code == 404
+    assert client.post("/api/v1/models/sentiment/promote", json={}, headers=admin).status_code == 422
+    assert client.post("/api/v1/models/poetry/rollback", headers=admin).status_code == 404
+    assert client.get("/api/v1/models?task=poetry", headers=admin).status_code == 404
+    queued = client.post("/api/v1/models/recsys/retrain", headers=admin)
+    assert queued.status_code == 202
+    runs = client.get("/api/v1/models/runs", headers=admin).get_json()["items"]
+    assert runs[0]["id"] == queued.get_json()["run_id"] and runs[0]["status"] == "queued"
+
+
+def test_openapi_documents_every_api_route(app: Flask, client: FlaskClient) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/") and rule.endpoint != "api.boom":
+            path = rule.rule[len("/api/v1"):].replace("<int:", "{").replace("<", "{").replace(">", "}")
+            routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == routed
