@@ -66,7 +66,9 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
         touched.update(tickers[index])
         newest = max(newest, msg.ts) if newest else msg.ts
     if evaluate_rules and touched:
-        transitions = evaluate.evaluate_tickers(session, touched, newest)
+        # The rule clock never goes back: a late or redelivered message joins the past, it does not reopen it.
+        clock = session.scalar(select(func.max(Message.ts)))
+        transitions = evaluate.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
         result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
     return result
 
