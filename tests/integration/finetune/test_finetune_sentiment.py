@@ -1,0 +1,135 @@
+"""Real 2-step fine-tunes of the base encoder on 12 rows: registry, gating, classify, eval, live swap, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from finetune import service
+from finetune.classifier import ClassifierHandle
+from newsdesk.cli import cli
+from newsdesk.db import session_scope
+from newsdesk.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+TRAIN = """text,label
+Operating profit rose to EUR 13.1 mn from EUR 8.7 mn,positive
+Net sales increased by 18% year on year,positive
+The company won a large new order from a major customer,positive
+Shares jumped after the upbeat earnings report,positive
+The company's offices are located in Helsinki,neutral
+The annual general meeting will be held on 20 March,neutral
+The report covers the period from January to June,neutral
+The firm has 120 employees in Finland,neutral
+Operating loss widened to EUR 5 mn from EUR 2 mn,negative
+Sales fell sharply due to weak demand,negative
+The company announced layoffs of 300 workers,negative
+Shares plunged after the profit warning,negative
+"""
+
+DEV = """text,label
+Quarterly profit doubled on strong sales,positive
+The meeting takes place in Espoo,neutral
+Net loss deepened in the third quarter,negative
+Revenue grew 12% to a record high,positive
+The company is headquartered in Oulu,neutral
+Demand collapsed and margins shrank,negative
+"""
+
+
+@pytest.fixture
+def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    train.write_text(TRAIN)
+    dev.write_text(DEV)
+    return train, dev
+
+
+TINY = {"max_steps": 2, "batch_size": 4, "max_length": 32, "evals_per_epoch": 3, "weight_averaging": 0.4,
+        "average_every": 1}
+
+
+def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
+                                               sentiment_files: tuple[Path, Path]) -> None:
+    train, dev = sentiment_files
+    first = service.retrain(settings, "sentiment", train_files=[train], dev_file=dev, args=TINY)
+    assert first.promoted and first.primary_metric == "macro_f1" and 0 <= first.primary_value <= 1
+    folder = settings.models_dir / "sentiment" / first.version
+    for name in ("metrics.json", "args.json", "data.json", "timing.json", "classifier.json", "head.safetensors"):
+        assert (folder / name).is_file(), name
+    data = json.loads((folder / "data.json").read_text())
+    assert data["train"][0]["rows"] == 12 and len(data["train"][0]["sha256"]) == 64
+    assert json.loads((folder / "args.json").read_text())["max_steps"] == 2
+    assert not list((settings.models_dir / "sentiment").glob(".staging-*"))
+
+    handle = ClassifierHandle(settings, refresh_s=0)
+    assert handle.get().version == first.version
+
+    runner = CliRunner()
+    texts = [f"Sales rose {i}%" if i % 2 else f"Loss widened by {i} mn" for i in range(150)]
+    stdin = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+    result = runner.invoke(cli, ["classify", "-", "--batch-size", "16"], input=stdin, obj=settings)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 150 and set(lines[0]) == {"label", "scores"}
+    assert set(lines[0]["scores"]) == {"negative", "neutral", "positive"}
+    expected = handle.get().predict(texts)  # same order as the input, whatever the batching
+    assert [line["label"] for line in lines] == [p.label for p in expected]
+    assert all(abs(sum(line["scores"].values()) - 1) < 1e-4 for line in lines)
+
+    result = runner.invoke(cli, ["eval", "sentiment", "--data", str(dev), "--json"], obj=settings)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == 6 and set(report["per_class"]) == {"negative", "neutral", "positive"}
+    assert sum(map(sum, report["confusion"]["matrix"])) == 6
+
+    second = service.retrain(settings, "sentiment", train_files=[train], dev_file=dev, promote="never",
+                             args={**TINY, "seed": 7})
+    assert not second.promoted and handle.get().version == first.version
+    with session_scope(settings.database_url) as s:
+        service.promote(s, settings, "sentiment", second.version)
+    assert handle.get().version == second.version  # picked up without a restart
+    with session_scope(settings.database_url) as s:
+        assert service.rollback(s, settings, "sentiment").version == first.version
+    assert handle.get().version == first.version
+
+    result = runner.invoke(cli, ["models", "list"], obj=settings)
+    assert result.exit_code == 0 and f"* sentiment {first.version}" in result.output
+
+
+def test_cli_rejects_bad_labels_with_row_and_exit_code(settings: Settings, db_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nfine,neutral\nmoon,bullish\n")
+    result = CliRunner().invoke(cli, ["finetune", "sentiment", "--train", str(bad)], obj=settings)
+    assert result.exit_code == 3 and f"{bad}:3: unknown label 'bullish'" in result.output
+    result = CliRunner().invoke(cli, ["classify", "-"], input='{"text": "x"}\n', obj=settings)
+    assert result.exit_code == 4 and "no sentiment model" in result.output
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(settings: Settings, db_url: str,
+                                                     sentiment_files: tuple[Path, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune.callbacks import ProgressBar
+
+    train, dev = sentiment_files
+    args = {**TINY, "max_steps": 4}
+    original = ProgressBar.on_step_end
+
+    def stop_after_two(self, args_, state, control, **kw):  # noqa: ANN001, ANN003, ANN202
+        original(self, args_, state, control, **kw)
+        if state.global_step == 2 and not getattr(self, "resumed", False):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProgressBar, "on_step_end", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        service.retrain(settings, "sentiment", train_files=[train], dev_file=dev, args=args)
+    with session_scope(settings.database_url) as s:
+        assert service.list_training_runs(s)[0].status == "interrupted"
+        assert service.current_version(s, "sentiment") is None  # nothing half-trained is served
+    monkeypatch.setattr(ProgressBar, "on_step_end", original)
+    outcome = service.retrain(settings, "sentiment", train_files=[train], dev_file=dev, args=args, resume=True)
+    assert outcome.metrics["resumed_from"] == "checkpoint-1" and outcome.promoted  # saved after step 1
