@@ -81,6 +81,8 @@ def embed_stale(session: Session, settings: Settings, *, encoder: "SentenceTrans
             vectors = np.asarray(encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                                 convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
             _store(session, chunk, vectors, model_version)
+            if commit:
+                session.commit()
             done += len(chunk)
             bar.update(len(chunk))
     seconds = time.perf_counter() - start

@@ -220,12 +220,15 @@ def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
                   collab_args: CollabArgs | None = None) -> IndexStatus:
     """Embed stale items, rebuild the FAISS index and refit the collaborative map for the encoder in service.
 
+    Commits after each embedding batch (so an interrupted run keeps its progress).
+
     Raises:
         Unavailable: the encoder cannot be loaded or the catalog is empty.
     """
     start = time.perf_counter()
     version, _ = encoder_version(session, settings)
-    embed_stale(session, settings, encoder=encoder, model_version=version if encoder is not None else None)
+    embed_stale(session, settings, encoder=encoder, model_version=version if encoder is not None else None,
+                commit=True)
     ids, vectors = load_vectors(session, version)
     if not ids:
         raise Unavailable("the catalog is empty: import items first (`newsdesk catalog import FILE`)")
@@ -248,7 +251,7 @@ def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
 def sync_index(session: Session, settings: Settings) -> IndexStatus:
     """Embed stale items and add/update/remove them in the saved index without a full rebuild."""
     version, _ = encoder_version(session, settings)
-    embed_stale(session, settings, model_version=version)
+    embed_stale(session, settings, model_version=version, commit=True)
     ids, vectors = load_vectors(session, version)
     if ids:
         hashes = dict(session.execute(sa.select(Item.item_id, Item.text_hash)).tuples().all())
