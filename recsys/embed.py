@@ -58,8 +58,11 @@ def count_stale(session: Session, model_version: str) -> int:
 
 
 def embed_stale(session: Session, settings: Settings, *, encoder: "SentenceTransformer | Any | None" = None,
-                model_version: str | None = None, batch_size: int = 64) -> EmbedReport:
-    """Embed every stale item and store its normalised vector with the encoder version (flushes per batch).
+                model_version: str | None = None, batch_size: int = 64, commit: bool = False) -> EmbedReport:
+    """Embed every stale item and store its normalised vector with the encoder version.
+
+    Flushes per batch; with `commit` it also commits per batch, so a long run interrupted half-way keeps what it
+    embedded (the next run only embeds what is still stale).
 
     Raises:
         Unavailable: the encoder cannot be loaded.
