@@ -1,0 +1,288 @@
+"""monitor benchmark: the StockNet stream through the direct path and through Redis, against the bare classifier.
+
+Usage (from the repo root; MODEL_HOME is a NEWSDESK_HOME with a current sentiment version):
+    nice -n 10 .venv/bin/python benchmarks/monitor_stream.py perf --model-home MODEL_HOME [--limit 5000]
+        [--paced 1500 --rate 50] [--redis redis://127.0.0.1:6379/15]
+    nice -n 10 .venv/bin/python benchmarks/monitor_stream.py quality --home REPLAYED_HOME
+
+perf: the first --limit messages of the stream, (1) bare `classifier.predict` over the classifiable texts,
+(2) the direct path (`ingest_messages` per micro-batch, commit, rules), (3) Redis: all enqueued, one in-process
+consumer drains them, (4) Redis paced at --rate msg/s for --paced messages: ingest -> stored latency. Each run gets
+a fresh SQLite database with the default rules and watchlist. Latency "-> alert" is alert row creation minus the
+moment the message that completed the window was read (direct) or enqueued (Redis).
+quality: negative-burst alerts in a replayed database vs next-day close-to-close moves in the prices folder: how
+often an alert is followed by a fall larger than the ticker's median absolute daily move, against the base rate of
+such falls on every trading day of the same tickers and period.
+Prints a table and merges its part into benchmarks/results/monitor_stream.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import select  # noqa: E402
+
+from monitor import service, stream  # noqa: E402
+from monitor.enrich import ensure_default_watchlist  # noqa: E402
+from monitor.ingest import validate_payload  # noqa: E402
+from monitor.replay import read_lines  # noqa: E402
+from monitor.tables import Alert, AlertEvidence, Message  # noqa: E402
+from newsdesk import db  # noqa: E402
+from newsdesk.settings import MonitorSettings, Settings  # noqa: E402
+
+STREAM = ROOT.parent / "shared" / "data" / "stream" / "stocknet_tweets_stream.jsonl.gz"
+PRICES = ROOT.parent / "shared" / "data" / "stream" / "prices"
+RESULTS = ROOT / "benchmarks" / "results" / "monitor_stream.json"
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)  # milliseconds
+
+
+def fresh_settings(base: Path, name: str, redis_url: str = "") -> Settings:
+    monitor = MonitorSettings(stream_name=f"newsdesk-bench:{name}:{os.getpid()}",
+                              consumer_group=f"newsdesk-bench:{name}:{os.getpid()}:g")
+    s = Settings.load(env={}, home=base / name, secret_key="bench", device="cpu", redis_url=redis_url)
+    s = s.replace(monitor=monitor)
+    s.ensure_dirs()
+    db.upgrade(s.database_url)
+    with db.session_scope(s.database_url) as session:
+        service.ensure_default_rules(session)
+        ensure_default_watchlist(session)
+    return s
+
+
+def load_classifier(model_home: Path) -> Any:
+    from finetune.service import ClassifierHandle
+
+    return ClassifierHandle(Settings.load(env={}, home=model_home, device="cpu")).get()
+
+
+def alert_latencies(settings: Settings) -> list[float]:
+    """Per alert: created_at minus the read/enqueue time (meta.bench_t) of its newest evidence message."""
+    out = []
+    with db.session_scope(settings.database_url) as session:
+        for alert in session.scalars(select(Alert)):
+            metas = session.scalars(select(Message.meta).join(AlertEvidence, AlertEvidence.message_id == Message.id)
+                                    .where(AlertEvidence.alert_id == alert.id)).all()
+            sent = [m.get("bench_t") for m in metas if m and m.get("bench_t")]
+            if sent:
+                created = alert.created_at.replace(tzinfo=timezone.utc).timestamp()
+                out.append(max(0.0, created - max(sent)))
+    return out
+
+
+def run_direct(settings: Settings, lines: list[str], clf: Any) -> dict[str, Any]:
+    batch_size = settings.monitor.batch_size
+    stored_lat: list[float] = []
+    model_s = 0.0
+    alerts = 0
+    started = time.perf_counter()
+    for i in range(0, len(lines), batch_size):
+        read_at = time.time()
+        batch = [_stamp(line, read_at) for line in lines[i:i + batch_size]]
+        with db.session_scope(settings.database_url) as session:
+            result = service.ingest_messages(session, clf, batch, "stocknet", batch_size=batch_size)
+        done = time.time()
+        stored_lat += [done - read_at] * result.stored
+        model_s += result.model_seconds
+        alerts += len(result.alerts_fired)
+    seconds = time.perf_counter() - started
+    return {"messages": len(lines), "seconds": round(seconds, 1), "msg_per_s": round(len(lines) / seconds, 1),
+            "model_share": round(model_s / seconds, 3), "stored_p50_ms": pct(stored_lat, 0.5),
+            "stored_p99_ms": pct(stored_lat, 0.99), "alerts": alerts,
+            "alert_p50_ms": pct(alert_latencies(settings), 0.5), "alert_p99_ms": pct(alert_latencies(settings), 0.99)}
+
+
+def _stamp(line: str, t: float) -> Any:
+    try:
+        item = json.loads(line)
+        item["bench_t"] = t
+        return item
+    except ValueError:
+        return line
+
+
+def run_redis(settings: Settings, lines: list[str], clf: Any, rate: float | None) -> dict[str, Any]:
+    stop = threading.Event()
+    model_time = [0.0]
+
+    class Timed:
+        version = clf.version
+
+        def predict(self, texts, batch_size=64):  # noqa: ANN001, ANN201
+            t = time.perf_counter()
+            try:
+                return clf.predict(texts, batch_size=batch_size)
+            finally:
+                model_time[0] += time.perf_counter() - t
+
+    consumer = stream.Consumer(settings, lambda: Timed(), stop, name="bench")
+    client = stream.connect(settings)
+    stream.ensure_group(client, settings)
+    if rate is None:  # throughput: everything queued first, then drained
+        for i in range(0, len(lines), 500):
+            now = time.time()
+            stream.enqueue(settings, [_stamp(x, now) for x in lines[i:i + 500]], "stocknet", client=client)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    if rate is not None:
+        for i, line in enumerate(lines):
+            due = started + i / rate
+            while time.perf_counter() < due:
+                time.sleep(max(0.0, min(0.01, due - time.perf_counter())))
+            stream.enqueue(settings, [_stamp(line, time.time())], "stocknet", client=client)
+    while consumer.processed < len(lines):
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    stop.set()
+    thread.join(10)
+    client.delete(settings.monitor.stream_name)
+    lat = list(consumer.latencies)
+    return {"messages": len(lines), "rate_offered": rate, "seconds": round(seconds, 1),
+            "msg_per_s": round(len(lines) / seconds, 1), "model_share": round(model_time[0] / seconds, 3),
+            "stored_p50_ms": pct(lat, 0.5), "stored_p99_ms": pct(lat, 0.99),
+            "alert_p50_ms": pct(alert_latencies(settings), 0.5), "alert_p99_ms": pct(alert_latencies(settings), 0.99)}
+
+
+def perf(args: argparse.Namespace) -> dict[str, Any]:
+    lines = [line for _, line in read_lines(STREAM, args.limit)]
+    clf = load_classifier(Path(args.model_home))
+    texts = []
+    for line in lines:
+        msg = validate_payload(line, "stocknet")
+        if msg.flag is None:
+            texts.append(msg.text)
+    clf.predict(texts[:64])  # warm-up
+    started = time.perf_counter()
+    clf.predict(texts, batch_size=64)
+    bare_s = time.perf_counter() - started
+    out: dict[str, Any] = {"model_version": clf.version, "messages": len(lines), "classifiable": len(texts),
+                           "bare_classify": {"seconds": round(bare_s, 1),
+                                             "texts_per_s": round(len(texts) / bare_s, 1),
+                                             "msg_per_s_equivalent": round(len(lines) / bare_s, 1)}}
+    with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
+        base = Path(tmp)
+        out["direct"] = run_direct(fresh_settings(base, "direct"), lines, clf)
+        out["direct"]["overhead_ratio"] = round(out["direct"]["seconds"] / bare_s, 2)
+        if args.redis:
+            out["redis"] = run_redis(fresh_settings(base, "redis", args.redis), lines, clf, None)
+            out["redis"]["overhead_ratio"] = round(out["redis"]["seconds"] / bare_s, 2)
+            out["redis_paced"] = run_redis(fresh_settings(base, "paced", args.redis), lines[:args.paced], clf,
+                                           args.rate)
+    return out
+
+
+# Quality ------------------------------------------------------------------------------------------------
+
+
+def read_prices(ticker: str) -> list[tuple[date, float]]:
+    path = PRICES / f"{ticker}.csv"
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        rows = [(date.fromisoformat(r["Date"]), float(r["Adj Close"])) for r in csv.DictReader(fh)
+                if r["Adj Close"] not in ("", "null")]
+    return sorted(rows)
+
+
+def next_day_move(prices: list[tuple[date, float]], day: date) -> float | None:
+    """Close of the first trading day after `day` vs the close of the last trading day on or before it."""
+    before = [p for d, p in prices if d <= day]
+    after = [p for d, p in prices if d > day]
+    if not before or not after:
+        return None
+    return after[0] / before[-1] - 1
+
+
+def quality(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.load(env={}, home=Path(args.home), device="cpu")
+    with db.session_scope(settings.database_url) as session:
+        alerts = [(a.ticker, a.started_at) for a in session.scalars(select(Alert).where(
+            Alert.kind == "negative_burst"))]
+        first, last = session.execute(select(db_min(Message.ts), db_max(Message.ts))).one()
+    hits = total = 0
+    base_hits = base_total = 0
+    per_ticker: dict[str, dict[str, Any]] = {}
+    for ticker in sorted({t for t, _ in alerts}):
+        prices = read_prices(ticker)
+        if len(prices) < 30:
+            continue
+        period = [(d, p) for d, p in prices if first.date() <= d <= last.date() + timedelta(days=5)]
+        moves = [b[1] / a[1] - 1 for a, b in zip(period, period[1:])]
+        median_abs = statistics.median(abs(m) for m in moves)
+        falls = sum(1 for m in moves if m < -median_abs)
+        base_hits, base_total = base_hits + falls, base_total + len(moves)
+        days = sorted({ts.date() for t, ts in alerts if t == ticker})  # one outcome per alert day
+        outcomes = [next_day_move(prices, d) for d in days]
+        outcomes = [m for m in outcomes if m is not None]
+        t_hits = sum(1 for m in outcomes if m < -median_abs)
+        hits, total = hits + t_hits, total + len(outcomes)
+        per_ticker[ticker] = {"alert_days": len(outcomes), "followed_by_fall": t_hits,
+                              "base_rate": round(falls / len(moves), 3), "median_abs_move": round(median_abs, 4)}
+    rate = hits / total if total else None
+    base = base_hits / base_total if base_total else None
+    se = (base * (1 - base) / total) ** 0.5 if total and base is not None else None
+    return {"home": str(args.home), "period": [str(first), str(last)], "negative_burst_alerts": len(alerts),
+            "alert_days": total, "followed_by_fall": hits, "hit_rate": round(rate, 3) if rate is not None else None,
+            "base_rate": round(base, 3) if base is not None else None,
+            "z_vs_base": round((rate - base) / se, 2) if se else None, "per_ticker": per_ticker}
+
+
+def db_min(col):  # noqa: ANN001, ANN201
+    from sqlalchemy import func
+
+    return func.min(col)
+
+
+def db_max(col):  # noqa: ANN001, ANN201
+    from sqlalchemy import func
+
+    return func.max(col)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="part", required=True)
+    p = sub.add_parser("perf")
+    p.add_argument("--model-home", required=True)
+    p.add_argument("--limit", type=int, default=5000)
+    p.add_argument("--paced", type=int, default=1500)
+    p.add_argument("--rate", type=float, default=50.0)
+    p.add_argument("--redis", default=os.environ.get("NEWSDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    q = sub.add_parser("quality")
+    q.add_argument("--home", required=True)
+    args = parser.parse_args()
+    result = perf(args) if args.part == "perf" else quality(args)
+    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    print(json.dumps(result, indent=2, default=str))
+    merged = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    merged[args.part] = result
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=2, default=str))
+    os.replace(tmp, RESULTS)
+
+
+if __name__ == "__main__":
+    main()
