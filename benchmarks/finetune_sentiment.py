@@ -1,0 +1,116 @@
+"""finetune benchmark: sentiment methods side by side on PhraseBank dev (and tweets held out for two-source models).
+
+Usage (from the repo root):
+    nice -n 10 .venv/bin/python benchmarks/finetune_sentiment.py [--methods frozen_lr,plain,ours]
+        [--two-source ours] [--seeds 42] [--max-steps N]
+
+Methods:
+  frozen_lr  the base encoder, frozen (mean-pooled sentence vectors) + logistic regression (balanced classes)
+  plain      a plain full fine-tune: BERT's CLS pooler + linear head, 4 epochs, no class weights, last weights
+  ours       SentimentArgs() defaults: mean pooling, balanced class weights, uniform weight averaging of the second
+             half of training, early stopping on dev
+`--two-source M` also trains method M on PhraseBank + tweets (minus a stratified 10% of the tweets, held out) and
+reports both PhraseBank dev and tweets-held-out macro-F1. Prints a table, writes benchmarks/results/finetune_sentiment.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from finetune.args import SentimentArgs  # noqa: E402
+from finetune.data import LabelledText, read_labelled, split_dev  # noqa: E402
+from finetune.evaluate import classification_report  # noqa: E402
+from newsdesk.encoders import base_model_path, load_sentence_encoder  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "sentiment"
+RESULTS = ROOT / "benchmarks" / "results"
+PLAIN = {"pooling": "cls", "weight_averaging": 0.0, "class_weights": "none", "early_stopping_patience": 0,
+         "epochs": 4.0}
+METHODS: dict[str, dict[str, Any]] = {"plain": PLAIN, "ours": {}}
+
+
+def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    encoder = load_sentence_encoder(device="cpu")
+    started = time.monotonic()
+    x = encoder.encode([r.text for r in train], batch_size=64, normalize_embeddings=True, show_progress_bar=True)
+    clf = LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced").fit(x, [r.label for r in train])
+    seconds = time.monotonic() - started
+    scores = {}
+    for name, rows in evals.items():
+        pred = clf.predict(encoder.encode([r.text for r in rows], batch_size=64, normalize_embeddings=True))
+        scores[name] = classification_report([r.label for r in rows], list(pred), ("negative", "neutral", "positive"))
+    return {"train_seconds": round(seconds, 1), "scores": scores}
+
+
+def fine_tune(train: list[LabelledText], dev: list[LabelledText], evals: dict[str, list[LabelledText]],
+              overrides: dict[str, Any]) -> dict[str, Any]:
+    from finetune.pipeline import evaluate_sentiment_folder
+    from finetune.train import train_sentiment
+
+    args = SentimentArgs(**overrides)
+    with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
+        out = Path(tmp) / "model"
+        result = train_sentiment(base_model_path(), train, dev, args, work_dir=Path(tmp) / "work", out_dir=out,
+                                 device="auto")
+        scores = {name: evaluate_sentiment_folder(out, rows) for name, rows in evals.items()}
+    return {"train_seconds": result.train_seconds, "steps": result.steps, "device": result.device,
+            "details": result.details, "args": args.to_dict(), "scores": scores}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default="frozen_lr,plain,ours")
+    parser.add_argument("--two-source", default="ours", help="methods also trained on PhraseBank + tweets ('' = none)")
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--max-steps", type=int, default=-1, help="cap every fine-tune (smoke runs)")
+    parser.add_argument("--out", default=str(RESULTS / "finetune_sentiment.json"))
+    opts = parser.parse_args()
+
+    pb_train = read_labelled([DATA / "phrasebank_train.csv"])
+    pb_dev = read_labelled([DATA / "phrasebank_dev.csv"])
+    tweets_train, tweets_held = split_dev(read_labelled([DATA / "fintweets_train.csv"]), 0.1, seed=0)
+    seeds = [int(s) for s in opts.seeds.split(",") if s]
+    rows: list[dict[str, Any]] = []
+    plan = [(m, "phrasebank") for m in opts.methods.split(",") if m]
+    plan += [(m, "phrasebank+tweets") for m in opts.two_source.split(",") if m]
+    for method, source in plan:
+        train = pb_train + (tweets_train if source != "phrasebank" else [])
+        evals = {"phrasebank_dev": pb_dev, **({"tweets_heldout": tweets_held} if source != "phrasebank" else {})}
+        for seed in seeds if method != "frozen_lr" else seeds[:1]:
+            print(f"== {method} on {source} (seed {seed})", file=sys.stderr, flush=True)
+            if method == "frozen_lr":
+                res = frozen_lr(train, evals)
+            else:
+                overrides = {**METHODS[method], "seed": seed}
+                if opts.max_steps > 0:
+                    overrides["max_steps"] = opts.max_steps
+                res = fine_tune(train, pb_dev, evals, overrides)
+            rows.append({"method": method, "source": source, "seed": seed, **res})
+    print(f"\n{'method':<10} {'trained on':<18} {'seed':>4} {'PB dev F1':>9} {'PB acc':>7} {'tweets F1':>9} "
+          f"{'train s':>8}")
+    for r in rows:
+        tw = r["scores"].get("tweets_heldout", {}).get("macro_f1")
+        print(f"{r['method']:<10} {r['source']:<18} {r['seed']:>4} {r['scores']['phrasebank_dev']['macro_f1']:>9.4f} "
+              f"{r['scores']['phrasebank_dev']['accuracy']:>7.4f} {tw if tw is not None else '-':>9} "
+              f"{r['train_seconds']:>8.0f}")
+    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.platform(), "python": platform.python_version(), "argv": sys.argv,
+            "tweets_heldout_rows": len(tweets_held), "phrasebank_dev_rows": len(pb_dev)}
+    Path(opts.out).write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
+    print(f"\nwrote {opts.out}")
+
+
+if __name__ == "__main__":
+    main()
