@@ -100,13 +100,13 @@ def ensure_index(settings: Settings, model_version: str, item_ids: list[str], ve
     return index, manifest
 
 
-def load_snapshot(session: Session, settings: Settings) -> Snapshot:
-    """Read vectors, item metadata, popularity and the (synced) index for the current encoder version.
+def load_snapshot(session: Session, settings: Settings, version: str | None = None) -> Snapshot:
+    """Read vectors, item metadata, popularity and the (synced) index for an encoder version (default: current).
 
     Raises:
-        Unavailable: no item has a vector for the current encoder version yet.
+        Unavailable: no item has a vector for that encoder version yet.
     """
-    version, _ = encoder_version(session, settings)
+    version = version or encoder_version(session, settings)[0]
     ids, vectors = load_vectors(session, version)
     if not ids:
         raise Unavailable(f"no item vectors for encoder version {version!r}: run `newsdesk index build`")
@@ -200,9 +200,13 @@ class Recommender:
 
     def _reload_if_needed(self, session: Session) -> None:
         version, _ = encoder_version(session, self.settings)
+        if self._snap is not None and version != self._snap.model_version and \
+                self._manifest_stamp(version)[1] is None:
+            # a promotion: keep serving the old snapshot until the job has embedded and indexed the new version
+            version = self._snap.model_version
         stamp = self._manifest_stamp(version)
         if self._snap is None or stamp != self._stamp or self._snap.model_version != version:
-            self._snap = load_snapshot(session, self.settings)
+            self._snap = load_snapshot(session, self.settings, version)
             self._stamp = self._manifest_stamp(version)
             self._refreshed = time.monotonic()
             log.info("recommender loaded %d items (encoder %s, %s index)", len(self._snap.item_ids), version,

@@ -124,3 +124,23 @@ def test_recommender_answers_from_events_without_database(built) -> None:
     assert out[0].item_id.startswith("t")
     scores = rec.score_items([Event("t0", "click")], ["t3", "e3", "missing"])
     assert scores[0] > scores[1] and scores[2] == -np.inf
+
+
+def test_promotion_keeps_old_snapshot_until_new_version_is_indexed(built, fake_encoder, monkeypatch) -> None:
+    from pathlib import Path
+
+    from recsys import serving
+
+    settings, session = built
+    rec = service.get_recommender(settings)
+    assert rec.snapshot(session).model_version == "base"
+    promoted = lambda *_a, **_k: ("v2", Path("/nonexistent"))  # noqa: E731
+    monkeypatch.setattr(serving, "encoder_version", promoted)
+    monkeypatch.setattr(service, "encoder_version", promoted)
+    rec._checked = 0.0
+    assert service.index_status(session, settings).stale == 20  # every vector is from the old version
+    assert service.recommend_for_user(session, settings, "oil0", k=2)[0].item_id.startswith("e")
+    assert rec.snapshot(session).model_version == "base"
+    service.rebuild_index(session, settings, encoder=fake_encoder)
+    assert rec.snapshot(session).model_version == "v2"
+    assert service.index_status(session, settings).stale == 0
