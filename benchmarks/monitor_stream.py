@@ -35,15 +35,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select
 
-from monitor import service, stream  # noqa: E402
-from monitor.enrich import ensure_default_watchlist  # noqa: E402
-from monitor.ingest import validate_payload  # noqa: E402
-from monitor.replay import read_lines  # noqa: E402
-from monitor.tables import Alert, AlertEvidence, Message  # noqa: E402
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import MonitorSettings, Settings  # noqa: E402
+from monitor import service, stream
+from monitor.enrich import ensure_default_watchlist
+from monitor.ingest import validate_payload
+from monitor.replay import read_lines
+from monitor.tables import Alert, AlertEvidence, Message
+from newsdesk import db
+from newsdesk.settings import MonitorSettings, Settings
 
 STREAM = ROOT.parent / "shared" / "data" / "stream" / "stocknet_tweets_stream.jsonl.gz"
 PRICES = ROOT.parent / "shared" / "data" / "stream" / "prices"
@@ -128,7 +128,7 @@ def run_redis(settings: Settings, lines: list[str], clf: Any, rate: float | None
     class Timed:
         version = clf.version
 
-        def predict(self, texts, batch_size=64):  # noqa: ANN001, ANN201
+        def predict(self, texts, batch_size=64):
             t = time.perf_counter()
             try:
                 return clf.predict(texts, batch_size=batch_size)
@@ -248,13 +248,13 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
             "z_vs_base": round((rate - base) / se, 2) if se else None, "per_ticker": per_ticker}
 
 
-def db_min(col):  # noqa: ANN001, ANN201
+def db_min(col):
     from sqlalchemy import func
 
     return func.min(col)
 
 
-def db_max(col):  # noqa: ANN001, ANN201
+def db_max(col):
     from sqlalchemy import func
 
     return func.max(col)

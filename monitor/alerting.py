@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsdesk.db import utcnow
-from newsdesk.errors import Conflict, InvalidInput, NotFound
 from monitor import evaluate, lifecycle, rules
 from monitor.enrich import TICKER
 from monitor.tables import Alert, AlertEvidence, AlertRule, AlertState, Message, Notification, Silence, WatchlistEntry
 from monitor.views import AlertDetail, AlertInfo, MessageInfo, RuleInfo, SilenceInfo, WatchInfo
+from newsdesk.db import utcnow
+from newsdesk.errors import Conflict, InvalidInput, NotFound
 
 SEVERITIES = ("info", "warning", "critical")
 

@@ -7,8 +7,8 @@ letters: "T" and "D" are ordinary letters, "DIS" and "BAC" ordinary words in oth
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session

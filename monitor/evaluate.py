@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsdesk.db import utcnow
 from monitor import lifecycle, rules
 from monitor.tables import Alert, AlertRule, AlertState, Message, MessageTicker
+from newsdesk.db import utcnow
 
 log = logging.getLogger(__name__)
 

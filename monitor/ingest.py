@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from newsdesk.db import utcnow
-from newsdesk.errors import InvalidInput
 from monitor.enrich import TICKER
 from monitor.language import detect_language
+from newsdesk.db import utcnow
+from newsdesk.errors import InvalidInput
 
 MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 128

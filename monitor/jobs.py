@@ -54,7 +54,7 @@ def run_consumer(settings: Settings, stop_event: threading.Event, claim_idle_ms:
 
     try:
         Consumer(settings, lambda: classifier_for(settings), stop_event, claim_idle_ms=claim_idle_ms).run()
-    except Exception:  # noqa: BLE001 - a consumer thread must log, not vanish silently
+    except Exception:
         log.exception("monitor consumer stopped on an unexpected error")
 
 

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsdesk.db import utcnow
 from monitor.rules import RuleResult
 from monitor.tables import Alert, AlertEvidence, AlertRule, AlertState, Notification, Silence
+from newsdesk.db import utcnow
 
 log = logging.getLogger(__name__)
 

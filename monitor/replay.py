@@ -13,17 +13,18 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tqdm import tqdm
 
+from monitor.ingest import parse_ts
+from monitor.views import IngestResult, ReplayReport
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
-from monitor.ingest import parse_ts
-from monitor.views import IngestResult, ReplayReport
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def _post(url: str, items: list[Any], token: str) -> dict[str, Any]:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - user-given URL
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         if exc.code == 422:  # per-item reasons: the valid ones were taken, the rest dead-lettered server-side

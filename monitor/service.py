@@ -7,24 +7,39 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsdesk.db import utcnow
-from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
-from newsdesk.settings import Settings
 from monitor import evaluate
-from monitor.alerting import (acknowledge_alert, create_rule, create_silence, delete_rule, ensure_default_rules,  # noqa: F401
-                              expire_silence, get_alert, list_alert_groups, list_alerts, list_rules, list_silences,
-                              list_watchlist, remove_watch, update_rule, upsert_watch)
+from monitor.alerting import (  # noqa: F401
+    acknowledge_alert,
+    create_rule,
+    create_silence,
+    delete_rule,
+    ensure_default_rules,
+    expire_silence,
+    get_alert,
+    list_alert_groups,
+    list_alerts,
+    list_rules,
+    list_silences,
+    list_watchlist,
+    remove_watch,
+    update_rule,
+    upsert_watch,
+)
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
 from monitor.ingest import ValidMessage, raw_text, validate_payload
 from monitor.tables import Alert, DeadLetter, Message, MessageStatus, MessageTicker
-from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport  # noqa: F401
+from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport
+from newsdesk.db import utcnow
+from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
+from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,16 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
+from monitor import keys
 from newsdesk.db import session_scope
 from newsdesk.errors import Unavailable
 from newsdesk.settings import Settings
-from monitor import keys
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +176,14 @@ class Consumer:
             self._commit(entries)
         except Unavailable:
             raise
-        except Exception:  # noqa: BLE001 - a bug or a poison entry: retry alone, leave failures pending
+        except Exception:
             log.exception("consumer %s: batch of %d failed; retrying entry by entry", self.name, len(entries))
             for entry in entries:
                 try:
                     self._commit([entry])
                 except Unavailable:
                     raise
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("stream entry %s failed (delivery %d of %d); left pending", _text(entry[0]),
                                   deliveries.get(entry[0], 1), limit)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,17 +31,17 @@ class Message(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(160), unique=True)  # "id:<source>:<id>" or "sha:<hash>"
     source: Mapped[str] = mapped_column(sa.String(64), default="")
-    source_id: Mapped[Optional[str]] = mapped_column(sa.String(128), nullable=True)
+    source_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
     text: Mapped[str] = mapped_column(sa.Text, default="")
     ts: Mapped[datetime] = mapped_column(sa.DateTime, index=True)  # the message's own time (UTC)
     received_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
     lang: Mapped[str] = mapped_column(sa.String(8), default="en")
-    flag: Mapped[Optional[str]] = mapped_column(sa.String(32), nullable=True)  # empty | non_english
+    flag: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)  # empty | non_english
     status: Mapped[str] = mapped_column(sa.String(16), default=MessageStatus.PENDING.value, index=True)
-    label: Mapped[Optional[str]] = mapped_column(sa.String(16), nullable=True)
-    scores: Mapped[Optional[dict[str, float]]] = mapped_column(sa.JSON, nullable=True)
-    model_version: Mapped[Optional[str]] = mapped_column(sa.String(64), nullable=True)
-    classified_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime, nullable=True)
+    label: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    scores: Mapped[dict[str, float] | None] = mapped_column(sa.JSON, nullable=True)
+    model_version: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    classified_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     tickers: Mapped[str] = mapped_column(sa.String(512), default="")  # comma-separated, for display
     meta: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
 
@@ -59,7 +59,7 @@ class MessageTicker(Base):
     message_id: Mapped[int] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True)
     ticker: Mapped[str] = mapped_column(sa.String(16))
     ts: Mapped[datetime] = mapped_column(sa.DateTime)
-    label: Mapped[Optional[str]] = mapped_column(sa.String(16), nullable=True)
+    label: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
 
 
 class DeadLetter(Base):
@@ -72,12 +72,12 @@ class DeadLetter(Base):
     stage: Mapped[str] = mapped_column(sa.String(16), default="validate")  # validate | classify | process
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     payload: Mapped[str] = mapped_column(sa.Text, default="")  # raw text as received (invalid UTF-8 replaced)
-    stream_id: Mapped[Optional[str]] = mapped_column(sa.String(64), nullable=True)
+    stream_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     deliveries: Mapped[int] = mapped_column(sa.Integer, default=1)
     status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)  # open | replayed
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, index=True)
-    replayed_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime, nullable=True)
-    message_id: Mapped[Optional[int]] = mapped_column(sa.Integer, nullable=True)
+    replayed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    message_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
 
 
 class WatchlistEntry(Base):
@@ -117,7 +117,7 @@ class Alert(Base):
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(sa.String(64), index=True)
-    active_fingerprint: Mapped[Optional[str]] = mapped_column(sa.String(64), nullable=True, unique=True)
+    active_fingerprint: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, unique=True)
     rule_id: Mapped[int] = mapped_column(sa.Integer, index=True)
     rule_name: Mapped[str] = mapped_column(sa.String(128), default="")
     kind: Mapped[str] = mapped_column(sa.String(32), default="")
@@ -128,12 +128,12 @@ class Alert(Base):
     values: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     started_at: Mapped[datetime] = mapped_column(sa.DateTime)  # stream time of the first firing evaluation
     last_eval_at: Mapped[datetime] = mapped_column(sa.DateTime)
-    resolved_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime, nullable=True)
-    acknowledged_by: Mapped[Optional[str]] = mapped_column(sa.String(128), nullable=True)
-    acknowledged_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     ack_note: Mapped[str] = mapped_column(sa.Text, default="")
-    silence_id: Mapped[Optional[int]] = mapped_column(sa.Integer, nullable=True)
-    last_notified_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime, nullable=True)  # stream time
+    silence_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    last_notified_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)  # stream time
     notify_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, onupdate=utcnow, index=True)
@@ -163,7 +163,7 @@ class Silence(Base):
     created_by: Mapped[str] = mapped_column(sa.String(128), default="")
     comment: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
-    expired_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime, nullable=True)
+    expired_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
 
 
 class Notification(Base):

@@ -25,7 +25,7 @@ class IngestResult:
     model_version: str | None = None
     model_seconds: float = 0.0
 
-    def add(self, other: "IngestResult") -> None:
+    def add(self, other: IngestResult) -> None:
         for name in ("stored", "duplicates", "classified", "pending", "skipped", "dead_lettered", "model_seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejected += other.rejected
@@ -55,7 +55,7 @@ class MessageInfo:
     flag: str | None
 
     @classmethod
-    def of(cls, m: Message) -> "MessageInfo":
+    def of(cls, m: Message) -> MessageInfo:
         return cls(m.id, m.ts, m.received_at, m.source, m.source_id, m.text,
                    [t for t in (m.tickers or "").split(",") if t], m.status, m.label, m.scores, m.model_version,
                    m.lang, m.flag)
@@ -89,7 +89,7 @@ class AlertInfo:
         return self.silence_id is not None
 
     @classmethod
-    def of(cls, a: Alert) -> "AlertInfo":
+    def of(cls, a: Alert) -> AlertInfo:
         return cls(a.id, a.fingerprint, a.rule_id, a.rule_name, a.kind, a.ticker, a.state, a.severity, a.summary,
                    a.values or {}, a.started_at, a.last_eval_at, a.resolved_at, a.acknowledged_by,
                    a.acknowledged_at, a.ack_note or "", a.silence_id, a.notify_count or 0, a.created_at,
@@ -121,7 +121,7 @@ class RuleInfo:
     updated_at: datetime
 
     @classmethod
-    def of(cls, r: AlertRule) -> "RuleInfo":
+    def of(cls, r: AlertRule) -> RuleInfo:
         return cls(r.id, r.name, r.kind, r.enabled, r.params or {}, list(r.tickers or []), r.severity,
                    r.repeat_interval_s, r.created_at, r.updated_at)
 
@@ -138,7 +138,7 @@ class SilenceInfo:
     active: bool
 
     @classmethod
-    def of(cls, s: Silence, now: datetime) -> "SilenceInfo":
+    def of(cls, s: Silence, now: datetime) -> SilenceInfo:
         active = s.expired_at is None and s.starts_at <= now < s.ends_at
         return cls(s.id, s.matchers or {}, s.starts_at, s.ends_at, s.created_by, s.comment, s.expired_at, active)
 
@@ -158,7 +158,7 @@ class DeadLetterInfo:
     message_id: int | None
 
     @classmethod
-    def of(cls, d: DeadLetter) -> "DeadLetterInfo":
+    def of(cls, d: DeadLetter) -> DeadLetterInfo:
         return cls(d.id, d.source, d.stage, d.reason, d.payload, d.stream_id, d.deliveries, d.status, d.created_at,
                    d.replayed_at, d.message_id)
 
@@ -171,7 +171,7 @@ class WatchInfo:
     active: bool
 
     @classmethod
-    def of(cls, w: WatchlistEntry) -> "WatchInfo":
+    def of(cls, w: WatchlistEntry) -> WatchInfo:
         return cls(w.ticker, w.name, list(w.aliases or []), w.active)
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "monitor"))
 
-from monitor_fakes import FakeClassifier  # noqa: E402
+from monitor_fakes import FakeClassifier
 
-from monitor.stream import Consumer  # noqa: E402
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import Settings  # noqa: E402
+from monitor.stream import Consumer
+from newsdesk import db
+from newsdesk.settings import Settings
 
 
 def main() -> None:

@@ -11,11 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from monitor_fakes import T0, FakeClassifier, burst_payloads
 from sqlalchemy import func, select
 
 from monitor import service, stream
 from monitor.tables import Alert, DeadLetter, Message, Notification
-from monitor_fakes import T0, FakeClassifier, burst_payloads
 from newsdesk import db
 from newsdesk.settings import MonitorSettings
 

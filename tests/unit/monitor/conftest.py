@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from monitor_fakes import FakeClassifier  # noqa: E402
+from monitor_fakes import FakeClassifier
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from monitor_fakes import FakeClassifier, burst_payloads
 from sqlalchemy import func, select
 
 from monitor import ingest, service
 from monitor.enrich import Enricher, ensure_default_watchlist
 from monitor.language import detect_language
 from monitor.tables import DeadLetter, Message, MessageTicker
-from monitor_fakes import FakeClassifier, burst_payloads
 from newsdesk.errors import Conflict, InvalidInput
 
 

@@ -8,11 +8,11 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from monitor_fakes import T0, FakeClassifier
 from sqlalchemy import select
 
 from monitor import notify, service
 from monitor.tables import Alert, Notification
-from monitor_fakes import T0, FakeClassifier, burst_payloads
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 
@@ -125,7 +125,7 @@ class _Hook(BaseHTTPRequestHandler):
     script: list[int] = []
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append(json.loads(body))
         code = type(self).script.pop(0) if type(self).script else 200

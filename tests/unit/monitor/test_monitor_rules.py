@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from monitor_fakes import T0, burst_payloads
 from sqlalchemy import func, select
 
-from monitor import rules
-from monitor import service
+from monitor import rules, service
 from monitor.tables import Alert, AlertEvidence, Message
-from monitor_fakes import T0, burst_payloads
 from newsdesk.errors import InvalidInput
 
 
