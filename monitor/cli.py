@@ -45,12 +45,7 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
                 service.ensure_default_watchlist(session)
     report = service.replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
                                  token=token)
-    r = report.ingest
-    line = f"Replayed {report.read} lines to {to} in {report.seconds:.1f} s ({report.rate:.0f} msg/s)"
-    if to == "direct":
-        line += (f": {r.stored} stored ({r.classified} classified, {r.pending} pending, {r.skipped} flagged), "
-                 f"{r.duplicates} duplicates, {len(r.rejected)} rejected, {len(r.alerts_fired)} alerts fired")
-    click.echo(line)
+    click.echo(f"Replayed {report}")
 
 
 @stream_group.command("consume")

@@ -21,7 +21,7 @@ class IngestResult:
     skipped: int = 0  # empty or non-English: stored and flagged, not classified
     dead_lettered: int = 0
     alerts_fired: list[int] = field(default_factory=list)
-    message_ids: list[int] = field(default_factory=list)
+    message_ids: list[int] = field(default_factory=list, repr=False)
     model_version: str | None = None
     model_seconds: float = 0.0
 
@@ -189,6 +189,14 @@ class ReplayReport:
     @property
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        r = self.ingest
+        text = f"{self.read} lines to {self.to} in {self.seconds:.1f} s ({self.rate:.0f} msg/s)"
+        if self.to == "direct":
+            text += (f": {r.stored} stored ({r.classified} classified, {r.pending} pending, {r.skipped} flagged), "
+                     f"{r.duplicates} duplicates, {len(r.rejected)} rejected, {len(r.alerts_fired)} alerts fired")
+        return text
 
 
 def _jsonable(value: Any) -> Any:
