@@ -35,15 +35,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select
+from sqlalchemy import select  # noqa: E402
 
-from monitor import service, stream
-from monitor.enrich import ensure_default_watchlist
-from monitor.ingest import validate_payload
-from monitor.replay import read_lines
-from monitor.tables import Alert, AlertEvidence, Message
-from newsdesk import db
-from newsdesk.settings import MonitorSettings, Settings
+from monitor import service, stream  # noqa: E402
+from monitor.enrich import ensure_default_watchlist  # noqa: E402
+from monitor.ingest import validate_payload  # noqa: E402
+from monitor.replay import read_lines  # noqa: E402
+from monitor.tables import Alert, AlertEvidence, Message  # noqa: E402
+from newsdesk import db  # noqa: E402
+from newsdesk.settings import MonitorSettings, Settings  # noqa: E402
 
 STREAM = ROOT.parent / "shared" / "data" / "stream" / "stocknet_tweets_stream.jsonl.gz"
 PRICES = ROOT.parent / "shared" / "data" / "stream" / "prices"

@@ -12,8 +12,21 @@ import re
 _NOISE = re.compile(r"https?://\S+|www\.\S+|[@$#][\w.]+|&amp;|\d+(?:[.,:/%]\d+)*%?|RT\b")
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
 
-ENGLISH = frozenset(["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "buy", "sell", "stock", "stocks", "shares", "price", "up", "down", "new", "high", "low", "today", "week", "market", "earnings", "news", "long", "short", "call", "calls", "puts", "report", "q1", "q2", "q3", "q4", "says", "via"])
-OTHER = frozenset(["el", "la", "los", "las", "del", "que", "por", "para", "con", "una", "unos", "est", "les", "des", "une", "dans", "pour", "sur", "avec", "pas", "qui", "sont", "der", "die", "das", "und", "nicht", "ist", "mit", "auf", "sich", "den", "dem", "ein", "eine", "het", "een", "van", "niet", "voor", "ook", "zijn", "yang", "dan", "di", "ini", "itu", "untuk", "dengan", "dari", "ke", "akan", "tidak", "pada", "juga", "ada", "adalah", "nya", "de", "em", "um", "uma", "não", "com", "como", "mais", "por", "para", "mas", "ser", "ao", "na", "da", "do", "dos", "das", "il", "che", "di", "non", "per", "sono", "della", "alla", "och", "att", "inte", "för", "är", "på", "ng", "sa", "mga", "ang", "ay", "mo", "ko", "na", "si", "kay", "hindi"])
+ENGLISH = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between both but
+by can could did do does doing down during each few for from further had has have having he her here hers him his
+how i if in into is it its itself just me more most my no nor not now of off on once only or other our out over
+own same she should so some such than that the their them then there these they this those through to too under
+until up very was we were what when where which while who whom why will with would you your buy sell stock stocks
+shares price up down new high low today week market earnings news long short call calls puts report q1 q2 q3 q4
+says via
+""".split())  # noqa: SIM905 - a word list reads better as text
+OTHER = frozenset("""
+el la los las del que por para con una unos est les des une dans pour sur avec pas qui sont der die das und nicht
+ist mit auf sich den dem ein eine het een van niet voor ook zijn yang dan di ini itu untuk dengan dari ke akan
+tidak pada juga ada adalah nya de em um uma não com como mais por para mas ser ao na da do dos das il che di non
+per sono della alla och att inte för är på ng sa mga ang ay mo ko na si kay hindi
+""".split())  # noqa: SIM905 - a word list reads better as text
 
 
 def detect_language(text: str) -> tuple[str, str | None]:

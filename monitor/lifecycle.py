@@ -68,7 +68,8 @@ def active_silence(session: Session, alert: Alert, now: datetime | None = None) 
     return next((s for s in rows if silence_matches(s.matchers or {}, labels)), None)
 
 
-def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleResult, now: datetime) -> Transition | None:
+def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleResult,
+                 now: datetime) -> Transition | None:
     """Move the alert of (rule, ticker) according to the rule's result at stream time `now`."""
     fp = fingerprint(rule.id, ticker)
     alert = session.scalar(select(Alert).where(Alert.active_fingerprint == fp))

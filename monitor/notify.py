@@ -54,7 +54,8 @@ def post_json(url: str, payload: dict, timeout: float = TIMEOUT_S) -> int:
 
 
 def deliver_pending(session: Session, urls: Sequence[str], *, now: datetime | None = None,
-                    max_attempts: int = MAX_ATTEMPTS, backoff_s: float = BACKOFF_S, limit: int = 100) -> dict[str, int]:
+                    max_attempts: int = MAX_ATTEMPTS, backoff_s: float = BACKOFF_S,
+                    limit: int = 100) -> dict[str, int]:
     """Send due notifications once each; a 2xx marks delivered, anything else schedules a retry with backoff.
 
     Every attempt is appended to the row's `attempts` (time, status code or error, milliseconds). After

@@ -33,7 +33,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "keyword": {"window_minutes": 360, "phrases": [], "sentiment": "negative", "min_count": 1},
 }
 _LIMITS = {"window_minutes": (1, 7 * 1440), "baseline_days": (1, 90), "min_negative": (1, 100_000),
-           "min_count": (1, 100_000), "min_history": (0, 1_000_000), "min_share": (0.0, 1.0), "z_threshold": (0.0, 100.0), "min_ratio": (0.0, 1000.0)}
+           "min_count": (1, 100_000), "min_history": (0, 1_000_000), "min_share": (0.0, 1.0),
+           "z_threshold": (0.0, 100.0), "min_ratio": (0.0, 1000.0)}
 
 
 @dataclass

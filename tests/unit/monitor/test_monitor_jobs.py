@@ -8,11 +8,11 @@ import threading
 from datetime import timedelta
 
 from click.testing import CliRunner
+from monitor_fakes import T0, FakeClassifier, burst_payloads
 from sqlalchemy import func, select
 
 from monitor import jobs, service
 from monitor.tables import Alert, Message
-from monitor_fakes import T0, FakeClassifier, burst_payloads
 from newsdesk import db
 from newsdesk.cli import cli
 from newsdesk.worker import build_scheduler

@@ -86,8 +86,8 @@ def test_resolved_alert_notifies_resolution_and_groups_by_ticker(session, burst_
     service.ingest_messages(session, clf, _negatives(T0), "test")
     groups = service.list_alert_groups(session)
     assert list(groups) == ["XYZ"] and len(groups["XYZ"]) == 2
-    service.ingest_messages(session, clf, [{"id": "q", "text": "$XYZ calm", "ts": (T0 + timedelta(hours=3)).isoformat()}],
-                            "test")
+    calm = {"id": "q", "text": "$XYZ calm", "ts": (T0 + timedelta(hours=3)).isoformat()}
+    service.ingest_messages(session, clf, [calm], "test")
     assert {a.state for a in session.scalars(select(Alert))} == {"resolved"}
     events = sorted(session.scalars(select(Notification.event)))
     assert events == ["firing", "firing", "resolved", "resolved"]
