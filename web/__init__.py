@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.routing import IntegerConverter
 
 from newsdesk.settings import Settings
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
     from web.services import Services
 
     app = Flask(__name__)
+    app.url_map.converters["id"] = IdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         TESTING=testing,
@@ -71,6 +73,13 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
         worker.start()
         app.extensions["newsdesk_worker"] = worker
     return app
+
+
+class IdConverter(IntegerConverter):
+    """`<id:name>`: a positive integer that fits the database's 32-bit INTEGER (else 404, never an overflow)."""
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, min=1, max=2**31 - 1)
 
 
 def _install_hooks(app: Flask) -> None:

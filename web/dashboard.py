@@ -79,19 +79,21 @@ def series() -> Any:
     hours = request.args.get("hours", "168")
     hours_n = WINDOWS.get(hours, 168)
     bucket = "hour" if hours_n <= 72 else "day"
+    until = utcnow()
+    since = until - timedelta(hours=hours_n)
     with db_session() as session:
-        rows = _monitor().sentiment_series(session, ticker=ticker, since=utcnow() - timedelta(hours=hours_n),
-                                           bucket=bucket)
+        rows = _monitor().sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
     out = []
     for row in rows:
         row = dict(row)
         stamp = row.get("bucket")
         row["bucket"] = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
         out.append(row)
-    return jsonify({"ticker": ticker, "bucket": bucket, "rows": out})
+    return jsonify({"ticker": ticker, "bucket": bucket, "bucket_s": 3600 if bucket == "hour" else 86400,
+                    "since": since.isoformat(), "until": until.isoformat(), "rows": out})
 
 
-@bp.route("/alerts/<int:alert_id>")
+@bp.route("/alerts/<id:alert_id>")
 @role_required("analyst")
 def alert(alert_id: int) -> Any:
     """One alert: its values, evidence messages with scores, acknowledge and silence forms."""
@@ -100,7 +102,7 @@ def alert(alert_id: int) -> Any:
     return render_template("alert.html", alert=detail, form=ActionForm())
 
 
-@bp.route("/alerts/<int:alert_id>/ack", methods=["POST"])
+@bp.route("/alerts/<id:alert_id>/ack", methods=["POST"])
 @role_required("analyst")
 def acknowledge(alert_id: int) -> Any:
     form = ActionForm()
@@ -119,7 +121,7 @@ def acknowledge(alert_id: int) -> Any:
                     url_for("dashboard.alert", alert_id=alert_id))
 
 
-@bp.route("/alerts/<int:alert_id>/silence", methods=["POST"])
+@bp.route("/alerts/<id:alert_id>/silence", methods=["POST"])
 @role_required("analyst")
 def silence(alert_id: int) -> Any:
     form = ActionForm()
@@ -156,7 +158,7 @@ def dead_letters() -> Any:
                            form=ActionForm())
 
 
-@bp.route("/dead-letters/<int:dead_letter_id>/replay", methods=["POST"])
+@bp.route("/dead-letters/<id:dead_letter_id>/replay", methods=["POST"])
 @role_required("analyst")
 def replay(dead_letter_id: int) -> Any:
     form = ActionForm()

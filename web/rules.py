@@ -85,13 +85,13 @@ def create() -> Any:
     return _run(action, "Rule created.")
 
 
-@bp.route("/<int:rule_id>", methods=["POST"])
+@bp.route("/<id:rule_id>", methods=["POST"])
 @role_required("analyst")
 def update(rule_id: int) -> Any:
     return _run(lambda session: _monitor().update_rule(session, rule_id, **_fields()), f"Rule #{rule_id} saved.")
 
 
-@bp.route("/<int:rule_id>/delete", methods=["POST"])
+@bp.route("/<id:rule_id>/delete", methods=["POST"])
 @role_required("analyst")
 def delete(rule_id: int) -> Any:
     return _run(lambda session: _monitor().delete_rule(session, rule_id), f"Rule #{rule_id} deleted.")

@@ -46,14 +46,14 @@ def list_alerts() -> Response:
     return ok(page(alerts, total, limit, offset))
 
 
-@bp.get("/alerts/<int:alert_id>")
+@bp.get("/alerts/<id:alert_id>")
 @token_required("analyst")
 def get_alert(alert_id: int) -> Response:
     with db_session() as session:
         return ok(services().monitor.get_alert(session, alert_id))
 
 
-@bp.post("/alerts/<int:alert_id>/ack")
+@bp.post("/alerts/<id:alert_id>/ack")
 @token_required("analyst")
 def acknowledge(alert_id: int) -> Response:
     note = json_body(dict).get("note", "")
@@ -93,7 +93,7 @@ def silence_matchers(alert: object) -> dict:
     return matchers
 
 
-@bp.post("/alerts/<int:alert_id>/silence")
+@bp.post("/alerts/<id:alert_id>/silence")
 @token_required("analyst")
 def silence(alert_id: int) -> Response:
     body = json_body(dict)

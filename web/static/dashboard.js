@@ -19,13 +19,15 @@
       const x = Object.keys(buckets).sort();
       const pick = function (k) { return x.map(function (b) { return buckets[b][k]; }); };
       const net = x.map(function (b) { const v = buckets[b]; return v.total ? (v.positive - v.negative) / v.total : 0; });
+      const width = (data.bucket_s || 3600) * 1000 * 0.8;  // bar width in ms on the date axis
       const traces = [
-        {x: x, y: pick("negative"), name: "negative", type: "bar", marker: {color: "#d8342c"}},
-        {x: x, y: pick("neutral"), name: "neutral", type: "bar", marker: {color: "#b8c0cc"}},
-        {x: x, y: pick("positive"), name: "positive", type: "bar", marker: {color: "#1a8f4c"}},
-        {x: x, y: net, name: "net sentiment", type: "scatter", mode: "lines", yaxis: "y2", line: {color: "#1f5eff", width: 2}},
+        {x: x, y: pick("negative"), name: "negative", type: "bar", width: width, marker: {color: "#d8342c"}},
+        {x: x, y: pick("neutral"), name: "neutral", type: "bar", width: width, marker: {color: "#b8c0cc"}},
+        {x: x, y: pick("positive"), name: "positive", type: "bar", width: width, marker: {color: "#1a8f4c"}},
+        {x: x, y: net, name: "net sentiment", type: "scatter", mode: "lines+markers", yaxis: "y2", line: {color: "#1f5eff", width: 2}},
       ];
       const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
+        xaxis: {type: "date", range: [data.since, data.until]},
         yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
         yaxis2: {overlaying: "y", side: "right", range: [-1, 1], zeroline: true, showgrid: false, title: {text: "net"}},
         paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {size: 11}};

@@ -13,8 +13,7 @@ from flask.testing import FlaskClient
 from newsdesk import db
 from newsdesk.settings import Settings
 from web import create_app
-from web.users import create_token, create_user
-from web_support import PASSWORDS, ROLES
+from web_support import fast_hashing, make_users
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +51,7 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def tokens(db_url: str) -> dict[str, str]:
     """Users reader, reader2, analyst, admin (passwords in PASSWORDS), a user token each and an ingest token."""
-    return _make_users(db_url)
+    return make_users(db_url)
 
 
 
@@ -60,30 +59,7 @@ def tokens(db_url: str) -> dict[str, str]:
 @pytest.fixture(autouse=True)
 def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Same code path, cheaper hash parameters (scrypt's default costs ~0.2 s per hash on these CPUs)."""
-    _fast_hashing(monkeypatch)
-
-
-def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import functools
-
-    import werkzeug.security
-
-    import web.users
-
-    fast = functools.partial(werkzeug.security.generate_password_hash, method="pbkdf2:sha256:1000")
-    monkeypatch.setattr(web.users, "generate_password_hash", fast)
-    monkeypatch.setattr(web.users, "_DUMMY_HASH", fast("not-a-password"))
-
-
-def _make_users(url: str) -> dict[str, str]:
-    out = {}
-    with db.session_scope(url) as session:
-        for name, role in ROLES.items():
-            create_user(session, name, PASSWORDS[name], role)
-        for name in ROLES:
-            out[name] = create_token(session, name)
-        out["ingest"] = create_token(session, "analyst", "ingest")
-    return out
+    fast_hashing(monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +73,8 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory, migrated_template:
     settings.ensure_dirs()
     shutil.copyfile(migrated_template, home / "newsdesk.db")
     with pytest.MonkeyPatch.context() as mp:
-        _fast_hashing(mp)
-        tokens = _make_users(settings.database_url)
+        fast_hashing(mp)
+        tokens = make_users(settings.database_url)
     seed_catalog(settings, base_encoder)
     alerts = seed_stream(settings)
     seed_models(settings)

@@ -196,6 +196,6 @@ def test_openapi_documents_every_api_route(app: Flask, client: FlaskClient) -> N
     routed = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1/") and rule.endpoint != "api.boom":
-            path = rule.rule[len("/api/v1"):].replace("<int:", "{").replace("<", "{").replace(">", "}")
+            path = rule.rule[len("/api/v1"):].replace("<id:", "{").replace("<", "{").replace(">", "}")
             routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert documented == routed

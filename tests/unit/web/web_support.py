@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from newsdesk import db
 from newsdesk.db import utcnow
 from newsdesk.settings import Settings
-from web import create_app
 from web.users import create_token, create_user
 
 PASSWORDS = {"reader": "reader-pass", "reader2": "reader2-pass", "analyst": "analyst-pass", "admin": "admin-pass"}
@@ -133,3 +131,28 @@ def seed_models(settings: Settings) -> None:
                               metrics={"macro_f1": f1, "accuracy": f1 + 0.02}, args={}, data={},
                               train_seconds=30.0 * n, run_id=None)
         registry.set_current(session, "sentiment", "s1", actor="test")
+
+
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same code path, cheaper hash parameters (scrypt's default costs ~0.2 s per hash on these CPUs)."""
+    import functools
+
+    import werkzeug.security
+
+    import web.users
+
+    fast = functools.partial(werkzeug.security.generate_password_hash, method="pbkdf2:sha256:1000")
+    monkeypatch.setattr(web.users, "generate_password_hash", fast)
+    monkeypatch.setattr(web.users, "_DUMMY_HASH", fast("not-a-password"))
+
+
+def make_users(url: str) -> dict[str, str]:
+    """Users reader, reader2, analyst, admin; a user token each and an ingest token (for analyst)."""
+    out = {}
+    with db.session_scope(url) as session:
+        for name, role in ROLES.items():
+            create_user(session, name, PASSWORDS[name], role)
+        for name in ROLES:
+            out[name] = create_token(session, name)
+        out["ingest"] = create_token(session, "analyst", "ingest")
+    return out

@@ -1,0 +1,89 @@
+"""A live server for the browser tests: waitress in a thread on loopback, seeded with real data through the services."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "web"))  # the shared web_support helpers
+
+from newsdesk import db  # noqa: E402
+from newsdesk.settings import Settings  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory, base_encoder) -> Iterator[dict]:  # noqa: ANN001
+    """URL, settings and tokens of a running app (its own database, index and model registry)."""
+    from waitress import create_server
+
+    from web import create_app
+    from web_support import make_users, seed_catalog, seed_models, seed_stream
+
+    home = tmp_path_factory.mktemp("web-live") / "home"
+    settings = Settings.load(env={}, home=home, secret_key="browser-secret", device="cpu")
+    settings.ensure_dirs()
+    db.upgrade(settings.database_url)
+    with pytest.MonkeyPatch.context() as mp:
+        from web_support import fast_hashing
+
+        fast_hashing(mp)
+        tokens = make_users(settings.database_url)
+    seed_catalog(settings, base_encoder)
+    alerts = seed_stream(settings)
+    seed_models(settings)
+    app = create_app(settings)
+    app.config.update(SSE_POLL_S=0.25, SSE_MAX_S=30)
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield {"url": f"http://127.0.0.1:{server.effective_port}", "settings": settings, "tokens": tokens,
+           "alerts": alerts}
+    server.close()
+    thread.join(timeout=5)
+    db.get_engine(settings.database_url).dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed (/usr/bin/chromium; apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.route("https://example.com/**", lambda route: route.abort())  # item links: stay offline
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    yield pg
+    context.close()
+
+
+def shot(pg, name: str) -> None:  # noqa: ANN001
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+__all__ = ["shot", "shutil"]
