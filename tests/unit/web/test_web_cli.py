@@ -1,0 +1,64 @@
+"""`newsdesk users create|list|token` and `newsdesk serve` (a real waitress process on loopback)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from newsdesk import db
+from newsdesk.cli import cli
+from newsdesk.settings import Settings
+from web.users import verify_token
+
+
+def test_users_create_list_and_token(settings: Settings, db_url: str) -> None:
+    runner = CliRunner()
+    home = ["--home", str(settings.home)]
+    result = runner.invoke(cli, [*home, "users", "create", "erin", "--role", "analyst", "--password", "erin-pass"])
+    assert result.exit_code == 0 and "Created erin (analyst)" in result.output
+    result = runner.invoke(cli, [*home, "users", "create", "frank"])
+    assert result.exit_code == 0 and "password: " in result.output
+    result = runner.invoke(cli, [*home, "users", "create", "erin", "--password", "erin-pass"])
+    assert result.exit_code == 5 and result.output.strip() == "Error: user 'erin' already exists"
+    result = runner.invoke(cli, [*home, "users", "create", "gina", "--password", "123"])
+    assert result.exit_code == 3 and "at least 6 characters" in result.output
+    result = runner.invoke(cli, [*home, "users", "list"])
+    assert "erin" in result.output and "analyst" in result.output and "frank" in result.output
+    result = runner.invoke(cli, [*home, "users", "token", "erin", "--kind", "ingest"])
+    token = result.output.strip()
+    assert result.exit_code == 0 and token.startswith("ndi_")
+    with db.session_scope(db_url) as session:
+        assert verify_token(session, token, "ingest").username == "erin"
+    result = runner.invoke(cli, [*home, "users", "token", "nobody"])
+    assert result.exit_code == 4 and result.output.startswith("Error: no user 'nobody'")
+
+
+def test_serve_runs_waitress_and_answers(settings: Settings, db_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("newsdesk")
+    env = {**os.environ, "NEWSDESK_HOME": str(settings.home), "NEWSDESK_SECRET_KEY": "k"}
+    proc = subprocess.Popen([str(exe), "serve", "--no-worker", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    body = response.read()
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert body == b'{"status":"ok"}\n'
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert f"serving on http://127.0.0.1:{port}/" in out and "without the worker" in out
