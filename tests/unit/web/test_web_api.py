@@ -199,3 +199,35 @@ def test_openapi_documents_every_api_route(app: Flask, client: FlaskClient) -> N
             path = rule.rule[len("/api/v1"):].replace("<id:", "{").replace("<", "{").replace(">", "}")
             routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert documented == routed
+
+
+@pytest.mark.redis
+def test_ingest_queues_onto_the_stream_when_redis_is_configured(redis_settings, db_url: str) -> None:  # noqa: ANN001
+    import redis
+
+    from web import create_app
+    from web_support import make_users
+
+    tokens = make_users(db_url)
+    client = create_app(redis_settings, testing=True).test_client()
+    response = client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]),
+                           json=[{"id": "r1", "text": "$ABC up"}, {"id": "r2", "text": "$ABC down"}])
+    assert response.status_code == 202 and response.get_json()["queued"] == 2
+    conn = redis.Redis.from_url(redis_settings.redis_url)
+    assert conn.xlen(redis_settings.monitor.stream_name) == 2
+    conn.close()
+
+
+@pytest.mark.postgres
+def test_users_tokens_and_api_on_postgres(pg_settings) -> None:  # noqa: ANN001
+    from web import create_app
+    from web_support import make_users
+
+    tokens = make_users(pg_settings.database_url)
+    client = create_app(pg_settings, testing=True).test_client()
+    response = client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json={"id": "p1", "text": "$ABC ok"})
+    assert response.status_code == 202 and response.get_json()["stored"] == 1
+    body = client.get("/api/v1/alerts?limit=5", headers=bearer(tokens["analyst"])).get_json()
+    assert body["total"] == 0 and body["items"] == []
+    assert client.get("/api/v1/alerts/2147483647", headers=bearer(tokens["analyst"])).status_code == 404
+    assert client.get("/api/v1/history?user=reader2", headers=bearer(tokens["reader"])).status_code == 403
