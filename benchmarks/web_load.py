@@ -36,8 +36,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import Settings  # noqa: E402
+from newsdesk import db
+from newsdesk.settings import Settings
 
 DATA = ROOT.parent / "shared" / "data"
 MOVIELENS = DATA / "recsys" / "movielens"
@@ -115,7 +115,7 @@ def login(base: str) -> requests.Session:
     return session
 
 
-def run_load(name: str, clients: int, duration: float, make_request) -> dict:  # noqa: ANN001
+def run_load(name: str, clients: int, duration: float, make_request) -> dict:
     """`clients` threads call `make_request(session, rng)` in a loop for `duration` seconds."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
@@ -33,7 +34,7 @@ class ApiAuthError(NewsdeskError):
     code = "unauthorized"
 
 
-def db_session():  # noqa: ANN201 - context manager
+def db_session():
     """A commit-or-rollback session on the app's database."""
     return session_scope(current_app.config["NEWSDESK_SETTINGS"].database_url)
 

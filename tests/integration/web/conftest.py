@@ -5,27 +5,27 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "web"))  # the shared web_support helpers
 
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import Settings  # noqa: E402
+from newsdesk import db
+from newsdesk.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory, base_encoder) -> Iterator[dict]:  # noqa: ANN001
+def live_server(tmp_path_factory: pytest.TempPathFactory, base_encoder) -> Iterator[dict]:
     """URL, settings and tokens of a running app (its own database, index and model registry)."""
     from waitress import create_server
+    from web_support import make_users, seed_catalog, seed_models, seed_stream
 
     from web import create_app
-    from web_support import make_users, seed_catalog, seed_models, seed_stream
 
     home = tmp_path_factory.mktemp("web-live") / "home"
     settings = Settings.load(env={}, home=home, secret_key="browser-secret", device="cpu")
@@ -66,7 +66,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser) -> Iterator[object]:  # noqa: ANN001
+def page(browser) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     context.route("https://example.com/**", lambda route: route.abort())  # item links: stay offline
     pg = context.new_page()
@@ -75,7 +75,7 @@ def page(browser) -> Iterator[object]:  # noqa: ANN001
     context.close()
 
 
-def shot(pg, name: str) -> None:  # noqa: ANN001
+def shot(pg, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 

@@ -6,13 +6,12 @@ import json
 import urllib.request
 
 import pytest
-
 from web_support import PASSWORDS
 
 pytestmark = pytest.mark.browser
 
 
-def sign_in(page, url: str, user: str) -> None:  # noqa: ANN001
+def sign_in(page, url: str, user: str) -> None:
     page.goto(f"{url}/login")
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", PASSWORDS[user])
@@ -26,7 +25,7 @@ def api(url: str, token: str, path: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_reader_onboards_sees_the_feed_and_clicks(live_server: dict, page) -> None:  # noqa: ANN001
+def test_reader_onboards_sees_the_feed_and_clicks(live_server: dict, page) -> None:
     from conftest import shot
 
     url = live_server["url"]
@@ -54,7 +53,7 @@ def test_reader_onboards_sees_the_feed_and_clicks(live_server: dict, page) -> No
     assert page.evaluate("document.querySelectorAll('li.item script').length") == 0
 
 
-def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, browser) -> None:  # noqa: ANN001
+def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, browser) -> None:
     from conftest import shot
 
     url, alert_id = live_server["url"], live_server["alerts"][0]
@@ -82,7 +81,7 @@ def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, br
     shot(page, "rules")
 
 
-def test_admin_promotes_a_model(live_server: dict, page) -> None:  # noqa: ANN001
+def test_admin_promotes_a_model(live_server: dict, page) -> None:
     from conftest import shot
 
     url = live_server["url"]
@@ -100,7 +99,7 @@ def test_admin_promotes_a_model(live_server: dict, page) -> None:  # noqa: ANN00
     shot(page, "users")
 
 
-def test_reader_cannot_open_the_dashboard(live_server: dict, page) -> None:  # noqa: ANN001
+def test_reader_cannot_open_the_dashboard(live_server: dict, page) -> None:
     url = live_server["url"]
     sign_in(page, url, "reader2")
     response = page.goto(f"{url}/dashboard/")

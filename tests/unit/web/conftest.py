@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from web_support import fast_hashing, make_users
 
 from newsdesk import db
 from newsdesk.settings import Settings
 from web import create_app
-from web_support import fast_hashing, make_users
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +63,7 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def seeded_template(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path, base_encoder) -> dict:  # noqa: ANN001
+def seeded_template(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path, base_encoder) -> dict:
     """Seeded once per run: users and tokens, catalog + FAISS index (recsys), stream + alert (monitor),
     two registered sentiment versions (finetune); each test gets a copy of the home folder."""
     from web_support import seed_catalog, seed_models, seed_stream

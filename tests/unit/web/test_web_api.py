@@ -7,11 +7,10 @@ import json
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-
 from web_support import bearer
 
 
-def error_of(response) -> dict:  # noqa: ANN001
+def error_of(response) -> dict:
     body = response.get_json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
     return body["error"]
@@ -202,11 +201,11 @@ def test_openapi_documents_every_api_route(app: Flask, client: FlaskClient) -> N
 
 
 @pytest.mark.redis
-def test_ingest_queues_onto_the_stream_when_redis_is_configured(redis_settings, db_url: str) -> None:  # noqa: ANN001
+def test_ingest_queues_onto_the_stream_when_redis_is_configured(redis_settings, db_url: str) -> None:
     import redis
+    from web_support import make_users
 
     from web import create_app
-    from web_support import make_users
 
     tokens = make_users(db_url)
     client = create_app(redis_settings, testing=True).test_client()
@@ -219,9 +218,10 @@ def test_ingest_queues_onto_the_stream_when_redis_is_configured(redis_settings, 
 
 
 @pytest.mark.postgres
-def test_users_tokens_and_api_on_postgres(pg_settings) -> None:  # noqa: ANN001
-    from web import create_app
+def test_users_tokens_and_api_on_postgres(pg_settings) -> None:
     from web_support import make_users
+
+    from web import create_app
 
     tokens = make_users(pg_settings.database_url)
     client = create_app(pg_settings, testing=True).test_client()

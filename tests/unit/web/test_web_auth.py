@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from web_support import PASSWORDS, bearer, csrf_from, login, page_csrf
 
 from newsdesk import db
 from newsdesk.errors import Conflict, InvalidInput
-from web_support import PASSWORDS, bearer, csrf_from, login, page_csrf
 from web.users import authenticate, create_token, create_user, verify_token
 
 PAGES = {  # path -> lowest role allowed
@@ -20,7 +20,7 @@ PAGES = {  # path -> lowest role allowed
 RANK = {"reader": 0, "analyst": 1, "admin": 2}
 
 
-def test_create_user_validates_and_refuses_duplicates(session) -> None:  # noqa: ANN001
+def test_create_user_validates_and_refuses_duplicates(session) -> None:
     user = create_user(session, "alice", "secret-1", "analyst")
     assert user.password_hash != "secret-1" and user.password_hash.startswith("pbkdf2:")
     with pytest.raises(Conflict):
@@ -36,7 +36,7 @@ def test_create_user_validates_and_refuses_duplicates(session) -> None:  # noqa:
     assert authenticate(session, "nobody", "secret-1") is None
 
 
-def test_tokens_are_hashed_and_kind_specific(session) -> None:  # noqa: ANN001
+def test_tokens_are_hashed_and_kind_specific(session) -> None:
     from web.tables import ApiToken
 
     create_user(session, "carol", "secret-1", "reader")

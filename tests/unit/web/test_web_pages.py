@@ -7,9 +7,9 @@ import json
 
 from flask import Flask
 from flask.testing import FlaskClient
+from web_support import XSS, bearer, login, page_csrf
 
 from newsdesk import db
-from web_support import XSS, bearer, login, page_csrf
 
 
 def history(client: FlaskClient, token: str) -> list[tuple[str, str]]:
