@@ -18,12 +18,16 @@
       });
       const x = Object.keys(buckets).sort();
       const pick = function (k) { return x.map(function (b) { return buckets[b][k]; }); };
-      const net = x.map(function (b) { const v = buckets[b]; return v.total ? (v.positive - v.negative) / v.total : 0; });
+      // net sentiment over the labelled messages only; a bucket with none has no value (a gap, not a zero)
+      const net = x.map(function (b) { const v = buckets[b]; const n = v.negative + v.neutral + v.positive;
+        return n ? (v.positive - v.negative) / n : null; });
+      const unlabelled = x.map(function (b) { const v = buckets[b]; return v.total - v.negative - v.neutral - v.positive; });
       const width = (data.bucket_s || 3600) * 1000 * 0.8;  // bar width in ms on the date axis
       const traces = [
         {x: x, y: pick("negative"), name: "negative", type: "bar", width: width, marker: {color: "#d8342c"}},
         {x: x, y: pick("neutral"), name: "neutral", type: "bar", width: width, marker: {color: "#b8c0cc"}},
         {x: x, y: pick("positive"), name: "positive", type: "bar", width: width, marker: {color: "#1a8f4c"}},
+        {x: x, y: unlabelled, name: "not classified yet", type: "bar", width: width, marker: {color: "#e3e7ee"}},
         {x: x, y: net, name: "net sentiment", type: "scatter", mode: "lines+markers", yaxis: "y2", line: {color: "#1f5eff", width: 2}},
       ];
       const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
