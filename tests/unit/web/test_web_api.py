@@ -231,3 +231,24 @@ def test_users_tokens_and_api_on_postgres(pg_settings) -> None:
     assert body["total"] == 0 and body["items"] == []
     assert client.get("/api/v1/alerts/2147483647", headers=bearer(tokens["analyst"])).status_code == 404
     assert client.get("/api/v1/history?user=reader2", headers=bearer(tokens["reader"])).status_code == 403
+
+
+API_ROLES = [("GET", "/api/v1/alerts", "analyst"), ("GET", "/api/v1/alerts/1", "analyst"),
+             ("POST", "/api/v1/alerts/1/ack", "analyst"), ("POST", "/api/v1/alerts/1/silence", "analyst"),
+             ("GET", "/api/v1/models", "admin"), ("GET", "/api/v1/models/runs", "admin"),
+             ("POST", "/api/v1/models/sentiment/promote", "admin"), ("POST", "/api/v1/models/sentiment/rollback", "admin"),
+             ("POST", "/api/v1/models/sentiment/retrain", "admin")]
+
+
+@pytest.mark.parametrize("role", ["reader", "analyst"])
+def test_role_checks_on_every_api_route(client: FlaskClient, tokens: dict, role: str) -> None:
+    rank = {"reader": 0, "analyst": 1, "admin": 2}
+    for method, path, needed in API_ROLES:
+        response = client.open(path, method=method, json={}, headers=bearer(tokens[role]))
+        if rank[role] < rank[needed]:
+            assert response.status_code == 403, (role, path, response.status_code)
+        else:
+            assert response.status_code != 403, (role, path)
+    for method, path in (("GET", "/api/v1/recommendations"), ("GET", "/api/v1/history"), ("POST", "/api/v1/feedback")):
+        assert client.open(path, method=method, json={}).status_code == 401
+    assert client.post("/api/v1/ingest", json={}, headers=bearer(tokens["admin"])).status_code == 401
