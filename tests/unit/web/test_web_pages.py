@@ -161,3 +161,15 @@ def test_health_readiness_and_metrics(client: FlaskClient, seeded: dict) -> None
     assert 'newsdesk_http_request_duration_seconds_bucket{endpoint="/api/v1/openapi.json",le="+Inf"} 1' in text
     assert "newsdesk_messages_processed 7" in text and 'newsdesk_alerts{state="firing"} 1' in text
     assert 'newsdesk_model_versions{task="sentiment",version="s1",status="current"} 1' in text
+
+
+def test_without_data_pages_say_not_available_instead_of_faking(client: FlaskClient, tokens: dict) -> None:
+    ready = client.get("/readyz")
+    checks = {c["name"]: c for c in ready.get_json()["checks"]}
+    assert ready.status_code == 503 and checks["database"]["ok"] and not checks["index"]["ok"]
+    login(client, "reader")
+    client.post("/feed/onboarding", data={"csrf_token": page_csrf(client, "/feed/onboarding"), "topic": ["x"]})
+    response = client.get("/feed/")
+    assert response.status_code == 503 and "Feed not available" in response.get_data(as_text=True)
+    response = client.get("/api/v1/recommendations", headers=bearer(tokens["reader"]))
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "unavailable"
