@@ -15,7 +15,7 @@ from web.services import Services
 def test_missing_package_is_unavailable(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.import_module
 
-    def fake_import(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def fake_import(name: str, *args, **kwargs):
         if name == "recsys.service":
             raise ModuleNotFoundError("No module named 'recsys'", name="recsys")
         return real(name, *args, **kwargs)
