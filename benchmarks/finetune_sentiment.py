@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -54,19 +55,65 @@ def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -
     return {"train_seconds": round(seconds, 1), "scores": scores}
 
 
+def _embed(model: Any, tokenizer: Any, texts: list[str]) -> tuple[Any, Any]:
+    """(L2-normalised pooled vectors, class probabilities) of the fine-tuned model, in input order."""
+    import torch
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vecs, probs = [], []
+    with torch.inference_mode():
+        for start in range(0, len(order), 128):
+            enc = tokenizer([texts[i] for i in order[start:start + 128]], truncation=True, max_length=64,
+                            padding=True, return_tensors="pt")
+            pooled = model.pool(enc["input_ids"], enc["attention_mask"])
+            vecs.append(torch.nn.functional.normalize(pooled, dim=-1))
+            probs.append(torch.softmax(model.head(pooled), -1))
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return torch.cat(vecs)[inverse].numpy(), torch.cat(probs)[inverse].numpy()
+
+
+def knn_variant(folder: Path, train: list[LabelledText], evals: dict[str, list[LabelledText]],
+                k: int = 10, lam: float = 0.5, temperature: float = 0.05) -> dict[str, Any]:
+    """Scores when the head's probabilities are mixed (lam) with a k-NN vote over the training rows' vectors."""
+    import numpy as np
+
+    from finetune.model import load_sentiment_model
+
+    labels = ("negative", "neutral", "positive")
+    model, tokenizer, _ = load_sentiment_model(folder)
+    started = time.monotonic()
+    train_vecs, _ = _embed(model, tokenizer, [r.text for r in train])
+    y = np.array([labels.index(r.label) for r in train])
+    out = {}
+    for name, rows in evals.items():
+        vecs, probs = _embed(model, tokenizer, [r.text for r in rows])
+        sims = vecs @ train_vecs.T
+        idx = np.argpartition(-sims, k, axis=1)[:, :k]
+        weights = np.exp(np.take_along_axis(sims, idx, 1) / temperature)
+        votes = np.stack([(weights * (y[idx] == c)).sum(1) for c in range(3)], 1)
+        mixed = lam * probs + (1 - lam) * votes / votes.sum(1, keepdims=True)
+        out[name] = classification_report([r.label for r in rows], [labels[i] for i in mixed.argmax(1)], labels)
+    return {"scores": out, "extra_seconds": round(time.monotonic() - started, 1)}
+
+
 def fine_tune(train: list[LabelledText], dev: list[LabelledText], evals: dict[str, list[LabelledText]],
-              overrides: dict[str, Any]) -> dict[str, Any]:
+              overrides: dict[str, Any], keep: Path | None = None) -> dict[str, Any]:
     from finetune.pipeline import evaluate_sentiment_folder
     from finetune.train import train_sentiment
 
-    args = SentimentArgs(**overrides)
+    args = SentimentArgs(**{k: v for k, v in overrides.items() if not k.startswith("_")})
     with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
         out = Path(tmp) / "model"
         result = train_sentiment(base_model_path(), train, dev, args, work_dir=Path(tmp) / "work", out_dir=out,
                                  device="auto")
         scores = {name: evaluate_sentiment_folder(out, rows) for name, rows in evals.items()}
+        knn = knn_variant(out, train, evals) if overrides.get("_knn", True) else None
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(out, keep)
     return {"train_seconds": result.train_seconds, "steps": result.steps, "device": result.device,
-            "details": result.details, "args": args.to_dict(), "scores": scores}
+            "details": result.details, "args": args.to_dict(), "scores": scores, "knn": knn}
 
 
 def main() -> None:
@@ -75,8 +122,19 @@ def main() -> None:
     parser.add_argument("--two-source", default="ours", help="methods also trained on PhraseBank + tweets ('' = none)")
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--max-steps", type=int, default=-1, help="cap every fine-tune (smoke runs)")
+    parser.add_argument("--two-source-epochs", type=float, default=2.0, help="epochs over PhraseBank + tweets")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (1 avoids oversubscription on a busy box)")
+    parser.add_argument("--keep-models", default="", help="copy each trained model into this folder")
+    parser.add_argument("--table", nargs="*", default=None, help="only print the table of these result files")
     parser.add_argument("--out", default=str(RESULTS / "finetune_sentiment.json"))
     opts = parser.parse_args()
+    if opts.table is not None:
+        print_table([run for f in opts.table for run in json.loads(Path(f).read_text())["runs"]])
+        return
+    if opts.threads:
+        import torch
+
+        torch.set_num_threads(opts.threads)
 
     pb_train = read_labelled([DATA / "phrasebank_train.csv"])
     pb_dev = read_labelled([DATA / "phrasebank_dev.csv"])
@@ -94,10 +152,22 @@ def main() -> None:
                 res = frozen_lr(train, evals)
             else:
                 overrides = {**METHODS[method], "seed": seed}
+                if source != "phrasebank":
+                    overrides["epochs"] = opts.two_source_epochs
                 if opts.max_steps > 0:
                     overrides["max_steps"] = opts.max_steps
-                res = fine_tune(train, pb_dev, evals, overrides)
+                keep = Path(opts.keep_models) / f"{method}-{source}-{seed}" if opts.keep_models else None
+                res = fine_tune(train, pb_dev, evals, overrides, keep)
             rows.append({"method": method, "source": source, "seed": seed, **res})
+    print_table(rows)
+    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.platform(), "python": platform.python_version(), "argv": sys.argv,
+            "tweets_heldout_rows": len(tweets_held), "phrasebank_dev_rows": len(pb_dev)}
+    Path(opts.out).write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
+    print(f"\nwrote {opts.out}")
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"\n{'method':<10} {'trained on':<18} {'seed':>4} {'PB dev F1':>9} {'PB acc':>7} {'tweets F1':>9} "
           f"{'train s':>8}")
     for r in rows:
@@ -105,11 +175,12 @@ def main() -> None:
         print(f"{r['method']:<10} {r['source']:<18} {r['seed']:>4} {r['scores']['phrasebank_dev']['macro_f1']:>9.4f} "
               f"{r['scores']['phrasebank_dev']['accuracy']:>7.4f} {tw if tw is not None else '-':>9} "
               f"{r['train_seconds']:>8.0f}")
-    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.platform(), "python": platform.python_version(), "argv": sys.argv,
-            "tweets_heldout_rows": len(tweets_held), "phrasebank_dev_rows": len(pb_dev)}
-    Path(opts.out).write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
-    print(f"\nwrote {opts.out}")
+        if r.get("knn"):
+            kn = r["knn"]["scores"]
+            tw = kn.get("tweets_heldout", {}).get("macro_f1")
+            print(f"{r['method'] + '+knn':<10} {r['source']:<18} {r['seed']:>4} {kn['phrasebank_dev']['macro_f1']:>9.4f} "
+                  f"{kn['phrasebank_dev']['accuracy']:>7.4f} {tw if tw is not None else '-':>9} "
+                  f"{r['train_seconds'] + r['knn']['extra_seconds']:>8.0f}")
 
 
 if __name__ == "__main__":

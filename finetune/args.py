@@ -113,7 +113,7 @@ class BehaviourArgs:
     loss: str = "cached_mnrl"
     max_length: int = 128
     positive_rating: float = 4.0
-    max_pairs: int = 20000
+    max_pairs: int = 4096
     max_gap: int = 1
     k: int = 10
     warmup_ratio: float = 0.1
