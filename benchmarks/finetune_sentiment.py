@@ -28,10 +28,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from finetune.args import SentimentArgs  # noqa: E402
-from finetune.data import LabelledText, read_labelled, split_dev  # noqa: E402
-from finetune.evaluate import classification_report  # noqa: E402
-from newsdesk.encoders import base_model_path, load_sentence_encoder  # noqa: E402
+from finetune.args import SentimentArgs
+from finetune.data import LabelledText, read_labelled, split_dev
+from finetune.evaluate import classification_report
+from newsdesk.encoders import base_model_path, load_sentence_encoder
 
 DATA = ROOT.parent / "shared" / "data" / "sentiment"
 RESULTS = ROOT / "benchmarks" / "results"

@@ -9,10 +9,11 @@ import json
 import random
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session

@@ -5,16 +5,25 @@ from __future__ import annotations
 import logging
 import shutil
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from finetune import registry
 from finetune.args import BehaviourArgs, SentimentArgs
-from finetune.data import (Positive, consecutive_pairs, file_fingerprint, load_item_texts, load_positives,
-                           read_interactions_file, read_labelled, split_dev)
+from finetune.data import (
+    Positive,
+    consecutive_pairs,
+    file_fingerprint,
+    load_item_texts,
+    load_positives,
+    read_interactions_file,
+    read_labelled,
+    split_dev,
+)
 from finetune.evaluate import PRIMARY, classification_report, evaluate_encoder_ranking
 from newsdesk.db import session_scope, utcnow
 from newsdesk.encoders import base_model_path

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -104,7 +105,7 @@ def _mark_run(url: str, run_id: int, status: str, error: str) -> None:
             run = session.get(TrainingRun, run_id)
             if run is not None:
                 run.status, run.finished_at, run.error = status, utcnow(), error[:2000]
-    except Exception:  # noqa: BLE001 - never mask the original error
+    except Exception:
         log.exception("could not record the end of run %s", run_id)
 
 

@@ -52,8 +52,15 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     newest one there. Early stopping watches dev macro-F1; with `weight_averaging` the saved model is the uniform
     average of the weights from the second part of training.
     """
-    from transformers import (AutoModel, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import (
+        AutoModel,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from finetune.evaluate import classification_report
@@ -133,9 +140,15 @@ def train_behaviour(base_path: Path, pairs: list[tuple[str, str]], args: Behavio
     Saves a SentenceTransformer folder to `out_dir`.
     """
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
-                                                                   MultipleNegativesRankingLoss)
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

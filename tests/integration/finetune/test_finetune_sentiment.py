@@ -119,7 +119,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(settings: Settings, db_url:
     args = {**TINY, "max_steps": 4}
     original = ProgressBar.on_step_end
 
-    def stop_after_two(self, args_, state, control, **kw):  # noqa: ANN001, ANN003, ANN202
+    def stop_after_two(self, args_, state, control, **kw):
         original(self, args_, state, control, **kw)
         if state.global_step == 2 and not getattr(self, "resumed", False):
             raise KeyboardInterrupt

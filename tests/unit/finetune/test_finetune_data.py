@@ -5,8 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data import (Positive, consecutive_pairs, file_fingerprint, item_text, read_interactions_file,
-                           read_labelled, read_texts, split_dev)
+from finetune.data import (
+    Positive,
+    consecutive_pairs,
+    file_fingerprint,
+    item_text,
+    read_interactions_file,
+    read_labelled,
+    read_texts,
+    split_dev,
+)
 from newsdesk.errors import InvalidInput
 
 

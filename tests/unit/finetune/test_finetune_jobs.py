@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,9 +15,8 @@ from newsdesk.settings import FinetuneSettings, Settings
 
 def test_task_lock_allows_one_run_per_task(settings: Settings) -> None:
     with registry.task_lock(settings, "sentiment"):
-        with pytest.raises(Conflict, match="already in progress"):
-            with registry.task_lock(settings, "sentiment"):
-                pass
+        with pytest.raises(Conflict, match="already in progress"), registry.task_lock(settings, "sentiment"):
+            pass
         with registry.task_lock(settings, "recsys"):  # other tasks are independent
             pass
         assert not registry.lock_is_free(settings, "sentiment")
@@ -25,9 +24,8 @@ def test_task_lock_allows_one_run_per_task(settings: Settings) -> None:
 
 
 def test_retrain_refuses_while_locked(settings: Settings, db_url: str) -> None:
-    with registry.task_lock(settings, "sentiment"):
-        with pytest.raises(Conflict):
-            service.retrain(settings, "sentiment", train_files=["x.csv"])
+    with registry.task_lock(settings, "sentiment"), pytest.raises(Conflict):
+        service.retrain(settings, "sentiment", train_files=["x.csv"])
 
 
 def test_register_adds_persistent_jobs(settings: Settings, db_url: str) -> None:

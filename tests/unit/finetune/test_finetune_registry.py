@@ -25,7 +25,7 @@ def prepared(settings: Settings, version: str, value: float, champion: float | N
                     3, 1.5, {})
 
 
-def finish_version(session, settings: Settings, version: str, value: float, promote: str = "auto"):  # noqa: ANN001
+def finish_version(session, settings: Settings, version: str, value: float, promote: str = "auto"):
     current = registry.current_row(session, "sentiment")
     champion = current.primary_value if current is not None else None
     return finish(session, settings, "sentiment", version, 1, prepared(settings, version, value, champion),
@@ -41,7 +41,7 @@ def test_publish_is_atomic_and_writes_sidecars(settings: Settings) -> None:
         registry.publish(stage(settings, "sentiment", "v1"), settings, "sentiment", "v1", {})
 
 
-def test_first_version_is_promoted_and_worse_one_is_kept(settings: Settings, session) -> None:  # noqa: ANN001
+def test_first_version_is_promoted_and_worse_one_is_kept(settings: Settings, session) -> None:
     first = finish_version(session, settings, "v1", 0.80)
     assert first.promoted and "first" in first.reason
     second = finish_version(session, settings, "v2", 0.802)  # better, but not by the 0.005 margin
@@ -55,14 +55,14 @@ def test_first_version_is_promoted_and_worse_one_is_kept(settings: Settings, ses
     assert kinds == ["registered", "promoted", "registered", "kept", "registered", "promoted"]
 
 
-def test_promote_never_and_force(settings: Settings, session) -> None:  # noqa: ANN001
+def test_promote_never_and_force(settings: Settings, session) -> None:
     finish_version(session, settings, "v1", 0.80)
     assert not finish_version(session, settings, "v2", 0.99, promote="never").promoted
     assert finish_version(session, settings, "v3", 0.10, promote="force").promoted
     assert service.current_version(session, "sentiment").version == "v3"
 
 
-def test_manual_promote_and_rollback(settings: Settings, session) -> None:  # noqa: ANN001
+def test_manual_promote_and_rollback(settings: Settings, session) -> None:
     finish_version(session, settings, "v1", 0.80)
     finish_version(session, settings, "v2", 0.70)  # kept
     with pytest.raises(NotFound):
@@ -82,7 +82,7 @@ def test_failed_run_keeps_what_is_served(settings: Settings, db_url: str, monkey
     with session_scope(db_url) as s:
         finish_version(s, settings, "v1", 0.80)
 
-    def crash(*_args, staged: Path, **_kw):  # noqa: ANN002, ANN003, ANN202
+    def crash(*_args, staged: Path, **_kw):
         staged.mkdir()
         (staged / "half-written").write_text("x")
         raise RuntimeError("disk full")
@@ -102,7 +102,7 @@ def test_failed_run_keeps_what_is_served(settings: Settings, db_url: str, monkey
 
 def test_interrupted_run_is_marked_interrupted(settings: Settings, db_url: str,
                                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    def interrupt(*_a, **_kw):  # noqa: ANN002, ANN003, ANN202
+    def interrupt(*_a, **_kw):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("finetune.service.prepare_sentiment", interrupt)
@@ -113,14 +113,14 @@ def test_interrupted_run_is_marked_interrupted(settings: Settings, db_url: str,
         assert service.current_version(s, "sentiment") is None
 
 
-def test_request_retrain_queues_a_run(session) -> None:  # noqa: ANN001
+def test_request_retrain_queues_a_run(session) -> None:
     run_id = service.request_retrain(session, "recsys", "alice")
     run = session.get(TrainingRun, run_id)
     assert (run.status, run.trigger, run.requested_by) == ("queued", "request", "alice")
     assert [r.id for r in service.list_training_runs(session, "recsys")] == [run_id]
 
 
-def test_encoder_path_falls_back_to_base(settings: Settings, session) -> None:  # noqa: ANN001
+def test_encoder_path_falls_back_to_base(settings: Settings, session) -> None:
     version, path = service.encoder_path(session, settings)
     assert version is None and (path / "config.json").is_file()
 
