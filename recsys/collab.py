@@ -1,9 +1,10 @@
-"""The collaborative map: EASE item-item weights projected onto the item text space by ridge regression.
+"""The collaborative model: EASE item-item weights, plus their ridge projection onto the item text space.
 
 EASE (Steck 2019) learns B (items x items) from the positives X: scores = x_u B. We regress each target item's
 column of B on its text vector: B ≈ Q Vᵀ with Q = B V (VᵀV + μI)⁻¹ (one d-vector per history item). A user's
-query is q_u = Σ_i w_i Q_i over their history, and q_u · v_j scores *any* item j by its text vector alone, so FAISS
-inner-product search serves it and items nobody has rated yet are placed too.
+text query is q_u = Σ_i w_i Q_i over their history, and q_u · v_j scores *any* item j by its text vector alone, so
+FAISS inner-product search serves it and places items nobody has rated yet. Items with positives are scored
+x_u B_j + α q_u·v_j, the others γ q_u·v_j (α, γ tuned on MovieLens dev; see docs/benchmarks-recsys.md).
 """
 
 from __future__ import annotations
@@ -31,18 +32,22 @@ class CollabArgs:
     """Hyper-parameters of the collaborative map (tuned on MovieLens dev; stored with each fit)."""
 
     ease_lambda: float = 250.0  # L2 of EASE; 250 is the usual value for MovieLens-sized data
-    ridge_mu: float = 1.0  # L2 of the projection onto the text space
-    max_items: int = 12_000  # most popular items kept in the dense EASE solve (memory: 8·n² bytes)
+    ridge_mu: float = 10.0  # L2 of the projection onto the text space
+    text_weight: float = 0.5  # α: weight of the text-space score for items that have positives
+    new_item_weight: float = 2.0  # γ: weight of the text-space score for items without positives
+    max_items: int = 10_000  # most popular items kept in the dense EASE solve (memory: 8·n² bytes while fitting)
     min_positives: int = 20  # below this many positive pairs no map is fitted (text similarity serves)
 
 
 @dataclass
 class CollabMap:
-    """Per-item query vectors `rows` (items that had positives at fit time) and the fallback scale for others."""
+    """Per-item query vectors `rows` and EASE weights `ease` (items that had positives at fit time), and the
+    fallback scale for history items without a row."""
 
     item_ids: list[str]
     rows: np.ndarray
     scale: float
+    ease: np.ndarray | None = None
     args: CollabArgs = field(default_factory=CollabArgs)
     stats: dict = field(default_factory=dict)
 
@@ -54,7 +59,8 @@ class CollabMap:
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, rows=self.rows.astype(np.float32))
+        np.savez(buffer, rows=self.rows.astype(np.float32),
+                 ease=(self.ease if self.ease is not None else np.zeros((0, 0))).astype(np.float32))
         atomic_write_bytes(folder / MAP_FILE, buffer.getvalue())
         meta = {"item_ids": self.item_ids, "scale": self.scale, "args": asdict(self.args), "stats": self.stats}
         atomic_write_bytes(folder / META_FILE, json.dumps(meta).encode())
@@ -70,13 +76,15 @@ class CollabMap:
             return None
         try:
             meta = json.loads((folder / META_FILE).read_text())
-            rows = np.load(folder / MAP_FILE)["rows"]
+            arrays = np.load(folder / MAP_FILE)
+            rows, ease = arrays["rows"], arrays["ease"]
         except (OSError, ValueError, KeyError) as exc:
             raise Unavailable(f"cannot read the collaborative map in {folder}: {exc}") from exc
-        if rows.shape[0] != len(meta["item_ids"]):
+        n = len(meta["item_ids"])
+        if rows.shape[0] != n or ease.shape not in ((n, n), (0, 0)):
             raise Unavailable(f"collaborative map in {folder} is inconsistent")
         return cls(item_ids=meta["item_ids"], rows=rows, scale=float(meta["scale"]),
-                   args=CollabArgs(**meta["args"]), stats=meta.get("stats", {}))
+                   ease=ease if ease.size else None, args=CollabArgs(**meta["args"]), stats=meta.get("stats", {}))
 
 
 def ease_weights(pairs: np.ndarray, n_items: int, lam: float) -> np.ndarray:
@@ -123,6 +131,7 @@ def fit_collab_map(pairs: Iterable[tuple[str, str]], item_ids: Sequence[str], ve
     seconds = time.perf_counter() - start
     log.info("collaborative map: %d items, %d users, %d positives in %.1fs", len(active), len(user_codes),
              len(arr), seconds)
-    return CollabMap(item_ids=[item_ids[i] for i in active], rows=q.astype(np.float32), scale=scale, args=args,
+    return CollabMap(item_ids=[item_ids[i] for i in active], rows=q.astype(np.float32), scale=scale,
+                     ease=b.astype(np.float32), args=args,
                      stats={"items": int(len(active)), "users": len(user_codes), "positives": int(len(arr)),
                             "seconds": round(seconds, 2)})

@@ -14,11 +14,19 @@ EXCLUDED_KINDS = ("click", "rating", "not_interested")  # impressions alone do n
 
 @dataclass(frozen=True)
 class CollabRows:
-    """Collaborative query vectors aligned to catalog positions: `row_of[p]` is p's row in `rows` or -1."""
+    """The collaborative map aligned to catalog positions: `row_of[p]` is p's row in `rows`/`ease` or -1.
+
+    `rows` are the per-item query vectors in text space, `ease` the EASE weights between the items that had
+    positives (row: history item, column: target item), `active` the catalog position of each ease column.
+    """
 
     row_of: np.ndarray
     rows: np.ndarray
     scale: float
+    ease: np.ndarray | None = None
+    active: np.ndarray | None = None
+    text_weight: float = 0.5
+    new_item_weight: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Profile:
     clusters: np.ndarray
     seen: set[str] = field(default_factory=set)
     verbs: list[str] = field(default_factory=list)
+    slots: np.ndarray | None = None  # collaborative row of each history item (-1: none)
 
     @property
     def empty(self) -> bool:
@@ -91,6 +100,7 @@ def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np
     hist = np.asarray(history, dtype=np.int64)
     ranks = np.arange(len(hist), dtype=np.float64)
     weights = 0.5 ** (ranks / half_life) if half_life > 0 else np.ones(len(hist))
+    slot = None
     if collab is not None:
         slot = collab.row_of[hist]
         rows = vectors[hist] * collab.scale
@@ -100,7 +110,7 @@ def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np
         rows = vectors[hist]
     contrib = (rows * weights[:, None]).astype(np.float32)
     clusters = interest_clusters(vectors[hist], max_clusters=max_clusters)
-    return Profile(hist, weights, contrib, clusters, seen, verbs)
+    return Profile(hist, weights, contrib, clusters, seen, verbs, slot)
 
 
 def interest_clusters(vectors: np.ndarray, *, max_clusters: int = 3, min_size: int = 3,

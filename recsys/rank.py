@@ -26,7 +26,7 @@ class RankParams:
     popularity_weight: float = 0.1
     positive_rating: float = 4.0
     cluster_weight: float = 0.3  # share of the relevance that comes from the best-matching interest cluster
-    history_half_life: float = 0.0  # positive events; 0 = every history item counts the same
+    history_half_life: float = 20.0  # in positive events (newest first); 0 = every history item counts the same
 
     @classmethod
     def from_settings(cls, s: RecsysSettings, **overrides: float) -> "RankParams":
@@ -119,14 +119,45 @@ def _finish(snap: Snapshot, cand: np.ndarray, relevance: np.ndarray, params: Ran
     return cand[picked], blended[picked]
 
 
+def _collab_scores(snap: Snapshot, profile: Profile) -> tuple[np.ndarray, np.ndarray] | None:
+    """(catalog positions, EASE score) of the items with positives, from the user's history rows; None without."""
+    c = snap.collab
+    if c is None or c.ease is None or c.active is None or profile.slots is None:
+        return None
+    has = profile.slots >= 0
+    if not has.any():
+        return None
+    scores = profile.weights[has] @ c.ease[profile.slots[has]]
+    keep = c.active >= 0
+    return c.active[keep], scores[keep]
+
+
 def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParams, now: float) -> list[Scored]:
-    """Personalised top-k for a user with history; each item's reason names the most similar history item."""
+    """Personalised top-k for a user with history; each item's reason names the most similar history item.
+
+    Candidates come from FAISS (text-space query, per interest cluster too) and, when a collaborative model is
+    fitted, from the top EASE scores. Items with positives score EASE + α·text, the others γ·text.
+    """
     queries = profile.queries()
-    cand = _candidates(snap, queries, params.candidates + len(profile.seen), profile.seen)
+    fetch = params.candidates + len(profile.seen)
+    cand = _candidates(snap, queries, fetch, profile.seen)
+    ease = _collab_scores(snap, profile)
+    if ease is not None:
+        positions, scores = ease
+        top = positions[np.argsort(-scores, kind="stable")[:fetch]]
+        extra = [p for p in top.tolist() if snap.item_ids[p] not in profile.seen]
+        cand = np.asarray(list(dict.fromkeys(cand.tolist() + extra)), dtype=np.int64)
     if len(cand) == 0:
         return []
     sims = snap.vectors[cand] @ queries.T
-    relevance = _minmax(sims[:, 0])
+    base = sims[:, 0]
+    if ease is not None:
+        c = snap.collab
+        dense = np.zeros(len(snap.item_ids))
+        dense[ease[0]] = ease[1]
+        has = c.row_of[cand] >= 0
+        base = np.where(has, dense[cand] + c.text_weight * base, c.new_item_weight * base)
+    relevance = _minmax(base)
     if sims.shape[1] > 1 and params.cluster_weight > 0:
         best_cluster = np.max(np.column_stack([_minmax(sims[:, c]) for c in range(1, sims.shape[1])]), axis=1)
         relevance = (1 - params.cluster_weight) * relevance + params.cluster_weight * best_cluster

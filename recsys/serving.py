@@ -126,7 +126,9 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
         for row, item_id in enumerate(cmap.item_ids):
             if item_id in position:
                 row_of[position[item_id]] = row
-        collab = CollabRows(row_of=row_of, rows=cmap.rows, scale=cmap.scale)
+        active = np.asarray([position.get(i, -1) for i in cmap.item_ids], dtype=np.int64)
+        collab = CollabRows(row_of=row_of, rows=cmap.rows, scale=cmap.scale, ease=cmap.ease, active=active,
+                            text_weight=cmap.args.text_weight, new_item_weight=cmap.args.new_item_weight)
     return Snapshot(model_version=version, item_ids=ids, position=position, vectors=vectors,
                     titles=[meta[i].title for i in ids], categories=[meta[i].category for i in ids],
                     tags=[meta[i].tags for i in ids], published=published, popularity=popularity,
