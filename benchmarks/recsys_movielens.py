@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import Settings  # noqa: E402
+from newsdesk import db
+from newsdesk.settings import Settings
 
 DATA = ROOT.parent / "shared" / "data" / "recsys" / "movielens"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -150,7 +150,7 @@ def quality(settings: Settings, tuned: str | None) -> tuple[list[dict], dict]:
     for name, params in variants:
         recommender.params = params
 
-        def rank(_u, events, k):  # noqa: ANN001, ANN202
+        def rank(_u, events, k):
             return [s.item_id for s in recommender.recommend_events(events, k)]
 
         ours[name] = evaluate_ranker(rank, {u: relevant[u] for u in users}, history, K, item_ids, known)
@@ -160,7 +160,7 @@ def quality(settings: Settings, tuned: str | None) -> tuple[list[dict], dict]:
                                                                                      for i in relevant[u]} - known)}
 
 
-def tuned_vectors(tuned: str | None, settings: Settings, item_ids: list[str]):  # noqa: ANN201
+def tuned_vectors(tuned: str | None, settings: Settings, item_ids: list[str]):
     """(label, vectors) of the behaviour-tuned encoder: a folder path or the current recsys version, else None."""
     from finetune.service import encoder_path
     from recsys.embed import embed_stale, load_vectors
@@ -263,8 +263,8 @@ def faiss_bench(n: int, dim: int = 384, nq: int = 200) -> dict:
         if truth is None:
             truth = labels
         recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(labels, truth)]))
-        wrapper = _latency(lambda q: index.search(q, K), queries)
-        plain = _latency(lambda q: raw.search(q, K), queries)
+        wrapper = _latency(lambda q, ix=index: ix.search(q, K), queries)
+        plain = _latency(lambda q, r=raw: r.search(q, K), queries)
         out[kind] = {"build_s": round(build, 2), "recall@10_vs_flat": round(recall, 4), "wrapper": wrapper,
                      "raw_faiss": plain, "overhead_p50_ms": round(wrapper["p50_ms"] - plain["p50_ms"], 3)}
         log.info("faiss n=%d %s: %s", n, kind, out[kind])

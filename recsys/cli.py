@@ -15,7 +15,7 @@ from newsdesk.settings import Settings
 FILES = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _print_report(report, as_json: bool, show: int = 20) -> None:  # noqa: ANN001 - ImportReport
+def _print_report(report, as_json: bool, show: int = 20) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class CollabMap:
         atomic_write_bytes(folder / META_FILE, json.dumps(meta).encode())
 
     @classmethod
-    def load(cls, folder: Path) -> "CollabMap | None":
+    def load(cls, folder: Path) -> CollabMap | None:
         """The map saved in `folder`, or None when none was fitted.
 
         Raises:
@@ -133,5 +133,5 @@ def fit_collab_map(pairs: Iterable[tuple[str, str]], item_ids: Sequence[str], ve
              len(arr), seconds)
     return CollabMap(item_ids=[item_ids[i] for i in active], rows=q.astype(np.float32), scale=scale,
                      ease=b.astype(np.float32), args=args,
-                     stats={"items": int(len(active)), "users": len(user_codes), "positives": int(len(arr)),
+                     stats={"items": len(active), "users": len(user_codes), "positives": len(arr),
                             "seconds": round(seconds, 2)})

@@ -57,7 +57,7 @@ def count_stale(session: Session, model_version: str) -> int:
     return session.scalar(sa.select(sa.func.count()).select_from(stale_items_query(model_version).subquery())) or 0
 
 
-def embed_stale(session: Session, settings: Settings, *, encoder: "SentenceTransformer | Any | None" = None,
+def embed_stale(session: Session, settings: Settings, *, encoder: SentenceTransformer | Any | None = None,
                 model_version: str | None = None, batch_size: int = 64, commit: bool = False) -> EmbedReport:
     """Embed every stale item and store its normalised vector with the encoder version.
 

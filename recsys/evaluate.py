@@ -13,8 +13,9 @@ import csv
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa

@@ -6,9 +6,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class ItemIndex:
 
     @classmethod
     def build(cls, item_ids: Sequence[str], vectors: np.ndarray, *, approx_threshold: int = 50_000,
-              use_gpu: bool = False) -> "ItemIndex":
+              use_gpu: bool = False) -> ItemIndex:
         """A flat index, or HNSW when there are more than `approx_threshold` items."""
         kind = "hnsw" if len(item_ids) > approx_threshold else "flat"
         index = cls(int(np.asarray(vectors).shape[1]) if len(item_ids) else 384, kind=kind, use_gpu=use_gpu)
@@ -169,7 +169,7 @@ class ItemIndex:
 
     # Search --------------------------------------------------------------------------------------------------
 
-    def _searcher(self):  # noqa: ANN202 - a faiss index
+    def _searcher(self):
         if not self._want_gpu:
             return self._cpu
         if self._gpu is None or self._gpu_stale:
@@ -177,7 +177,7 @@ class ItemIndex:
             self._gpu_stale = False
         return self._gpu if self._gpu is not None else self._cpu
 
-    def _to_gpu(self):  # noqa: ANN202
+    def _to_gpu(self):
         """A GPU copy of the CPU index, or None (CPU fallback) when FAISS-GPU is absent or the copy fails."""
         if self.kind != "flat" or not faiss_gpu_available():
             self.backend = "cpu"
@@ -245,7 +245,7 @@ class ItemIndex:
         return manifest
 
     @classmethod
-    def load(cls, folder: Path, use_gpu: bool = False) -> tuple["ItemIndex", Manifest]:
+    def load(cls, folder: Path, use_gpu: bool = False) -> tuple[ItemIndex, Manifest]:
         """Read an index written by `save`.
 
         Raises:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def is_positive(event: Event, positive_rating: float) -> bool:
 
 
 def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np.ndarray,
-                  collab: "CollabRows | None", *, positive_rating: float = 4.0,
+                  collab: CollabRows | None, *, positive_rating: float = 4.0,
                   half_life: float = 0.0, max_history: int = 500, max_clusters: int = 3) -> Profile:
     """A profile from `events` (any order); items outside the catalog are ignored.
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -29,10 +29,10 @@ class RankParams:
     history_half_life: float = 20.0  # in positive events (newest first); 0 = every history item counts the same
 
     @classmethod
-    def from_settings(cls, s: RecsysSettings, **overrides: float) -> "RankParams":
-        values = dict(candidates=s.candidates, mmr_lambda=s.mmr_lambda, freshness_weight=s.freshness_weight,
-                      freshness_half_life_days=s.freshness_half_life_days, popularity_weight=s.popularity_weight,
-                      positive_rating=s.positive_rating)
+    def from_settings(cls, s: RecsysSettings, **overrides: float) -> RankParams:
+        values = {"candidates": s.candidates, "mmr_lambda": s.mmr_lambda, "freshness_weight": s.freshness_weight,
+                  "freshness_half_life_days": s.freshness_half_life_days, "popularity_weight": s.popularity_weight,
+                  "positive_rating": s.positive_rating}
         values.update(overrides)
         return cls(**values)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -24,9 +25,23 @@ from recsys.tables import Interaction, Item, ItemVector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImportReport", "Rejection", "Recommendation", "IndexStatus", "HistoryEntry", "Recommender",
-           "import_catalog", "import_interactions", "log_events", "get_recommender", "recommend_for_user",
-           "list_topics", "rebuild_index", "index_status", "user_history"]
+__all__ = [
+    "HistoryEntry",
+    "ImportReport",
+    "IndexStatus",
+    "Recommendation",
+    "Recommender",
+    "Rejection",
+    "get_recommender",
+    "import_catalog",
+    "import_interactions",
+    "index_status",
+    "list_topics",
+    "log_events",
+    "rebuild_index",
+    "recommend_for_user",
+    "user_history",
+]
 
 LIVE_KINDS = ("impression", "click", "not_interested")
 MAX_K = 100

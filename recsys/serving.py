@@ -6,9 +6,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import timedelta, timezone
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -31,7 +31,7 @@ TRENDING_DAYS = 7
 _threadpools = None
 
 
-def single_threaded():  # noqa: ANN201 - a context manager
+def single_threaded():
     """BLAS and OpenMP limited to one thread for the duration: one small query does not profit from threads, and on
     a busy machine their spin-waits cost 10-100x (p99 50 ms -> 250 ms measured on 2 loaded cores)."""
     global _threadpools
@@ -138,7 +138,7 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
 def popularity_arrays(session: Session, position: dict[str, int],
                       positive_rating: float) -> tuple[np.ndarray, np.ndarray]:
     """(all-time popularity, trending over the last week), each log-scaled to [0, 1]."""
-    def counts(since=None) -> np.ndarray:  # noqa: ANN001
+    def counts(since=None) -> np.ndarray:
         query = sa.select(Interaction.item_id, sa.func.count()).where(positive_filter(positive_rating))
         if since is not None:
             query = query.where(Interaction.ts >= since)

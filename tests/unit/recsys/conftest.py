@@ -38,7 +38,7 @@ def interactions_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def built(settings, session, catalog_file, interactions_file, fake_encoder):  # noqa: ANN001, ANN201
+def built(settings, session, catalog_file, interactions_file, fake_encoder):
     """Catalog + interactions imported and the index built with the fake encoder; returns (settings, session)."""
     from recsys import service
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from recsys_fixtures import write_csv
 
 from newsdesk.errors import InvalidInput, NotFound
 from recsys import service
 from recsys.embed import count_stale, embed_stale
 from recsys.tables import Interaction, Item
-
-from recsys_fixtures import write_csv
 
 DEMO = Path(__file__).resolve().parents[3] / "newsdesk" / "demo" / "headlines.csv"
 
@@ -60,8 +59,9 @@ def test_jsonl_and_mind_news_are_recognised(session, tmp_path: Path) -> None:
                     "N2\tnews\tpolitics\tA vote title\t\thttps://x/2\t[]\t[]\n")
     report = service.import_catalog(session, [jsonl, mind])
     assert report.imported == 3
-    assert [(r.line, r.reason) for r in report.rejected] == [(2, "invalid JSON (Expecting property name enclosed "
-                                                                 "in double quotes)"), (3, "not a JSON object")]
+    reasons = [(r.line, r.reason) for r in report.rejected]
+    assert reasons == [(2, "invalid JSON (Expecting property name enclosed in double quotes)"),
+                       (3, "not a JSON object")]
     assert session.get(Item, "j1").tags == "x,y"
     n1 = session.get(Item, "N1")
     assert (n1.category, n1.tags, n1.description, n1.source) == ("sports", "golf", "Abstract here", "mind")

@@ -123,9 +123,9 @@ def test_gpu_copy_is_used_when_available(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_ensure_index_syncs_changes_incrementally(settings) -> None:
     ids, vecs = _data(20)
     hashes = {i: "h" for i in ids}
-    index, manifest = ensure_index(settings, "base", ids, vecs, hashes)
+    _, manifest = ensure_index(settings, "base", ids, vecs, hashes)
     assert manifest.item_count == 20
-    again, same = ensure_index(settings, "base", ids, vecs, hashes)
+    _, same = ensure_index(settings, "base", ids, vecs, hashes)
     assert same.created_at == manifest.created_at  # matched the catalog: loaded, not rewritten
     vecs2 = vecs.copy()
     vecs2[0] = vecs[5]
