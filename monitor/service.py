@@ -131,11 +131,11 @@ def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple
     todo = [(i, m) for i, m in fresh if m.flag is None]
     if classifier is None or not todo:
         return {}
-    texts = [m.text for _, m in todo]
+    texts = list(dict.fromkeys(m.text for _, m in todo))  # retweets repeat a text: classify it once
     started = time.perf_counter()
     try:
-        preds = classifier.predict(texts, batch_size=batch_size)
-        out = {i: p for (i, _), p in zip(todo, preds)}
+        by_text = dict(zip(texts, classifier.predict(texts, batch_size=batch_size)))
+        out = {i: by_text[m.text] for i, m in todo}
     except Unavailable:
         log.warning("sentiment model unavailable: %d messages stored unclassified", len(todo))
         return {}

@@ -174,3 +174,11 @@ def test_watchlist_aliases_tag_messages(session) -> None:
     service.ingest_messages(session, None, [{"id": "w", "text": "AT&T and Dominion Resources; T and D"}], "test")
     assert session.scalar(select(Message.tickers)) == "D,T"
     assert [m.id for m in service.latest_messages(session, ticker="T")] == [session.scalar(select(Message.id))]
+
+
+def test_identical_texts_are_classified_once_per_batch(session) -> None:
+    clf = FakeClassifier()
+    payloads = [{"id": str(i), "text": "RT @x: $XYZ shares plunge"} for i in range(5)]
+    result = service.ingest_messages(session, clf, payloads, "test")
+    assert result.classified == 5 and clf.texts == 1
+    assert set(session.scalars(select(Message.label))) == {"negative"}
