@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from newsdesk.db import utcnow
 from newsdesk.encoders import load_sentence_encoder
+from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 from recsys.tables import Item, ItemVector
 from recsys.text import item_text
@@ -66,16 +67,20 @@ def embed_stale(session: Session, settings: Settings, *, encoder: SentenceTransf
 
     Raises:
         Unavailable: the encoder cannot be loaded.
+        InvalidInput: a `model_version` other than the one in service without an `encoder`.
     """
     import time
 
     start = time.perf_counter()
+    folder = None
     if encoder is None or model_version is None:
         version, folder = encoder_version(session, settings)
+        if encoder is None and model_version not in (None, version):
+            raise InvalidInput(f"no encoder given for version {model_version!r} (the one in service is {version!r})")
         model_version = model_version or version
-        if encoder is None:
-            encoder = load_sentence_encoder(folder, device=settings.device)
     rows = session.execute(stale_items_query(model_version)).all()
+    if rows and encoder is None:  # load the encoder only when there is something to embed
+        encoder = load_sentence_encoder(folder, device=settings.device)
     done = 0
     with tqdm(total=len(rows), desc=f"embedding ({model_version})", unit="items", disable=None) as bar:
         for lo in range(0, len(rows), BATCH):
