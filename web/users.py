@@ -19,6 +19,7 @@ from web.tables import ROLES, TOKEN_KINDS, ApiToken, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
 MIN_PASSWORD = 6
+LAST_USED_RESOLUTION_S = 60
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}  # reader < analyst < admin
 # A fixed hash so that an unknown username costs as much time as a wrong password (no user enumeration by timing).
 _DUMMY_HASH = generate_password_hash("not-a-password")
@@ -164,7 +165,9 @@ def verify_token(session: Session, token: str, kind: str = "user") -> User | Non
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         return None
-    row.last_used_at = utcnow()
+    now = utcnow()
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > LAST_USED_RESOLUTION_S:
+        row.last_used_at = now  # at most one write a minute per token: API reads stay reads
     return user
 
 
