@@ -171,3 +171,24 @@ def rules_command(settings: Settings) -> None:
     for r in rules:
         scope = ",".join(r.tickers) or "all tickers"
         click.echo(f"{r.id:>3} {'on ' if r.enabled else 'off'} {r.kind:15} {r.name} [{scope}] {json.dumps(r.params)}")
+
+
+@stream_group.command("dead-letters")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--replay", "replay_id", type=int, default=None, help="Ingest this dead letter again.")
+@pass_settings
+def dead_letters_command(settings: Settings, limit: int, replay_id: int | None) -> None:
+    """List dead letters (newest first), or replay one with --replay ID."""
+    from monitor import service
+    from monitor.jobs import classifier_for
+
+    with session_scope(settings.database_url) as session:
+        if replay_id is not None:
+            info = service.replay_dead_letter(session, classifier_for(settings), replay_id)
+            click.echo(f"Dead letter {info.id} replayed as message {info.message_id}")
+            return
+        letters, total = service.list_dead_letters(session, limit)
+    for d in letters:
+        click.echo(f"{d.id:>5} {d.status:8} {d.stage:8} {d.created_at:%Y-%m-%d %H:%M} {d.reason[:70]!r} "
+                   f"{d.payload[:50]!r}")
+    click.echo(f"{len(letters)} of {total} dead letters")

@@ -84,3 +84,19 @@ def test_cli_replay_is_idempotent_and_alerts_list(settings, tmp_path) -> None:
 def test_cli_replay_missing_file(settings) -> None:
     result = CliRunner().invoke(cli, ["stream", "replay", "/nope.jsonl"], env={"NEWSDESK_HOME": str(settings.home)})
     assert result.exit_code == 4 and "no such file" in result.output
+
+
+def test_cli_dead_letters_list_and_replay(settings, db_url) -> None:
+    with db.session_scope(db_url) as s:
+        service.ingest_messages(s, None, ['{"text": 1}'], "test")
+        letter = service.add_dead_letter(s, "test", "classify", "model crashed", '{"id": "d1", "text": "$XYZ ok"}')
+        s.flush()
+        letter_id = letter.id
+    env = {"NEWSDESK_HOME": str(settings.home)}
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["stream", "dead-letters"], env=env)
+    assert listed.exit_code == 0 and "2 of 2 dead letters" in listed.output and "model crashed" in listed.output
+    replayed = runner.invoke(cli, ["stream", "dead-letters", "--replay", str(letter_id)], env=env)
+    assert replayed.exit_code == 0 and "replayed as message" in replayed.output
+    again = runner.invoke(cli, ["stream", "dead-letters", "--replay", str(letter_id)], env=env)
+    assert again.exit_code == 5
