@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,11 @@ def read_prices(ticker: str) -> list[tuple[date, float]]:
     return sorted(rows)
 
 
+def median_abs_move(prices: list[tuple[date, float]]) -> float:
+    """The ticker's median absolute close-to-close move over its whole price file (2012-2017)."""
+    return statistics.median(abs(b[1] / a[1] - 1) for a, b in zip(prices, prices[1:]))
+
+
 def next_day_move(prices: list[tuple[date, float]], day: date) -> float | None:
     """Close of the first trading day after `day` vs the close of the last trading day on or before it."""
     before = [p for d, p in prices if d <= day]
@@ -229,7 +234,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
             continue
         period = [(d, p) for d, p in prices if first.date() <= d <= last.date() + timedelta(days=5)]
         moves = [b[1] / a[1] - 1 for a, b in zip(period, period[1:])]
-        median_abs = statistics.median(abs(m) for m in moves)
+        median_abs = median_abs_move(prices)
         falls = sum(1 for m in moves if m < -median_abs)
         base_hits, base_total = base_hits + falls, base_total + len(moves)
         days = sorted({ts.date() for t, ts in alerts if t == ticker})  # one outcome per alert day
@@ -239,13 +244,57 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         hits, total = hits + t_hits, total + len(outcomes)
         per_ticker[ticker] = {"alert_days": len(outcomes), "followed_by_fall": t_hits,
                               "base_rate": round(falls / len(moves), 3), "median_abs_move": round(median_abs, 4)}
+    out = {"home": str(args.home), "period": [str(first), str(last)], "negative_burst_alerts": len(alerts),
+           **_rates(hits, total, base_hits, base_total), "per_ticker": per_ticker}
+    with db.session_scope(settings.database_url) as session:
+        out["day_end_sweep"] = sweep(session, first, last)
+    return out
+
+
+def _rates(hits: int, total: int, base_hits: int, base_total: int) -> dict[str, Any]:
     rate = hits / total if total else None
     base = base_hits / base_total if base_total else None
     se = (base * (1 - base) / total) ** 0.5 if total and base is not None else None
-    return {"home": str(args.home), "period": [str(first), str(last)], "negative_burst_alerts": len(alerts),
-            "alert_days": total, "followed_by_fall": hits, "hit_rate": round(rate, 3) if rate is not None else None,
+    return {"alert_days": total, "followed_by_fall": hits, "hit_rate": round(rate, 3) if rate is not None else None,
             "base_rate": round(base, 3) if base is not None else None,
-            "z_vs_base": round((rate - base) / se, 2) if se else None, "per_ticker": per_ticker}
+            "z_vs_base": round((rate - base) / se, 2) if se else None}
+
+
+SWEEP_PARAMS = {"window_minutes": 1440, "baseline_days": 14, "min_negative": 3, "min_share": 0.25,
+                "z_threshold": 2.0}
+
+
+def sweep(session: Any, first: Any, last: Any) -> dict[str, Any]:
+    """A daily variant of the burst rule evaluated at 21:00 UTC (after the US close) on every day of every ticker
+    with prices: does a burst day precede a fall on the next trading day more often than an ordinary day?"""
+    from monitor import rules
+    from monitor.evaluate import ticker_rows, window_stats
+    from monitor.tables import MessageTicker
+
+    params = rules.validate_params("negative_burst", SWEEP_PARAMS)
+    tickers = [t for (t,) in session.execute(select(MessageTicker.ticker).distinct())
+               if (PRICES / f"{t}.csv").is_file()]
+    hits = total = base_hits = base_total = 0
+    for ticker in tickers:
+        prices = read_prices(ticker)
+        rows = ticker_rows(session, ticker, first - timedelta(days=15), last)
+        if len(prices) < 30 or len(rows) < 20:
+            continue
+        period = [(d, p) for d, p in prices if first.date() <= d <= last.date()]
+        moves = [b[1] / a[1] - 1 for a, b in zip(period, period[1:])]
+        if len(moves) < 5:
+            continue
+        median_abs = median_abs_move(prices)
+        for d, _ in period[:-1]:
+            now = datetime(d.year, d.month, d.day, 21, 0)
+            move = next_day_move(prices, d)
+            if move is None:
+                continue
+            fell = move < -median_abs
+            base_hits, base_total = base_hits + fell, base_total + 1
+            if rules.negative_burst(params, window_stats(ticker, rows, params, "negative", now, {})).met:
+                hits, total = hits + fell, total + 1
+    return {"params": params, "tickers": len(tickers), **_rates(hits, total, base_hits, base_total)}
 
 
 def db_min(col):
