@@ -6,7 +6,7 @@ Usage (from the repo root):
 
 Methods:
   frozen_lr  the base encoder, frozen (mean-pooled sentence vectors) + logistic regression (balanced classes)
-  plain      a plain full fine-tune: BERT's CLS pooler + linear head, 4 epochs, no class weights, last weights
+  plain      a plain full fine-tune: BERT's CLS pooler + linear head, 4 epochs, no class weights, the best dev epoch
   ours       SentimentArgs() defaults: mean pooling, balanced class weights, uniform weight averaging of the second
              half of training, early stopping on dev
 `--two-source M` also trains method M on PhraseBank + tweets (minus a stratified 10% of the tweets, held out) and
@@ -159,12 +159,19 @@ def main() -> None:
                 keep = Path(opts.keep_models) / f"{method}-{source}-{seed}" if opts.keep_models else None
                 res = fine_tune(train, pb_dev, evals, overrides, keep)
             rows.append({"method": method, "source": source, "seed": seed, **res})
+            write_results(opts.out, rows, len(tweets_held), len(pb_dev))  # after every run: partial runs count
+            print_table(rows[-1:])
     print_table(rows)
-    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.platform(), "python": platform.python_version(), "argv": sys.argv,
-            "tweets_heldout_rows": len(tweets_held), "phrasebank_dev_rows": len(pb_dev)}
-    Path(opts.out).write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
     print(f"\nwrote {opts.out}")
+
+
+def write_results(out: str, rows: list[dict[str, Any]], tweets_held: int, pb_dev: int) -> None:
+    meta = {"machine": platform.platform(), "python": platform.python_version(), "argv": sys.argv,
+            "tweets_heldout_rows": tweets_held, "phrasebank_dev_rows": pb_dev}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(out).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
+    tmp.replace(out)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

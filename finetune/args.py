@@ -29,6 +29,9 @@ class SentimentArgs:
         label_smoothing: cross-entropy label smoothing.
         warmup_ratio: fraction of steps with a linear warm-up.
         weight_decay: AdamW weight decay.
+        knn_mix: weight of the head when mixed with a k-NN vote over the training rows' vectors (1 = head only);
+            below 1 the model folder stores the pooled training vectors.
+        knn_k: neighbours in the vote.
         early_stopping_patience: evaluations on dev without improvement before stopping (0 = off).
         evals_per_epoch: dev evaluations (and checkpoints) per epoch.
         dev_fraction: share of the training rows held out as dev when no dev file is given.
@@ -50,6 +53,8 @@ class SentimentArgs:
     label_smoothing: float = 0.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
+    knn_mix: float = 1.0
+    knn_k: int = 10
     early_stopping_patience: int = 2
     evals_per_epoch: int = 1
     dev_fraction: float = 0.1
@@ -76,6 +81,8 @@ class SentimentArgs:
         _check(self.rdrop_alpha >= 0, "rdrop_alpha", "must be >= 0")
         _check(self.class_weights in ("balanced", "none"), "class_weights", "must be balanced or none")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "must be within [0, 1)")
+        _check(0 < self.knn_mix <= 1, "knn_mix", "must be within (0, 1]")
+        _check(self.knn_k >= 1, "knn_k", "must be >= 1")
         _check(0 < self.dev_fraction < 0.5, "dev_fraction", "must be within (0, 0.5)")
         _check(self.evals_per_epoch >= 1, "evals_per_epoch", "must be >= 1")
         _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from finetune.model import load_sentiment_model
+from finetune.model import encode_pooled, load_sentiment_model
 from newsdesk.device import resolve_device
 from newsdesk.errors import Unavailable
 from newsdesk.settings import Settings
@@ -37,26 +37,15 @@ class SentimentClassifier:
         self.version = version or folder.name
         self.labels: tuple[str, ...] = tuple(meta["labels"])
         self.max_length = int(meta.get("max_length", 128))
+        self.knn = meta.get("knn_memory")
         self.device = next(self.model.parameters()).device
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """(len(texts), len(labels)) class probabilities."""
-        out = []
-        # Sort by length so each batch pads little; restore the input order at the end.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chunk = [texts[i] or " " for i in order[start:start + batch_size]]
-                enc = self.tokenizer(chunk, truncation=True, max_length=self.max_length, padding=True,
-                                     return_tensors="pt").to(self.device)
-                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])["logits"]
-                out.append(torch.softmax(logits.float(), dim=-1).cpu())
-        if not out:
-            return torch.zeros((0, len(self.labels)))
-        probs = torch.cat(out)
-        result = torch.empty_like(probs)
-        result[torch.tensor(order)] = probs
-        return result
+        pooled, probs = encode_pooled(self.model, self.tokenizer, list(texts), self.max_length, batch_size)
+        if self.knn is not None and len(texts):
+            probs = self.knn.combine(pooled, probs)
+        return probs
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """One prediction per text, in input order: the most probable label and every label's probability."""

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 HEAD_FILE = "head.safetensors"
+KNN_FILE = "knn.safetensors"
 CONFIG_FILE = "classifier.json"
 
 
@@ -72,16 +73,66 @@ class SentimentModel(nn.Module):
         return out
 
 
+class KnnMemory:
+    """Pooled, L2-normalised vectors of the training rows and their label ids: a k-NN vote mixed into the head.
+
+    p = mix * softmax(head) + (1 - mix) * vote, where vote weighs the k most similar training rows by
+    exp(cosine / temperature).
+    """
+
+    def __init__(self, vectors: torch.Tensor, labels: torch.Tensor, *, k: int, mix: float, temperature: float,
+                 num_labels: int) -> None:
+        self.vectors, self.labels = vectors, labels
+        self.k, self.mix, self.temperature, self.num_labels = k, mix, temperature, num_labels
+
+    def combine(self, pooled: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        sims = F.normalize(pooled.float(), dim=-1) @ self.vectors.to(pooled.device).float().T
+        top, idx = sims.topk(min(self.k, sims.shape[1]), dim=1)
+        weights = torch.exp((top - top[:, :1]) / self.temperature)  # shifted for numerical safety
+        votes = torch.zeros_like(probs).scatter_add_(1, self.labels.to(pooled.device)[idx], weights)
+        return self.mix * probs + (1 - self.mix) * votes / votes.sum(1, keepdim=True)
+
+    def meta(self) -> dict[str, Any]:
+        return {"k": self.k, "mix": self.mix, "temperature": self.temperature, "rows": int(self.vectors.shape[0])}
+
+
+def encode_pooled(model: SentimentModel, tokenizer: Any, texts: list[str], max_length: int,
+                  batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled vectors, head probabilities) for texts, in input order (batches sorted by length)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    device = next(model.parameters()).device
+    pooled_parts, prob_parts = [], []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = [texts[i] or " " for i in order[start:start + batch_size]]
+            enc = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            pooled = model.pool(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            pooled_parts.append(pooled.float().cpu())
+            prob_parts.append(torch.softmax(model.head(pooled).float(), dim=-1).cpu())
+    model.train(was_training)
+    if not order:
+        return torch.zeros((0, model.head.in_features)), torch.zeros((0, model.head.out_features))
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return torch.cat(pooled_parts)[inverse], torch.cat(prob_parts)[inverse]
+
+
 def save_sentiment_model(model: SentimentModel, tokenizer: Any, folder: Path, *, labels: tuple[str, ...],
-                         max_length: int) -> None:
-    """Write body (transformers format), tokenizer, head and `classifier.json` into `folder` (must not exist)."""
+                         max_length: int, knn: KnnMemory | None = None) -> None:
+    """Write body (transformers format), tokenizer, head, optional k-NN memory and `classifier.json` to `folder`."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
     model.body.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(folder / HEAD_FILE))
-    meta = {"labels": list(labels), "pooling": model.pooling, "max_length": max_length}
+    meta: dict[str, Any] = {"labels": list(labels), "pooling": model.pooling, "max_length": max_length}
+    if knn is not None:
+        save_file({"vectors": knn.vectors.half().contiguous(), "labels": knn.labels.contiguous()},
+                  str(folder / KNN_FILE))
+        meta["knn"] = knn.meta()
     (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
 
 
@@ -96,6 +147,12 @@ def load_sentiment_model(folder: Path, device: str = "cpu") -> tuple[SentimentMo
     model = SentimentModel(body, len(meta["labels"]), pooling=meta.get("pooling", "mean"))
     model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     model.to(device).eval()
+    if meta.get("knn") and (folder / KNN_FILE).is_file():
+        saved = load_file(str(folder / KNN_FILE))
+        knn = meta["knn"]
+        meta["knn_memory"] = KnnMemory(saved["vectors"].float(), saved["labels"].long(), k=int(knn["k"]),
+                                       mix=float(knn["mix"]), temperature=float(knn["temperature"]),
+                                       num_labels=len(meta["labels"]))
     return model, tokenizer, meta
 
 

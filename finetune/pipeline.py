@@ -121,11 +121,12 @@ def _holdout_last(positives: list[Positive], fraction: float = 0.1, min_likes: i
 
 
 def ranking_of(folder: Path | None, item_texts: dict[str, str], train_likes: dict[str, list[str]],
-               dev_likes: dict[str, set[str]], k: int, device: str) -> dict[str, float]:
-    """Recall/NDCG@k of the SentenceTransformer in `folder` (None: the base encoder)."""
+               dev_likes: dict[str, set[str]], k: int, device: str, max_length: int) -> dict[str, float]:
+    """Recall/NDCG@k of the SentenceTransformer in `folder` (None: the base encoder), texts cut to `max_length`."""
     from newsdesk.encoders import load_sentence_encoder
 
     model = load_sentence_encoder(folder, device=device, cache=False)
+    model.max_seq_length = max_length  # the same cut for challenger and champion
 
     def encode(texts: list[str], batch_size: int) -> Any:
         return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
@@ -164,9 +165,9 @@ def prepare_recsys(session_url: str, settings: Settings, dev_file: str | Path | 
     dev_likes: dict[str, set[str]] = defaultdict(set)
     for p in dev_pos:
         dev_likes[p.user_id].add(p.item_id)
-    ours = ranking_of(staged, item_texts, train_likes, dev_likes, args.k, settings.device)
+    ours = ranking_of(staged, item_texts, train_likes, dev_likes, args.k, settings.device, args.max_length)
     theirs = ranking_of(champion[1] if champion else None, item_texts, train_likes, dev_likes, args.k,
-                        settings.device)
+                        settings.device, args.max_length)
     metric = PRIMARY["recsys"][0]
     data = {"items": len(item_texts), "positives": len(positives), "train_likes": len(train_pos),
             "dev": dev_info, "pairs": len(pairs), "positive_rating": args.positive_rating}

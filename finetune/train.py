@@ -64,7 +64,7 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from finetune.evaluate import classification_report
-    from finetune.model import SentimentModel, save_sentiment_model
+    from finetune.model import KnnMemory, SentimentModel, encode_pooled, save_sentiment_model
 
     dev = resolve_device(args.device if args.device != "auto" else device)
     set_seed(args.seed)
@@ -129,7 +129,13 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     if averaging and averaging.apply(trainer.model):
         details["averaged_snapshots"] = averaging.count
     trainer.model.to("cpu")
-    save_sentiment_model(trainer.model, tokenizer, out_dir, labels=LABELS, max_length=args.max_length)
+    knn = None
+    if args.knn_mix < 1:  # remember the training rows as the fine-tuned model sees them
+        vectors, _ = encode_pooled(trainer.model, tokenizer, [r.text for r in train_rows], args.max_length)
+        knn = KnnMemory(torch.nn.functional.normalize(vectors, dim=-1),
+                        torch.tensor([label_id[r.label] for r in train_rows]), k=args.knn_k, mix=args.knn_mix,
+                        temperature=0.05, num_labels=len(LABELS))
+    save_sentiment_model(trainer.model, tokenizer, out_dir, labels=LABELS, max_length=args.max_length, knn=knn)
     return TrainResult(round(seconds, 1), int(trainer.state.global_step), dev, details)
 
 

@@ -88,8 +88,9 @@ def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
     assert sum(map(sum, report["confusion"]["matrix"])) == 6
 
     second = service.retrain(settings, "sentiment", train_files=[train], dev_file=dev, promote="never",
-                             args={**TINY, "seed": 7})
+                             args={**TINY, "seed": 7, "knn_mix": 0.5})
     assert not second.promoted and handle.get().version == first.version
+    assert (settings.models_dir / "sentiment" / second.version / "knn.safetensors").is_file()
     with session_scope(settings.database_url) as s:
         service.promote(s, settings, "sentiment", second.version)
     assert handle.get().version == second.version  # picked up without a restart
