@@ -181,22 +181,28 @@ def main() -> None:
         warm = requests.Session()
         for token in tokens[:20]:  # first call loads the index snapshot
             warm.get(f"{base}/api/v1/recommendations?k=10", headers={"Authorization": f"Bearer {token}"})
+        load_before = os.getloadavg()[0]
         rows = [run_load("GET /api/v1/recommendations?k=10", args.clients, args.duration, recs),
-                run_load("GET /dashboard/ (analyst session)", args.clients, args.duration, dashboard)]
+                run_load("GET /dashboard/ (analyst session)", args.clients, args.duration, dashboard),
+                run_load("GET /api/v1/recommendations?k=10", 1, args.duration / 2, recs)]
+        load_after = os.getloadavg()[0]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     print(f"\nweb load on loopback: {args.clients} clients, {args.duration:.0f} s per target, waitress "
           f"{args.threads} threads, {info['items']} MovieLens items, {info['users']} users "
-          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)")
-    print(f"{'target':38} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}")
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, 1-min load average "
+          f"{load_before:.1f} before, {load_after:.1f} after: other jobs share these cores)")
+    print(f"{'target':38} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} "
+          f"{'p99 ms':>7}")
     for r in rows:
-        print(f"{r['target']:38} {r['requests']:8} {r['errors']:6} {r['rps']:7} {r['p50_ms']:7} {r['p90_ms']:7} "
-              f"{r['p99_ms']:7}")
+        print(f"{r['target']:38} {r['clients']:7} {r['requests']:8} {r['errors']:6} {r['rps']:7} {r['p50_ms']:7} "
+              f"{r['p90_ms']:7} {r['p99_ms']:7}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"command": " ".join(sys.argv), "clients": args.clients, "duration_s": args.duration,
            "threads": args.threads, "catalog_items": info["items"], "users": info["users"],
-           "cpus": os.cpu_count(), "results": rows}
+           "cpus": os.cpu_count(), "loadavg_before": round(load_before, 2), "loadavg_after": round(load_after, 2),
+           "results": rows}
     tmp = RESULTS / "web_load.json.tmp"
     tmp.write_text(json.dumps(out, indent=2))
     os.replace(tmp, RESULTS / "web_load.json")

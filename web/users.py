@@ -159,11 +159,12 @@ def verify_token(session: Session, token: str, kind: str = "user") -> User | Non
     """The active user owning an unrevoked token of `kind`, or None; records the last use."""
     if not token or len(token) > 200:
         return None
-    row = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
-    if row is None or row.revoked or row.kind != kind:
+    found = session.execute(sa.select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                            .where(ApiToken.token_hash == _hash_token(token))).first()
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.active:
+    row, user = found
+    if row.revoked or row.kind != kind or not user.active:
         return None
     now = utcnow()
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > LAST_USED_RESOLUTION_S:

@@ -32,9 +32,8 @@ def recommendations() -> Response:
     k = int_arg("k", 10, 1, 100)
     name = target_user()
     with db_session() as session:
-        user = require_user(session, name)
-        topics = tuple(user.topics or ())
-        recs = services().recsys.recommend_for_user(session, settings(), name, k=k, topics=topics)
+        topics = g.api_user.topics if name == g.api_user.username else require_user(session, name).topics
+        recs = services().recsys.recommend_for_user(session, settings(), name, k=k, topics=tuple(topics or ()))
     return ok({"user": name, "k": k, "items": recs})
 
 
