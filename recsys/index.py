@@ -219,11 +219,11 @@ class ItemIndex:
             self._want_gpu, self._gpu, self.backend = False, None, "cpu"
             scores, labels = self._cpu.search(q, fetch)
         ids, out_scores = [], np.full((len(q), k), -np.inf, dtype=np.float32)
+        id_of = self._id_of
         for row in range(len(q)):
-            found = [(s, self._id_of[l]) for s, l in zip(scores[row], labels[row]) if l >= 0 and l in self._id_of]
-            found = found[:k]
-            ids.append([i for _, i in found])
-            out_scores[row, :len(found)] = [s for s, _ in found]
+            keep = [n for n, label in enumerate(labels[row].tolist()) if label in id_of][:k]
+            ids.append([id_of[label] for label in labels[row][keep].tolist()])
+            out_scores[row, :len(keep)] = scores[row][keep]
         return out_scores, ids
 
     # Persistence ---------------------------------------------------------------------------------------------

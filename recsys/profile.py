@@ -10,6 +10,7 @@ import numpy as np
 
 POSITIVE_KINDS = ("click",)
 EXCLUDED_KINDS = ("click", "rating", "not_interested")  # impressions alone do not hide an item
+CLUSTER_HISTORY = 100  # most recent positives that the interest clustering looks at
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,18 @@ def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np
     else:
         rows = vectors[hist]
     contrib = (rows * weights[:, None]).astype(np.float32)
-    clusters = interest_clusters(vectors[hist], max_clusters=max_clusters)
+    clusters = np.zeros(len(hist), dtype=np.int64)
+    recent = min(len(hist), CLUSTER_HISTORY)  # older items join the cluster of their nearest centre
+    labels = interest_clusters(vectors[hist[:recent]], max_clusters=max_clusters)
+    clusters[:recent] = labels
+    if recent < len(hist) and labels.max() > 0:
+        centres = np.vstack([vectors[hist[:recent]][labels == c].mean(axis=0) for c in range(labels.max() + 1)])
+        clusters[recent:] = np.argmax(vectors[hist[recent:]] @ centres.T, axis=1)
     return Profile(hist, weights, contrib, clusters, seen, verbs, slot)
 
 
 def interest_clusters(vectors: np.ndarray, *, max_clusters: int = 3, min_size: int = 3,
-                      iterations: int = 10) -> np.ndarray:
+                      iterations: int = 8) -> np.ndarray:
     """Cluster labels for history items (spherical k-means, farthest-point initialisation; deterministic).
 
     Tries the most clusters first and keeps the first split whose clusters all hold `min_size` items and sit

@@ -99,7 +99,9 @@ def mmr(relevance: np.ndarray, similarity: np.ndarray, k: int, lam: float) -> li
 
 
 def _candidates(snap: Snapshot, queries: np.ndarray, fetch: int, seen: set[str]) -> np.ndarray:
-    _, found = snap.index.search(queries, fetch)
+    _, found = snap.index.search(queries[:1], fetch)
+    if len(queries) > 1:  # interest clusters: a smaller share each
+        found += snap.index.search(queries[1:], max(fetch - len(seen), 0) // 2 + len(seen))[1]
     order: dict[str, None] = {}
     for row in found:
         for item_id in row:
@@ -113,6 +115,9 @@ def _finish(snap: Snapshot, cand: np.ndarray, relevance: np.ndarray, params: Ran
     """Blend, diversify; returns (picked catalog positions, their blended scores)."""
     blended = relevance + params.popularity_weight * snap.popularity[cand] + params.freshness_weight * freshness(
         snap.published[cand], now, params.freshness_half_life_days)
+    if len(cand) > params.candidates:  # MMR is quadratic in the candidates: keep the best `candidates`
+        keep = np.argsort(-blended, kind="stable")[:max(params.candidates, k)]
+        cand, blended = cand[keep], blended[keep]
     vecs = snap.vectors[cand]
     picked = mmr(blended, vecs @ vecs.T, k, params.mmr_lambda) if params.mmr_lambda < 1.0 else \
         list(np.argsort(-blended, kind="stable")[:k])
