@@ -100,3 +100,11 @@ def test_cli_dead_letters_list_and_replay(settings, db_url) -> None:
     assert replayed.exit_code == 0 and "replayed as message" in replayed.output
     again = runner.invoke(cli, ["stream", "dead-letters", "--replay", str(letter_id)], env=env)
     assert again.exit_code == 5
+
+
+def test_replay_paces_by_message_time(settings, db_url, tmp_path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in burst_payloads(neutral=3, negative=0, step_s=60)))
+    report = service.replay_file(settings, str(path), speed=600, classifier=FakeClassifier(), progress=False)
+    assert report.ingest.stored == 3 and report.ingest.classified == 3
+    assert 0.18 <= report.seconds < 5  # 120 s of stream at 600x is 0.2 s
