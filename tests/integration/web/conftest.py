@@ -47,7 +47,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, base_encoder) -> Itera
     yield {"url": f"http://127.0.0.1:{server.effective_port}", "settings": settings, "tokens": tokens,
            "alerts": alerts}
     server.close()
-    thread.join(timeout=5)
+    thread.join(timeout=1)  # a daemon thread: open event streams may keep its loop alive a little longer
     db.get_engine(settings.database_url).dispose()
 
 
