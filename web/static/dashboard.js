@@ -33,7 +33,8 @@
       const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
         xaxis: {type: "date", range: [data.since, data.until]},
         yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
-        yaxis2: {overlaying: "y", side: "right", range: [-1, 1], zeroline: true, showgrid: false, title: {text: "net"}},
+        yaxis2: {overlaying: "y", side: "right", range: [-1.05, 1.05], autorange: false, tickvals: [-1, -0.5, 0, 0.5, 1],
+                 zeroline: true, showgrid: false, title: {text: "net sentiment"}},
         paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {size: 11}};
       if (!x.length) layout.annotations = [{text: "no classified messages in this window", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}];
       window.Plotly.react(chart, traces, layout, {displayModeBar: false, responsive: true});
