@@ -47,13 +47,14 @@ def index() -> Any:
     filters = _filters()
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
-    context: dict[str, Any] = {"alerts": [], "total": 0, "messages": [], "rules": [], "problem": None}
+    context: dict[str, Any] = {"alerts": [], "total": 0, "messages": [], "rules": [], "silences": [],
+                               "problem": None}
     try:
         with db_session() as session:
             monitor = _monitor()
             alerts, total = monitor.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, **filters)
             context.update(alerts=alerts, total=total, messages=monitor.latest_messages(session, limit=20),
-                           rules=monitor.list_rules(session))
+                           rules=monitor.list_rules(session), silences=monitor.list_silences(session, active_only=True))
     except Unavailable as exc:
         context["problem"] = exc.message
     tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
@@ -174,3 +175,16 @@ def replay(dead_letter_id: int) -> Any:
             raise
         flash(f"Replay of #{dead_letter_id} failed: {exc.message}", "error")
     return redirect(url_for("dashboard.dead_letters"))
+
+
+@bp.route("/silences/<id:silence_id>/expire", methods=["POST"])
+@role_required("analyst")
+def expire_silence(silence_id: int) -> Any:
+    """End a silence now."""
+    form = ActionForm()
+    if not form.validate_on_submit():
+        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    with db_session() as session:
+        _monitor().expire_silence(session, silence_id, current_user.username)
+    flash(f"Silence #{silence_id} ended.", "info")
+    return redirect(url_for("dashboard.index"))

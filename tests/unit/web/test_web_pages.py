@@ -89,6 +89,13 @@ def test_alert_detail_ack_with_note_and_silence(client: FlaskClient, seeded: dic
     response = client.post(f"/dashboard/alerts/{alert_id}/silence", data={"csrf_token": token, "hours": "4"},
                            follow_redirects=True)
     assert "Silenced ticker=XYZ" in response.get_data(as_text=True)
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert 'id="silences"' in html and ">silenced<" in html
+    silence_id = int(html.split("/dashboard/silences/", 1)[1].split("/", 1)[0])
+    response = client.post(f"/dashboard/silences/{silence_id}/expire", data={"csrf_token": token},
+                           follow_redirects=True)
+    assert f"Silence #{silence_id} ended." in response.get_data(as_text=True)
+    assert 'id="silences"' not in response.get_data(as_text=True)
     assert client.get("/dashboard/alerts/999").status_code == 404
 
 
