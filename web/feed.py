@@ -94,7 +94,8 @@ def onboarding() -> Any:
 @login_required
 def events() -> Any:
     """Log a click or "not interested" for the logged-in reader (JSON, CSRF token in X-CSRFToken)."""
-    data = request.get_json(silent=True) or {}
+    data = request.get_json(silent=True)
+    data = data if isinstance(data, dict) else {}
     item_id, kind = data.get("item_id"), data.get("kind")
     if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in EVENT_KINDS:
         raise InvalidInput("send {item_id, kind} with kind click or not_interested", {"field": "kind"})

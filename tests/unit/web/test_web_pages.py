@@ -180,3 +180,23 @@ def test_without_data_pages_say_not_available_instead_of_faking(client: FlaskCli
     assert response.status_code == 503 and "Feed not available" in response.get_data(as_text=True)
     response = client.get("/api/v1/recommendations", headers=bearer(tokens["reader"]))
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "unavailable"
+
+
+GARBAGE = ["", "0", "-1", "99999999999999999999", "x", "%00", "<script>", "[]", "1e9", "firing"]
+
+
+def test_pages_survive_garbage_query_strings(client: FlaskClient, seeded: dict) -> None:
+    login(client, "admin")
+    pages = ["/feed/", "/dashboard/", "/dashboard/series.json", "/dashboard/dead-letters", "/dashboard/rules/",
+             "/console/", "/console/users"]
+    for path in pages:
+        for value in GARBAGE:
+            query = "&".join(f"{k}={value}" for k in ("state", "ticker", "rule_id", "hours", "page", "k", "user"))
+            status = client.get(f"{path}?{query}").status_code
+            assert status < 500, (path, value, status)
+    token = page_csrf(client, "/feed/")
+    for body in ([1, 2], "x", None, {"item_id": ["a"], "kind": "click"}):
+        response = client.post("/feed/events", json=body, headers={"X-CSRFToken": token})
+        assert response.status_code == 422, body
+    for path in ("/dashboard/alerts/99999999999", "/dashboard/alerts/0", "/api/v1/alerts/-1"):
+        assert client.get(path).status_code == 404, path
