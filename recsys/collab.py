@@ -77,7 +77,8 @@ class CollabMap:
         try:
             meta = json.loads((folder / META_FILE).read_text())
             arrays = np.load(folder / MAP_FILE)
-            rows, ease = arrays["rows"], arrays["ease"]
+            rows = arrays["rows"]
+            ease = arrays["ease"] if "ease" in arrays.files else np.zeros((0, 0))  # maps saved before EASE was kept
         except (OSError, ValueError, KeyError) as exc:
             raise Unavailable(f"cannot read the collaborative map in {folder}: {exc}") from exc
         n = len(meta["item_ids"])

@@ -120,7 +120,11 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
     position = {item_id: i for i, item_id in enumerate(ids)}
     popularity, trending = popularity_arrays(session, position, settings.recsys.positive_rating)
     collab = None
-    cmap = CollabMap.load(settings.indexes_dir / version)
+    try:
+        cmap = CollabMap.load(settings.indexes_dir / version)
+    except Unavailable as exc:  # serve by text until the next index build refits it
+        log.warning("%s; ranking by text similarity until the index is rebuilt", exc.message)
+        cmap = None
     if cmap is not None:
         row_of = np.full(len(ids), -1, dtype=np.int64)
         for row, item_id in enumerate(cmap.item_ids):
