@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -75,9 +74,15 @@ def page(browser) -> Iterator[object]:
     context.close()
 
 
-def shot(pg, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+@pytest.fixture
+def shot():
+    """Saves a full-page screenshot of a Playwright page under test-artifacts/."""
+
+    def _shot(pg, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    return _shot
 
 
 @pytest.fixture
@@ -86,4 +91,3 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-__all__ = ["shot", "shutil"]

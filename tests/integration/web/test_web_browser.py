@@ -25,8 +25,7 @@ def api(url: str, token: str, path: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_reader_onboards_sees_the_feed_and_clicks(live_server: dict, page) -> None:
-    from conftest import shot
+def test_reader_onboards_sees_the_feed_and_clicks(live_server: dict, page, shot) -> None:
 
     url = live_server["url"]
     sign_in(page, url, "reader")
@@ -53,8 +52,7 @@ def test_reader_onboards_sees_the_feed_and_clicks(live_server: dict, page) -> No
     assert page.evaluate("document.querySelectorAll('li.item script').length") == 0
 
 
-def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, browser) -> None:
-    from conftest import shot
+def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, browser, shot) -> None:
 
     url, alert_id = live_server["url"], live_server["alerts"][0]
     sign_in(page, url, "analyst")
@@ -81,8 +79,7 @@ def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, br
     shot(page, "rules")
 
 
-def test_admin_promotes_a_model(live_server: dict, page) -> None:
-    from conftest import shot
+def test_admin_promotes_a_model(live_server: dict, page, shot) -> None:
 
     url = live_server["url"]
     sign_in(page, url, "admin")
@@ -99,7 +96,7 @@ def test_admin_promotes_a_model(live_server: dict, page) -> None:
     shot(page, "users")
 
 
-def test_reader_cannot_open_the_dashboard(live_server: dict, page) -> None:
+def test_reader_cannot_open_the_dashboard(live_server: dict, page, shot) -> None:
     url = live_server["url"]
     sign_in(page, url, "reader2")
     response = page.goto(f"{url}/dashboard/")
