@@ -72,3 +72,22 @@ def test_queued_run_without_data_fails_instead_of_looping(settings: Settings, db
     with session_scope(db_url) as s:
         run = s.get(TrainingRun, run_id)
         assert run.status == "failed" and run.finished_at is not None
+
+
+def test_jobs_persist_in_the_database_job_store(settings: Settings, db_url: str) -> None:
+    from newsdesk.worker import build_scheduler
+
+    scheduler = build_scheduler(settings)
+    scheduler.start(paused=True)
+    try:
+        jobs.register(scheduler, settings, threading.Event())
+    finally:
+        scheduler.shutdown(wait=False)
+    again = build_scheduler(settings)  # a restarted worker finds them in apscheduler_jobs
+    again.start(paused=True)
+    try:
+        stored = {job.id: job for job in again.get_jobs()}
+    finally:
+        again.shutdown(wait=False)
+    assert set(stored) == {"finetune:sentiment:cron", "finetune:recsys:cron", "finetune:queue"}
+    assert stored["finetune:sentiment:cron"].args[1] == "sentiment"
