@@ -238,13 +238,16 @@ def synthetic(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def _latency(fn, queries: np.ndarray) -> dict:
-    times = []
+def _paired_latency(fn_a, fn_b, queries: np.ndarray) -> tuple[dict, dict]:
+    """Per-query latency of two search functions, interleaved query by query so both see the same machine load."""
+    times: tuple[list[float], list[float]] = ([], [])
     for q in queries:
-        t = time.perf_counter()
-        fn(q[None, :])
-        times.append((time.perf_counter() - t) * 1000)
-    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3)}
+        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
+            t = time.perf_counter()
+            fn(q[None, :])
+            out.append((time.perf_counter() - t) * 1000)
+    return tuple({"p50_ms": round(float(np.percentile(t, 50)), 3), "p99_ms": round(float(np.percentile(t, 99)), 3)}
+                 for t in times)
 
 
 def faiss_bench(n: int, dim: int = 384, nq: int = 200, hnsw: bool = True) -> dict:
@@ -271,8 +274,8 @@ def faiss_bench(n: int, dim: int = 384, nq: int = 200, hnsw: bool = True) -> dic
             truth = labels
         recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(labels, truth)]))
         with single_threaded():  # as served: one query per call, no thread spin-up (see recsys.serving)
-            wrapper = _latency(lambda q, ix=index: ix.search(q, K), queries)
-            plain = _latency(lambda q, r=raw: r.search(q, K), queries)
+            wrapper, plain = _paired_latency(lambda q, ix=index: ix.search(q, K), lambda q, r=raw: r.search(q, K),
+                                             queries)
         batch_start = time.perf_counter()
         raw.search(queries, K)  # all queries in one call, FAISS's own threads
         batch_ms = (time.perf_counter() - batch_start) * 1000 / len(queries)
