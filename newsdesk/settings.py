@@ -40,6 +40,7 @@ class RecsysSettings:
     popularity_weight: float = 0.1
     approx_threshold: int = 50_000  # above this many items, an HNSW index replaces the flat one
     candidates: int = 200
+    result_cache_s: float = 60.0  # per-user result cache TTL (0 = off); history/index changes invalidate sooner
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
+from recsys.cache import history_stamp, newest_interaction
 from recsys.catalog import ImportReport, Rejection, import_interaction_files, import_items
 from recsys.collab import CollabArgs, fit_collab_map
 from recsys.embed import count_stale, embed_stale, encoder_version, load_vectors
@@ -172,6 +173,9 @@ def recommend_for_user(session: Session, settings: Settings, user_id: str, k: in
                        topics: Sequence[str] = ()) -> list[Recommendation]:
     """Top-k items for `user_id` (history from the database; cold start from `topics` or trending).
 
+    Results are reused per (user, k, topics) until the user records a click/rating/not-interested, the index or
+    popularity is reloaded, or `settings.recsys.result_cache_s` passes (see recsys.cache).
+
     Raises:
         InvalidInput: k outside 1..100 or an empty user id.
         Unavailable: no index can be served yet (run `newsdesk index build`).
@@ -181,8 +185,19 @@ def recommend_for_user(session: Session, settings: Settings, user_id: str, k: in
     if not 1 <= int(k) <= MAX_K:
         raise InvalidInput(f"k must be between 1 and {MAX_K}", {"field": "k"})
     recommender = get_recommender(settings)
+    cache = recommender.results
+    if cache.enabled:  # stamps read before computing: a change racing this call makes the stored entry stale
+        recommender.snapshot(session)
+        key = (user_id, int(k), tuple(topics))
+        hit, stamp = cache.lookup(key, recommender.generation, newest_interaction(session, user_id),
+                                  lambda: history_stamp(session, user_id))
+        if hit is not None:
+            return hit
     scored = recommender.recommend_events(user_events(session, user_id), int(k), topics, session=session)
-    return _materialise(session, scored)
+    out = _materialise(session, scored)
+    if cache.enabled:
+        cache.put(key, stamp, out)
+    return out
 
 
 def _materialise(session: Session, scored: list) -> list[Recommendation]:

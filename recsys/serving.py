@@ -18,6 +18,7 @@ from newsdesk.db import session_scope, utcnow
 from newsdesk.device import faiss_gpu_available
 from newsdesk.errors import Unavailable
 from newsdesk.settings import Settings
+from recsys.cache import ResultCache
 from recsys.collab import CollabMap
 from recsys.embed import encoder_version, load_vectors
 from recsys.index import MANIFEST_FILE, ItemIndex, Manifest
@@ -156,9 +157,11 @@ def popularity_arrays(session: Session, position: dict[str, int],
 
 
 def user_events(session: Session, user_id: str, limit: int = 1000) -> list[Event]:
-    """The user's most recent interactions as profile events."""
+    """The user's most recent interactions as profile events (impressions left out: the profile ignores them, and
+    a feed shown many times must not push the user's clicks and ratings out of the window)."""
     rows = session.execute(sa.select(Interaction.item_id, Interaction.kind, Interaction.rating, Interaction.ts)
-                           .where(Interaction.user_id == user_id).order_by(Interaction.ts.desc()).limit(limit))
+                           .where(Interaction.user_id == user_id, Interaction.kind != "impression")
+                           .order_by(Interaction.ts.desc()).limit(limit))
     return [Event(r.item_id, r.kind, r.rating, r.ts) for r in rows]
 
 
@@ -174,6 +177,8 @@ class Recommender:
         self._stamp: tuple = ()
         self._checked = self._refreshed = 0.0
         self._lock = threading.Lock()
+        self.generation = 0  # bumped whenever what a result depends on (snapshot, popularity) is reloaded
+        self.results = ResultCache(getattr(settings.recsys, "result_cache_s", 60.0))
 
     def _manifest_stamp(self, version: str) -> tuple:
         path = self.settings.indexes_dir / version / MANIFEST_FILE
@@ -215,17 +220,21 @@ class Recommender:
             self._snap = load_snapshot(session, self.settings, version)
             self._stamp = self._manifest_stamp(version)
             self._refreshed = time.monotonic()
+            self.generation += 1
             log.info("recommender loaded %d items (encoder %s, %s index)", len(self._snap.item_ids), version,
                      self._snap.index.kind)
         elif time.monotonic() - self._refreshed > self.refresh_seconds:
             self._snap.popularity, self._snap.trending = popularity_arrays(
                 session, self._snap.position, self.params.positive_rating)
             self._refreshed = time.monotonic()
+            self.generation += 1
 
     def invalidate(self) -> None:
         """Force a reload on the next call (after a rebuild in this process)."""
         with self._lock:
             self._snap, self._checked = None, 0.0
+            self.generation += 1
+        self.results.invalidate()
 
     def recommend_events(self, events: Sequence[Event], k: int = 10, topics: Sequence[str] = (), *,
                          now: float | None = None, session: Session | None = None) -> list[Scored]:
