@@ -17,7 +17,7 @@ from newsdesk.db import session_scope
 from newsdesk.errors import Forbidden, NewsdeskError
 from web.extensions import CurrentUser, login_manager
 from web.tables import User
-from web.users import authenticate, role_at_least, verify_token
+from web.users import TokenOwner, authenticate, role_at_least, token_owner
 
 bp = Blueprint("auth", __name__)
 
@@ -39,7 +39,7 @@ def db_session():
     return session_scope(current_app.config["NEWSDESK_SETTINGS"].database_url)
 
 
-def _as_current(user: User, via_token: bool = False) -> CurrentUser:
+def _as_current(user: User | TokenOwner, via_token: bool = False) -> CurrentUser:
     return CurrentUser(id=user.id, username=user.username, role=user.role,
                        topics=list(user.topics) if user.topics is not None else None, via_token=via_token)
 
@@ -85,7 +85,7 @@ def token_required(role: str = "reader", kind: str = "user") -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             token = _bearer()
             with db_session() as session:
-                user = verify_token(session, token, kind)
+                user = token_owner(session, token, kind)
                 if user is None:
                     raise ApiAuthError(f"invalid or revoked {kind} token")
                 g.api_user = _as_current(user, via_token=True)

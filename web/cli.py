@@ -4,43 +4,68 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from newsdesk.cli import pass_settings
 from newsdesk.settings import Settings
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 log = logging.getLogger(__name__)
 
 
 @click.command("serve")
 @click.option("--host", default=None, help="Address to bind (default: settings web.host, 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: settings web.port, 5000).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default: settings web.port, 5000).")
 @click.option("--no-worker", is_flag=True, help="Do not run the scheduler and consumers in this process.")
 @click.option("--threads", type=click.IntRange(2, 64), default=16, show_default=True,
-              help="Server threads (each live dashboard holds one for its event stream).")
+              help="Server threads per process (each live dashboard holds one for its event stream).")
+@click.option("--workers", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Server processes sharing the port (one Python GIL each); the worker runs in the first only.")
 @pass_settings
-def serve_command(settings: Settings, host: str | None, port: int | None, no_worker: bool, threads: int) -> None:
+def serve_command(settings: Settings, host: str | None, port: int | None, no_worker: bool, threads: int,
+                  workers: int) -> None:
     """Run the web app with waitress (and, by default, the worker in-process)."""
-    from waitress import create_server
-
     from newsdesk import db
-    from web import create_app
 
     settings.ensure_dirs()
     db.upgrade(settings.database_url)
-    app = create_app(settings, start_worker=not no_worker)
     host = host or settings.web.host
-    port = port or settings.web.port
-    server = create_server(app, host=host, port=port, threads=threads, ident="newsdesk")
-    click.echo(f"newsdesk is serving on http://{host}:{server.effective_port}/ "
-               f"({'with' if not no_worker else 'without'} the worker; Ctrl-C stops)")
+    port = settings.web.port if port is None else port
+    if workers == 1:
+        from waitress import create_server
+
+        server = create_server(_app(settings, not no_worker), host=host, port=port, threads=threads, ident="newsdesk")
+        click.echo(f"newsdesk is serving on http://{host}:{server.effective_port}/ "
+                   f"({'with' if not no_worker else 'without'} the worker; Ctrl-C stops)")
+        _run(server)
+        return
+    from web.prefork import serve_prefork
+
+    def announce(bound_port: int) -> None:
+        click.echo(f"newsdesk is serving on http://{host}:{bound_port}/ with {workers} processes "
+                   f"({'with' if not no_worker else 'without'} the worker in the first; Ctrl-C stops)")
+
+    serve_prefork(lambda first: _app(settings, first and not no_worker), host, port, workers, threads, announce)
+
+
+def _app(settings: Settings, start_worker: bool) -> Flask:
+    from web import create_app
+
+    return create_app(settings, start_worker=start_worker)
+
+
+def _run(server: Any) -> None:
+    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close."""
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        worker = app.extensions.get("newsdesk_worker")
+        worker = server.application.extensions.get("newsdesk_worker")
         if worker is not None:
             worker.stop()
         server.close()

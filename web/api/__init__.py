@@ -30,8 +30,13 @@ def settings() -> Any:
     return current_app.config["NEWSDESK_SETTINGS"]
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_json(value: Any) -> Any:
     """Dataclasses, named tuples, enums and datetimes -> plain JSON values (naive datetimes are UTC)."""
+    if type(value) in _PLAIN:  # most values: skip the checks below
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -62,3 +63,56 @@ def test_serve_runs_waitress_and_answers(settings: Settings, db_url: str) -> Non
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert f"serving on http://127.0.0.1:{port}/" in out and "without the worker" in out
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_serve_with_workers_forks_supervises_and_stops(settings: Settings, db_url: str) -> None:
+    import signal
+
+    import pytest
+
+    if not Path("/proc/self/task").exists():
+        pytest.skip("needs Linux /proc to see the server processes")
+    exe = Path(sys.executable).with_name("newsdesk")
+    env = {**os.environ, "NEWSDESK_HOME": str(settings.home), "NEWSDESK_SECRET_KEY": "k"}
+    proc = subprocess.Popen([str(exe), "serve", "--no-worker", "--workers", "2", "--threads", "4", "--port", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "with 2 processes" in line, line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert _wait_for(lambda: len(_children(proc.pid)) == 2)
+        first = _children(proc.pid)
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    return response.read() == b'{"status":"ok"}\n'
+            except OSError:
+                return False
+
+        assert _wait_for(healthy)
+        assert all(healthy() for _ in range(20))  # new connection each time: either process may take it
+        os.kill(first[0], signal.SIGKILL)  # a crashed server process is replaced
+        assert _wait_for(lambda: len(_children(proc.pid)) == 2 and first[0] not in _children(proc.pid))
+        assert _wait_for(healthy)
+    finally:
+        children = _children(proc.pid)
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists() and
+                "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
