@@ -43,6 +43,8 @@ from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_TICKERS_PER_MESSAGE = 6  # more and the message is flagged "many_tickers": stored, not classified, not counted
+
 
 class Classifier(Protocol):
     version: str
@@ -73,12 +75,15 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     fresh = _deduplicate(session, valid, result)
     enricher = load_enricher(session)
     tickers = {i: enricher.extract(m.text, m.ticker_hints) for i, m in fresh}
+    for i, m in fresh:
+        if len(tickers[i]) > MAX_TICKERS_PER_MESSAGE and m.flag is None:
+            m.flag = "many_tickers"  # a list of cashtags is spam, not news about any one of them
     preds = _classify(session, classifier, fresh, source, stream_ids, batch_size, result)
     touched: set[str] = set()
     newest: datetime | None = None
     todo = [(i, m) for i, m in fresh if not (i in preds and preds[i] is None)]  # None: dead-lettered by the model
     for index, msg, row in _store_all(session, todo, tickers, preds, result):
-        touched.update(tickers[index])
+        touched.update(_links(msg, tickers[index]))
         newest = max(newest, msg.ts) if newest else msg.ts
     if evaluate_rules and touched:
         # The rule clock never goes back: a late or redelivered message joins the past, it does not reopen it.
@@ -165,7 +170,7 @@ def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers:
             session.add_all(r for _, _, r in rows)
             session.flush()
             session.add_all(MessageTicker(message_id=r.id, ticker=t, ts=m.ts, label=r.label)
-                            for i, m, r in rows for t in tickers[i])
+                            for i, m, r in rows for t in _links(m, tickers[i]))
             session.flush()
         stored = rows
     except IntegrityError:  # another consumer stored some of them meanwhile
@@ -177,7 +182,7 @@ def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers:
                     session.add(row)
                     session.flush()
                     session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=m.ts, label=row.label)
-                                    for t in tickers[i])
+                                    for t in _links(m, tickers[i]))
                     session.flush()
                 stored.append((i, m, row))
             except IntegrityError:
@@ -192,6 +197,11 @@ def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers:
         else:
             result.skipped += 1
     return stored
+
+
+def _links(msg: ValidMessage, tickers: list[str]) -> list[str]:
+    """The tickers a message counts for in per-ticker windows: none for cashtag spam."""
+    return [] if msg.flag == "many_tickers" else tickers
 
 
 def _row(msg: ValidMessage, tickers: list[str], pred: Any, version: str | None) -> Message:

@@ -182,3 +182,12 @@ def test_identical_texts_are_classified_once_per_batch(session) -> None:
     result = service.ingest_messages(session, clf, payloads, "test")
     assert result.classified == 5 and clf.texts == 1
     assert set(session.scalars(select(Message.label))) == {"negative"}
+
+
+def test_cashtag_spam_is_stored_but_not_counted(session) -> None:
+    spam = {"id": "s", "text": "$AAA $BBB $CCC $DDD $EEE $FFF $GGG top movers crash"}
+    result = service.ingest_messages(session, FakeClassifier(), [spam], "test")
+    assert (result.stored, result.skipped, result.classified) == (1, 1, 0)
+    row = session.scalars(select(Message)).one()
+    assert row.flag == "many_tickers" and row.tickers.startswith("AAA,BBB")
+    assert _count(session, MessageTicker) == 0
