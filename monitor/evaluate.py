@@ -80,8 +80,8 @@ def evaluate_tickers(session: Session, tickers: Iterable[str], now: datetime | N
     if not active:
         return []
     span = max(_span(params) for _, params, _ in active)
-    text_window = max((timedelta(minutes=p["window_minutes"]) for r, p, _ in active if r.kind == "keyword"),
-                      default=None)
+    text_window = max((timedelta(minutes=p["window_minutes"]) for r, p, _ in active
+                       if r.kind in ("keyword", "negative_burst")), default=None)
     firing = set(session.scalars(select(Alert.active_fingerprint).where(Alert.active_fingerprint.is_not(None))))
     transitions = []
     for ticker in sorted(targets):

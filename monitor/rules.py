@@ -108,15 +108,28 @@ def zscore(value: float, baseline: list[int]) -> tuple[float, float, float]:
     return (value - mean) / max(std, 1.0), mean, std
 
 
+_RETWEET = re.compile(r"^(?:rt\s+@\w+:?\s*)+|https?://\S+|\s+", re.IGNORECASE)
+
+
+def distinct_count(messages: list[WindowMessage]) -> int:
+    """Messages with different text (retweet prefix, links and spacing ignored); untexted ones count each."""
+    keys = {(_RETWEET.sub(" ", m.text).strip().lower() or f"#{m.id}") if m.text else f"#{m.id}" for m in messages}
+    return len(keys)
+
+
 def negative_burst(params: dict[str, Any], stats: WindowStats) -> RuleResult:
-    """Is the ticker's negative flow in the window a burst against its own baseline?"""
+    """Is the ticker's negative flow in the window a burst against its own baseline?
+
+    min_negative counts distinct texts, so one headline retweeted seven times is one negative message.
+    """
     labelled = [m for m in stats.messages if m.label]
     negatives = [m for m in labelled if m.label == "negative"]
+    distinct = distinct_count(negatives)
     share = len(negatives) / len(labelled) if labelled else 0.0
     z, mean, std = zscore(len(negatives), stats.baseline_counts)
-    met = (len(negatives) >= params["min_negative"] and share >= params["min_share"]
-           and z >= params["z_threshold"])
-    values = {"negative": len(negatives), "classified": len(labelled), "total": len(stats.messages),
+    met = distinct >= params["min_negative"] and share >= params["min_share"] and z >= params["z_threshold"]
+    values = {"negative": len(negatives), "distinct_negative": distinct, "classified": len(labelled),
+              "total": len(stats.messages),
               "share": round(share, 3), "z": round(z, 2), "baseline_mean": round(mean, 3),
               "baseline_std": round(std, 3)}
     summary = (f"{len(negatives)} negative of {len(labelled)} messages about {stats.ticker} in "

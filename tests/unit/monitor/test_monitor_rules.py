@@ -100,3 +100,15 @@ def test_keyword_rule_through_the_database(session, fake_classifier) -> None:
     alerts = session.scalars(select(Alert)).all()
     assert [(a.ticker, a.kind) for a in alerts] == [("ABC", "keyword")]
     assert session.scalar(select(func.count(AlertEvidence.id))) == 1
+
+
+def test_retweets_of_one_text_are_one_negative() -> None:
+    params = rules.validate_params("negative_burst", {})
+    same = ["RT @desk: $XYZ plunges http://t.co/a"] * 3 + ["$XYZ plunges  http://t.co/b"]
+    assert not rules.negative_burst(params, _stats(["negative"] * 4, texts=same)).met
+    varied = same[:2] + ["$XYZ guidance cut", "$XYZ CEO quits"]
+    result = rules.negative_burst(params, _stats(["negative"] * 4, texts=varied))
+    assert not result.met and result.values["distinct_negative"] == 3
+    four = varied + ["$XYZ downgraded"]
+    result = rules.negative_burst(params, _stats(["negative"] * 5, texts=four))
+    assert result.met and result.values["distinct_negative"] == 4
