@@ -285,6 +285,8 @@ def sweep(session: Any, first: Any, last: Any) -> dict[str, Any]:
         if len(moves) < 5:
             continue
         median_abs = median_abs_move(prices)
+        ids = [r[0] for r in rows]
+        texts = dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(ids))).all())
         for d, _ in period[:-1]:
             now = datetime(d.year, d.month, d.day, 21, 0)
             move = next_day_move(prices, d)
@@ -292,7 +294,7 @@ def sweep(session: Any, first: Any, last: Any) -> dict[str, Any]:
                 continue
             fell = move < -median_abs
             base_hits, base_total = base_hits + fell, base_total + 1
-            if rules.negative_burst(params, window_stats(ticker, rows, params, "negative", now, {})).met:
+            if rules.negative_burst(params, window_stats(ticker, rows, params, "negative", now, texts)).met:
                 hits, total = hits + fell, total + 1
     return {"params": params, "tickers": len(tickers), **_rates(hits, total, base_hits, base_total)}
 
