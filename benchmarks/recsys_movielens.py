@@ -296,19 +296,25 @@ def main() -> None:
     parser.add_argument("--skip-faiss", action="store_true")
     parser.add_argument("--hnsw-max", type=int, default=1_000_000, help="skip HNSW builds above this many vectors")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--faiss-only", action="store_true", help="only the synthetic FAISS section")
+    parser.add_argument("--out", default=str(RESULTS / "recsys_movielens.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result: dict = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
                     "command": "python " + " ".join(sys.argv)}
-    settings, timings = prepare(Path(args.home))
-    result["pipeline"] = timings
-    if not args.skip_quality:
-        result["quality"], result["dev"] = quality(settings, args.tuned)
-    result["serving"] = serving_latency(settings)
+    if not args.faiss_only:
+        settings, timings = prepare(Path(args.home))
+        result["pipeline"] = timings
+        if not args.skip_quality:
+            result["quality"], result["dev"] = quality(settings, args.tuned)
+        result["serving"] = serving_latency(settings)
     if not args.skip_faiss:
         result["faiss"] = [faiss_bench(int(n), hnsw=int(n) <= args.hnsw_max) for n in args.faiss_sizes.split(",") if n]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "recsys_movielens.json").write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out)
     print_tables(result)
 
 
@@ -322,11 +328,12 @@ def print_tables(result: dict) -> None:
                 continue
             print(f"{r['method']:42s} {r['recall@10']:9.4f} {r['ndcg@10']:8.4f} {r['mrr@10']:7.4f} "
                   f"{r['coverage']:6.3f} {r['new_item_hit_rate']:12.4f}")
-    s = result["serving"]
-    print(f"\nrecommend_for_user on {result['pipeline']['index']['items']} items: p50 {s['recommend_ms']['p50']} ms, "
-          f"p99 {s['recommend_ms']['p99']} ms (CPU time p50 {s['recommend_cpu_ms']['p50']} ms, p99 "
-          f"{s['recommend_cpu_ms']['p99']} ms; load average {s['load_average'][0]:.1f}); cold start p50 "
-          f"{s['cold_start_ms']['p50']} ms, p99 {s['cold_start_ms']['p99']} ms")
+    s = result.get("serving")
+    if s:
+        print(f"\nrecommend_for_user on {result['pipeline']['index']['items']} items: p50 {s['recommend_ms']['p50']} ms, "
+              f"p99 {s['recommend_ms']['p99']} ms (CPU time p50 {s['recommend_cpu_ms']['p50']} ms, p99 "
+              f"{s['recommend_cpu_ms']['p99']} ms; load average {s['load_average'][0]:.1f}); cold start p50 "
+              f"{s['cold_start_ms']['p50']} ms, p99 {s['cold_start_ms']['p99']} ms")
     for f in result.get("faiss", []):
         for kind in [k for k in ("flat", "hnsw") if k in f]:
             r = f[kind]
