@@ -147,10 +147,11 @@ def _kmeans(vectors: np.ndarray, k: int, iterations: int) -> tuple[np.ndarray, n
     c = np.vstack(centres).astype(np.float64)
     labels = np.zeros(len(vectors), dtype=np.int64)
     for _ in range(iterations):
-        labels = np.argmax(vectors @ c.T, axis=1)
-        for j in range(k):
-            members = vectors[labels == j]
-            if len(members):
-                centre = members.sum(axis=0)
-                c[j] = centre / (np.linalg.norm(centre) or 1.0)
+        new_labels = np.argmax(vectors @ c.T, axis=1)
+        if np.array_equal(new_labels, labels) and _ > 0:
+            break
+        labels = new_labels
+        sums = np.eye(k)[labels].T @ vectors  # k x d: member sums per cluster
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        c = np.where(norms > 0, sums / np.where(norms > 0, norms, 1.0), c)
     return labels, c
