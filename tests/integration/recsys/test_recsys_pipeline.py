@@ -47,7 +47,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     return items, inter
 
 
-def _pipeline(settings, url: str, files: tuple[Path, Path]) -> None:  # noqa: ANN001
+def _pipeline(settings, url: str, files: tuple[Path, Path]) -> None:
     with db.session_scope(url) as session:
         assert service.import_catalog(session, [files[0]]).imported == len(ITEMS)
         report = service.import_interactions(session, [files[1]])
@@ -125,3 +125,19 @@ def test_cli_import_index_recommend(settings, db_url, files, base_encoder, tmp_p
     metrics = json.loads(out.output.strip().splitlines()[-1])
     assert metrics["users"] == 2 and 0.0 <= metrics["recall@5"] <= 1.0 and metrics["new_item_users"] == 2
     service.get_recommender(settings).invalidate()
+
+
+def test_register_adds_the_interval_job(settings) -> None:
+    import threading
+
+    added = []
+
+    class Scheduler:
+        def add_job(self, func, trigger, **kwargs):  # noqa: ANN001, ANN003, ANN202
+            added.append((func, trigger, kwargs))
+
+    jobs.register(Scheduler(), settings, threading.Event())
+    assert added == [("recsys.jobs:refresh_index", "interval",
+                      {"seconds": jobs.INTERVAL_S, "args": [settings], "id": "recsys:refresh-index",
+                       "name": "re-embed stale items / sync the item index", "replace_existing": True})]
+    assert jobs.refresh_index(settings) in ("idle", "failed")  # no database tables yet or no items: never raises
