@@ -133,7 +133,7 @@ def test_register_adds_the_interval_job(settings) -> None:
     added = []
 
     class Scheduler:
-        def add_job(self, func, trigger, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        def add_job(self, func, trigger, **kwargs):
             added.append((func, trigger, kwargs))
 
     jobs.register(Scheduler(), settings, threading.Event())
