@@ -3,9 +3,11 @@
 An entry is keyed by (user id, k, topics) and stored with stamps read from the database on every call: the
 user's newest interaction id and history stamp (count and newest id of their non-impression interactions), so a
 click, rating or "not interested" recorded by any process invalidates it, and the recommender's snapshot generation
-(bumped when the index, the encoder version or the popularity counts are reloaded). A lookup whose stamp differs,
-or an entry older than the TTL, is a miss. Impressions are not part of the history stamp: the ranking ignores
-them (they neither build the profile nor hide an item), so showing a feed does not throw its own result away.
+(bumped when the index or the encoder version is reloaded). A lookup whose stamp differs, or an entry older than
+the TTL, is a miss. Popularity/trending counts, refreshed every minute, reach cached results through the TTL
+(staggered per entry, so a refresh does not make every user miss at once). Impressions are not part of the history
+stamp: the ranking ignores them (they neither build the profile nor hide an item), so showing a feed does not
+throw its own result away.
 """
 
 from __future__ import annotations

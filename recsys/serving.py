@@ -177,7 +177,7 @@ class Recommender:
         self._stamp: tuple = ()
         self._checked = self._refreshed = 0.0
         self._lock = threading.Lock()
-        self.generation = 0  # bumped whenever what a result depends on (snapshot, popularity) is reloaded
+        self.generation = 0  # bumped when the snapshot is reloaded (cached results computed on the old one go)
         self.results = ResultCache(getattr(settings.recsys, "result_cache_s", 60.0))
 
     def _manifest_stamp(self, version: str) -> tuple:
@@ -226,8 +226,7 @@ class Recommender:
         elif time.monotonic() - self._refreshed > self.refresh_seconds:
             self._snap.popularity, self._snap.trending = popularity_arrays(
                 session, self._snap.position, self.params.positive_rating)
-            self._refreshed = time.monotonic()
-            self.generation += 1
+            self._refreshed = time.monotonic()  # cached results pick this up within their TTL (no miss storm)
 
     def invalidate(self) -> None:
         """Force a reload on the next call (after a rebuild in this process)."""

@@ -53,9 +53,28 @@ def serve_command(settings: Settings, host: str | None, port: int | None, no_wor
 
 
 def _app(settings: Settings, start_worker: bool) -> Flask:
+    """The app for one server process, with the recommender's snapshot loading in the background (so the first
+    feed request does not pay the seconds it takes to read the vectors, index and collaborative map)."""
+    import threading
+
     from web import create_app
 
-    return create_app(settings, start_worker=start_worker)
+    app = create_app(settings, start_worker=start_worker)
+    threading.Thread(target=warm_recommender, args=(app,), name="warm-recommender", daemon=True).start()
+    return app
+
+
+def warm_recommender(app: Flask) -> bool:
+    """Load the recommender snapshot now; False (logged) when there is nothing to serve yet."""
+    from newsdesk.errors import NewsdeskError
+
+    try:
+        services = app.extensions["newsdesk_services"]
+        services.recsys.get_recommender(app.config["NEWSDESK_SETTINGS"]).snapshot()
+    except NewsdeskError as exc:  # no catalog/index yet, or recsys not installed: the first request will say so
+        log.info("recommender not warmed: %s", exc.message)
+        return False
+    return True
 
 
 def _run(server: Any) -> None:

@@ -69,6 +69,34 @@ def test_feedback_changes_the_feed(client: FlaskClient, seeded: dict) -> None:
     assert "m1" not in ids and "s1" not in ids and ids[0] == "s3"  # the remaining sports story leads
 
 
+def test_cached_feed_is_per_user_and_follows_feedback_and_revocation(app: Flask, client: FlaskClient,
+                                                                       seeded: dict) -> None:
+    from newsdesk import db
+    from recsys.serving import get_recommender
+    from web.users import list_tokens, revoke_token
+
+    tokens = seeded["tokens"]
+    cache = get_recommender(app.config["NEWSDESK_SETTINGS"]).results
+    client.post("/api/v1/feedback", headers=bearer(tokens["reader"]), json={"events": [
+        {"item_id": "s1", "kind": "click"}, {"item_id": "s2", "kind": "click"}]})
+    first = client.get("/api/v1/recommendations?k=4", headers=bearer(tokens["reader"])).get_json()
+    hits = cache.hits
+    again = client.get("/api/v1/recommendations?k=4", headers=bearer(tokens["reader"])).get_json()
+    assert again == first and cache.hits == hits + 1
+    other = client.get("/api/v1/recommendations?k=4", headers=bearer(tokens["reader2"])).get_json()
+    assert other["user"] == "reader2" and other["items"] != first["items"]  # no history: not the sports feed
+    top = first["items"][0]["item_id"]
+    client.post("/api/v1/feedback", headers=bearer(tokens["reader"]),
+                json={"events": [{"item_id": top, "kind": "not_interested"}]})
+    after = client.get("/api/v1/recommendations?k=4", headers=bearer(tokens["reader"])).get_json()
+    assert top not in [i["item_id"] for i in after["items"]]
+    with db.session_scope(app.config["NEWSDESK_SETTINGS"].database_url) as session:
+        for info in list_tokens(session, "reader"):
+            revoke_token(session, info.id)
+    response = client.get("/api/v1/recommendations?k=4", headers=bearer(tokens["reader"]))
+    assert response.status_code == 401
+
+
 @pytest.mark.parametrize("body", [None, [], {"events": []}, {"events": "x"}, {"events": [1]},
                                   {"events": [{"item_id": "m1", "kind": "like"}]},
                                   {"events": [{"item_id": "", "kind": "click"}]},
