@@ -174,7 +174,7 @@ def recommend_for_user(session: Session, settings: Settings, user_id: str, k: in
     """Top-k items for `user_id` (history from the database; cold start from `topics` or trending).
 
     Results are reused per (user, k, topics) until the user records a click/rating/not-interested, the index or
-    popularity is reloaded, or `settings.recsys.result_cache_s` passes (see recsys.cache).
+    encoder version is reloaded, or `settings.recsys.result_cache_s` passes (see recsys.cache).
 
     Raises:
         InvalidInput: k outside 1..100 or an empty user id.
