@@ -7,8 +7,10 @@ Usage (from the repo root):
 Methods:
   frozen_lr  the base encoder, frozen (mean-pooled sentence vectors) + logistic regression (balanced classes)
   plain      a plain full fine-tune: BERT's CLS pooler + linear head, 4 epochs, no class weights, the best dev epoch
-  ours       SentimentArgs() defaults: mean pooling, balanced class weights, uniform weight averaging of the second
-             half of training, early stopping on dev
+  mean_avg   mean pooling, balanced class weights, uniform weight averaging of the second half of training
+  ours       SentimentArgs() defaults: the plain fine-tune whose prediction mixes the head 50/50 with a 10-NN vote
+             over the training rows' fine-tuned vectors (knn_mix=0.5)
+Every fine-tuned row is also scored with that k-NN mix ("+knn" rows; for `ours` the row itself already has it).
 `--two-source M` also trains method M on PhraseBank + tweets (minus a stratified 10% of the tweets, held out) and
 reports both PhraseBank dev and tweets-held-out macro-F1. Prints a table, writes benchmarks/results/finetune_sentiment.json.
 """
@@ -36,8 +38,9 @@ from newsdesk.encoders import base_model_path, load_sentence_encoder
 DATA = ROOT.parent / "shared" / "data" / "sentiment"
 RESULTS = ROOT / "benchmarks" / "results"
 PLAIN = {"pooling": "cls", "weight_averaging": 0.0, "class_weights": "none", "early_stopping_patience": 0,
-         "epochs": 4.0}
-METHODS: dict[str, dict[str, Any]] = {"plain": PLAIN, "ours": {}}
+         "epochs": 4.0, "knn_mix": 1.0}
+MEAN_AVG = {"pooling": "mean", "weight_averaging": 0.5, "class_weights": "balanced", "knn_mix": 1.0}
+METHODS: dict[str, dict[str, Any]] = {"plain": PLAIN, "mean_avg": MEAN_AVG, "ours": {}}
 
 
 def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -> dict[str, Any]:
@@ -108,7 +111,7 @@ def fine_tune(train: list[LabelledText], dev: list[LabelledText], evals: dict[st
         result = train_sentiment(base_model_path(), train, dev, args, work_dir=Path(tmp) / "work", out_dir=out,
                                  device="auto")
         scores = {name: evaluate_sentiment_folder(out, rows) for name, rows in evals.items()}
-        knn = knn_variant(out, train, evals) if overrides.get("_knn", True) else None
+        knn = knn_variant(out, train, evals) if args.knn_mix >= 1 and overrides.get("_knn", True) else None
         if keep is not None:
             shutil.rmtree(keep, ignore_errors=True)
             shutil.copytree(out, keep)

@@ -12,7 +12,11 @@ from newsdesk.errors import InvalidInput
 
 @dataclass
 class SentimentArgs:
-    """Sentiment fine-tune of the base encoder (defaults: the method that won the benchmark).
+    """Sentiment fine-tune of the base encoder (defaults: the best configuration measured in the benchmark).
+
+    The default is a full fine-tune (CLS pooler + linear head, 4 epochs, best dev epoch kept) whose served
+    prediction mixes the head's probabilities 50/50 with a 10-nearest-neighbour vote over the training rows'
+    fine-tuned vectors (`knn_mix=0.5`): on PhraseBank dev 0.844 macro-F1 vs 0.827 for the same model's head alone.
 
     Attributes:
         epochs: maximum passes over the training data; early stopping on dev may end sooner.
@@ -46,15 +50,15 @@ class SentimentArgs:
     learning_rate: float = 5e-5
     batch_size: int = 32
     max_length: int = 64
-    pooling: str = "mean"
-    weight_averaging: float = 0.5
+    pooling: str = "cls"
+    weight_averaging: float = 0.0
     average_every: int = 10
     rdrop_alpha: float = 0.0
     class_weights: str = "none"
     label_smoothing: float = 0.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    knn_mix: float = 1.0
+    knn_mix: float = 0.5
     knn_k: int = 10
     early_stopping_patience: int = 2
     evals_per_epoch: int = 1
