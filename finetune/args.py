@@ -30,7 +30,7 @@ class SentimentArgs:
         average_every: optimiser steps between two averaged snapshots.
         rdrop_alpha: weight of the R-Drop consistency loss (0 = off; doubles the cost of a step).
         class_weights: "balanced" (inverse class frequency in the loss) or "none" (default: in the benchmark the
-            balanced run scored 2.4 points lower dev macro-F1; see docs/benchmarks-finetune.md).
+            balanced run scored 2.4 points lower dev macro-F1; see docs/benchmarks.md).
         label_smoothing: cross-entropy label smoothing.
         warmup_ratio: fraction of steps with a linear warm-up.
         weight_decay: AdamW weight decay.

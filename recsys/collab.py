@@ -4,7 +4,7 @@ EASE (Steck 2019) learns B (items x items) from the positives X: scores = x_u B.
 column of B on its text vector: B ≈ Q Vᵀ with Q = B V (VᵀV + μI)⁻¹ (one d-vector per history item). A user's
 text query is q_u = Σ_i w_i Q_i over their history, and q_u · v_j scores *any* item j by its text vector alone, so
 FAISS inner-product search serves it and places items nobody has rated yet. Items with positives are scored
-x_u B_j + α q_u·v_j, the others γ q_u·v_j (α, γ tuned on MovieLens dev; see docs/benchmarks-recsys.md).
+x_u B_j + α q_u·v_j, the others γ q_u·v_j (α, γ tuned on MovieLens dev; see docs/benchmarks.md).
 """
 
 from __future__ import annotations
