@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import MetaData, create_engine, event, inspect
 from sqlalchemy.engine import Engine
@@ -47,7 +47,7 @@ _factories: dict[Engine, sessionmaker[Session]] = {}
 
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here (the driver we install), whatever SQLAlchemy's default."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
@@ -65,7 +65,7 @@ def get_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -125,13 +125,13 @@ def version_locations() -> list[str]:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             continue
-        folder = Path(list(spec.submodule_search_locations)[0]) / "migrations"
+        folder = Path(next(iter(spec.submodule_search_locations))) / "migrations"
         if folder.is_dir():
             locations.append(str(folder))
     return locations
 
 
-def alembic_config(url: str):  # noqa: ANN201 - alembic.config.Config
+def alembic_config(url: str):
     from alembic.config import Config
 
     cfg = Config()

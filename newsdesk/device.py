@@ -8,7 +8,7 @@ import logging
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cuda_available() -> bool:
     try:
         import torch
@@ -29,7 +29,7 @@ def resolve_device(preference: str = "auto") -> str:
     return "cpu"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def faiss_gpu_available() -> bool:
     """True when the installed FAISS build has GPU support and sees at least one GPU."""
     try:

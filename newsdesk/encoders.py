@@ -26,7 +26,7 @@ BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str], "SentenceTransformer"] = {}
+_cache: dict[tuple[str, str], SentenceTransformer] = {}
 
 
 def base_model_path(override: str = "") -> Path:
@@ -49,7 +49,7 @@ def base_model_path(override: str = "") -> Path:
 
 
 def load_sentence_encoder(path: str | Path | None = None, device: str = "auto",
-                          cache: bool = True) -> "SentenceTransformer":
+                          cache: bool = True) -> SentenceTransformer:
     """A SentenceTransformer from `path` (default: the base encoder) on the resolved device, cached per process.
 
     Raises:

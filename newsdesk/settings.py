@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlparse
+
+import tomllib
 
 from newsdesk.errors import InvalidInput
 
@@ -92,7 +94,7 @@ class Settings:
             raise InvalidInput(f"NEWSDESK_DEVICE must be one of {', '.join(DEVICES)}, got {self.device!r}",
                                {"key": "device"})
         scheme = urlparse(self.database_url).scheme
-        if not scheme or not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+        if not scheme or not (scheme.startswith(("sqlite", "postgresql"))):
             raise InvalidInput(f"NEWSDESK_DATABASE_URL must be a sqlite:// or postgresql:// URL, got {self.database_url!r}",
                                {"key": "database_url"})
         if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
@@ -122,11 +124,11 @@ class Settings:
         for path in (self.home, self.models_dir, self.indexes_dir, self.logs_dir, self.runs_dir):
             path.mkdir(parents=True, exist_ok=True)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from defaults, the TOML file in NEWSDESK_CONFIG, NEWSDESK_* variables and overrides.
 
         Raises:

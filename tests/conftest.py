@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import MonitorSettings, Settings  # noqa: E402
+from newsdesk import db
+from newsdesk.settings import MonitorSettings, Settings
 
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -57,7 +57,7 @@ def db_url(settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def session(db_url: str):  # noqa: ANN201
+def session(db_url: str):
     """A session on the migrated SQLite database; rolled back and closed after the test."""
     s = db.session_factory(db_url)()
     yield s
@@ -123,7 +123,7 @@ def redis_settings(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def base_encoder():  # noqa: ANN201
+def base_encoder():
     """The real base encoder (all-MiniLM-L6-v2), loaded once per test run on the CPU."""
     from newsdesk.encoders import load_sentence_encoder
 

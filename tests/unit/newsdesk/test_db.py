@@ -13,10 +13,9 @@ def test_migrations_reach_every_head_on_sqlite(db_url: str) -> None:
 def test_session_scope_rolls_back_on_error(db_url: str) -> None:
     with db.session_scope(db_url) as s:
         s.execute(text("CREATE TABLE scratch (x INTEGER)"))
-    with pytest.raises(RuntimeError):
-        with db.session_scope(db_url) as s:
-            s.execute(text("INSERT INTO scratch VALUES (1)"))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), db.session_scope(db_url) as s:
+        s.execute(text("INSERT INTO scratch VALUES (1)"))
+        raise RuntimeError("boom")
     with db.session_scope(db_url) as s:
         assert s.execute(text("SELECT COUNT(*) FROM scratch")).scalar() == 0
 
