@@ -9,11 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
 
 from newsdesk.db import get_engine
-from newsdesk.errors import InvalidInput, NewsdeskError, Unavailable
+from newsdesk.errors import InvalidInput, Unavailable
 from web.auth import db_session, role_required
+from web.forms import ActionForm, flashed_errors, require_valid_form
 from web.tables import ROLES, TOKEN_KINDS
 from web.users import create_token, create_user, list_tokens, list_users
 
@@ -21,10 +21,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, url_prefix="/console")
 
 TASKS = ("sentiment", "recsys")
-
-
-class ActionForm(FlaskForm):
-    """CSRF token only; fields are read from request.form and validated in the view."""
 
 
 def _finetune() -> Any:
@@ -90,11 +86,6 @@ def index() -> Any:
         503 if problem else 200
 
 
-def _checked_form() -> None:
-    if not ActionForm().validate_on_submit():
-        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
-
-
 def _task(task: str) -> str:
     if task not in TASKS:
         raise InvalidInput(f"unknown task {task!r}", {"field": "task"})
@@ -104,40 +95,32 @@ def _task(task: str) -> str:
 @bp.route("/models/<task>/promote", methods=["POST"])
 @role_required("admin")
 def promote(task: str) -> Any:
-    _checked_form()
+    require_valid_form()
     version = request.form.get("version", "")[:128]
     settings = current_app.config["NEWSDESK_SETTINGS"]
-    try:
+    with flashed_errors():
         with db_session() as session:
             info = _finetune().promote(session, settings, _task(task), version, actor=current_user.username)
         flash(f"{task} {info.version} is now current.", "info")
-    except NewsdeskError as exc:
-        if exc.http_status >= 500:
-            raise
-        flash(exc.message, "error")
     return redirect(url_for("console.index"))
 
 
 @bp.route("/models/<task>/rollback", methods=["POST"])
 @role_required("admin")
 def rollback(task: str) -> Any:
-    _checked_form()
+    require_valid_form()
     settings = current_app.config["NEWSDESK_SETTINGS"]
-    try:
+    with flashed_errors():
         with db_session() as session:
             info = _finetune().rollback(session, settings, _task(task), actor=current_user.username)
         flash(f"Rolled {task} back to {info.version}.", "info")
-    except NewsdeskError as exc:
-        if exc.http_status >= 500:
-            raise
-        flash(exc.message, "error")
     return redirect(url_for("console.index"))
 
 
 @bp.route("/models/<task>/retrain", methods=["POST"])
 @role_required("admin")
 def retrain(task: str) -> Any:
-    _checked_form()
+    require_valid_form()
     with db_session() as session:
         run_id = _finetune().request_retrain(session, _task(task), current_user.username)
     flash(f"Queued {task} training run #{run_id}; the worker picks it up.", "info")
@@ -150,23 +133,18 @@ def users() -> Any:
     """List users and tokens; create a user or a token (a new token is shown once)."""
     new_token = None
     if request.method == "POST":
-        _checked_form()
+        require_valid_form()
         action = request.form.get("action")
-        try:
-            with db_session() as session:
-                if action == "create":
-                    create_user(session, request.form.get("username", "").strip(), request.form.get("password", ""),
-                                request.form.get("role", "reader"))
-                    flash(f"Created {request.form.get('username')}.", "info")
-                elif action == "token":
-                    kind = request.form.get("kind", "user")
-                    new_token = create_token(session, request.form.get("username", ""), kind)
-                else:
-                    raise InvalidInput("unknown action", {"field": "action"})
-        except NewsdeskError as exc:
-            if exc.http_status >= 500:
-                raise
-            flash(exc.message, "error")
+        with flashed_errors(), db_session() as session:
+            if action == "create":
+                create_user(session, request.form.get("username", "").strip(), request.form.get("password", ""),
+                            request.form.get("role", "reader"))
+                flash(f"Created {request.form.get('username')}.", "info")
+            elif action == "token":
+                kind = request.form.get("kind", "user")
+                new_token = create_token(session, request.form.get("username", ""), kind)
+            else:
+                raise InvalidInput("unknown action", {"field": "action"})
     with db_session() as session:
         rows = [(u.username, u.role, u.active, u.created_at) for u in list_users(session)]
         tokens = list_tokens(session)

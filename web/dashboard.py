@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
 
 from newsdesk.db import utcnow
-from newsdesk.errors import InvalidInput, NewsdeskError, Unavailable
+from newsdesk.errors import Unavailable
 from web.auth import db_session, role_required
+from web.forms import ActionForm, flashed_errors, require_valid_form
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -20,10 +20,6 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 STATES = ("firing", "acknowledged", "resolved", "silenced")
 PAGE_SIZE = 25
 WINDOWS = {"6": 6, "24": 24, "72": 72, "168": 168, "720": 720}  # hours offered in the filters
-
-
-class ActionForm(FlaskForm):
-    """CSRF token only: the dashboard's small forms read their fields from request.form and validate them here."""
 
 
 def _monitor() -> Any:
@@ -106,18 +102,12 @@ def alert(alert_id: int) -> Any:
 @bp.route("/alerts/<id:alert_id>/ack", methods=["POST"])
 @role_required("analyst")
 def acknowledge(alert_id: int) -> Any:
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    require_valid_form()
     note = request.form.get("note", "").strip()[:2000]
-    try:
+    with flashed_errors(reraise_status=(404,)):
         with db_session() as session:
             _monitor().acknowledge_alert(session, alert_id, current_user.username, note=note)
         flash(f"Alert #{alert_id} acknowledged.", "info")
-    except (InvalidInput, NewsdeskError) as exc:
-        if exc.http_status >= 500 or exc.http_status == 404:
-            raise
-        flash(exc.message, "error")
     return redirect(request.form.get("back") if request.form.get("back", "").startswith("/dashboard") else
                     url_for("dashboard.alert", alert_id=alert_id))
 
@@ -125,9 +115,7 @@ def acknowledge(alert_id: int) -> Any:
 @bp.route("/alerts/<id:alert_id>/silence", methods=["POST"])
 @role_required("analyst")
 def silence(alert_id: int) -> Any:
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    require_valid_form()
     hours = request.form.get("hours", "")
     try:
         hours_f = float(hours)
@@ -162,18 +150,12 @@ def dead_letters() -> Any:
 @bp.route("/dead-letters/<id:dead_letter_id>/replay", methods=["POST"])
 @role_required("analyst")
 def replay(dead_letter_id: int) -> Any:
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    require_valid_form()
     classifier = current_app.extensions["newsdesk_services"].classifier()
-    try:
+    with flashed_errors(f"Replay of #{dead_letter_id} failed: "):
         with db_session() as session:
             _monitor().replay_dead_letter(session, classifier, dead_letter_id)
         flash(f"Dead letter #{dead_letter_id} replayed.", "info")
-    except NewsdeskError as exc:
-        if exc.http_status >= 500:
-            raise
-        flash(f"Replay of #{dead_letter_id} failed: {exc.message}", "error")
     return redirect(url_for("dashboard.dead_letters"))
 
 
@@ -181,9 +163,7 @@ def replay(dead_letter_id: int) -> Any:
 @role_required("analyst")
 def expire_silence(silence_id: int) -> Any:
     """End a silence now."""
-    form = ActionForm()
-    if not form.validate_on_submit():
-        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
+    require_valid_form()
     with db_session() as session:
         _monitor().expire_silence(session, silence_id, current_user.username)
     flash(f"Silence #{silence_id} ended.", "info")

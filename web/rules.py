@@ -6,19 +6,15 @@ import json
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
 
-from newsdesk.errors import InvalidInput, NewsdeskError
+from newsdesk.errors import InvalidInput
 from web.auth import db_session, role_required
+from web.forms import ActionForm, flashed_errors, require_valid_form
 
 bp = Blueprint("rules", __name__, url_prefix="/dashboard/rules")
 
 KINDS = ("negative_burst", "volume_spike", "keyword")
 SEVERITIES = ("info", "warning", "critical")
-
-
-class ActionForm(FlaskForm):
-    """CSRF token only; fields are read from request.form and validated by the monitor service."""
 
 
 def _monitor() -> Any:
@@ -48,11 +44,6 @@ def _fields() -> dict[str, Any]:
             "enabled": request.form.get("enabled") == "on"}
 
 
-def _checked() -> None:
-    if not ActionForm().validate_on_submit():
-        raise InvalidInput("the form expired; reload the page", {"field": "csrf_token"})
-
-
 @bp.route("/")
 @role_required("analyst")
 def index() -> Any:
@@ -63,15 +54,11 @@ def index() -> Any:
 
 
 def _run(action: Any, done: str) -> Any:
-    _checked()
-    try:
+    require_valid_form()
+    with flashed_errors():
         with db_session() as session:
             action(session)
         flash(done, "info")
-    except NewsdeskError as exc:
-        if exc.http_status >= 500:
-            raise
-        flash(exc.message, "error")
     return redirect(url_for("rules.index"))
 
 
