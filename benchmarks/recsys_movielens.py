@@ -144,10 +144,13 @@ def quality(settings: Settings, tuned: str | None) -> tuple[list[dict], dict]:
     recommender = get_recommender(settings)
     ours = {}
     from recsys.rank import RankParams
-    variants = [("ours: served (map + MMR + popularity)", recommender.params),
-                ("ours: map only (no MMR/popularity)",
-                 RankParams(**{**recommender.params.__dict__, "mmr_lambda": 1.0, "popularity_weight": 0.0,
-                               "cluster_weight": 0.0}))]
+    served = recommender.params
+    variants = [(f"ours: served (map + MMR + popularity, {served.new_item_slots} new-item slot)", served),
+                ("ours: served, no new-item slot", RankParams(**{**served.__dict__, "new_item_slots": 0})),
+                ("ours: served, 2 new-item slots", RankParams(**{**served.__dict__, "new_item_slots": 2})),
+                ("ours: map only (no MMR/popularity/slot)",
+                 RankParams(**{**served.__dict__, "mmr_lambda": 1.0, "popularity_weight": 0.0,
+                               "cluster_weight": 0.0, "new_item_slots": 0}))]
     for name, params in variants:
         recommender.params = params
 

@@ -27,12 +27,13 @@ class RankParams:
     positive_rating: float = 4.0
     cluster_weight: float = 0.3  # share of the relevance that comes from the best-matching interest cluster
     history_half_life: float = 20.0  # in positive events (newest first); 0 = every history item counts the same
+    new_item_slots: int = 1  # of the top k, up to this many go to the best never-rated items (placed by text alone)
 
     @classmethod
     def from_settings(cls, s: RecsysSettings, **overrides: float) -> RankParams:
         values = {"candidates": s.candidates, "mmr_lambda": s.mmr_lambda, "freshness_weight": s.freshness_weight,
                   "freshness_half_life_days": s.freshness_half_life_days, "popularity_weight": s.popularity_weight,
-                  "positive_rating": s.positive_rating}
+                  "positive_rating": s.positive_rating, "new_item_slots": s.new_item_slots}
         values.update(overrides)
         return cls(**values)
 
@@ -110,11 +111,16 @@ def _candidates(snap: Snapshot, queries: np.ndarray, fetch: int, seen: set[str])
     return np.asarray([snap.position[i] for i in order], dtype=np.int64)
 
 
+def _blend(snap: Snapshot, cand: np.ndarray, relevance: np.ndarray, params: RankParams, now: float) -> np.ndarray:
+    """Relevance plus the popularity and freshness terms."""
+    return relevance + params.popularity_weight * snap.popularity[cand] + params.freshness_weight * freshness(
+        snap.published[cand], now, params.freshness_half_life_days)
+
+
 def _finish(snap: Snapshot, cand: np.ndarray, relevance: np.ndarray, params: RankParams, now: float,
             k: int) -> tuple[np.ndarray, np.ndarray]:
     """Blend, diversify; returns (picked catalog positions, their blended scores)."""
-    blended = relevance + params.popularity_weight * snap.popularity[cand] + params.freshness_weight * freshness(
-        snap.published[cand], now, params.freshness_half_life_days)
+    blended = _blend(snap, cand, relevance, params, now)
     if len(cand) > params.candidates:  # MMR is quadratic in the candidates: keep the best `candidates`
         keep = np.argsort(-blended, kind="stable")[:max(params.candidates, k)]
         cand, blended = cand[keep], blended[keep]
@@ -167,6 +173,9 @@ def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParam
         best_cluster = np.max(np.column_stack([_minmax(sims[:, c]) for c in range(1, sims.shape[1])]), axis=1)
         relevance = (1 - params.cluster_weight) * relevance + params.cluster_weight * best_cluster
     picked, scores = _finish(snap, cand, relevance, params, now, k)
+    if ease is not None and params.new_item_slots > 0:
+        unrated = (snap.collab.row_of[cand] < 0) & (sims[:, 0] > 0)
+        picked, scores = _new_item_slots(snap, cand[unrated], relevance[unrated], picked, scores, params, now)
     similarity = snap.vectors[profile.history] @ snap.vectors[picked].T  # history x picked, cosine
     source = np.argmax(similarity * (0.5 + 0.5 * profile.weights[:, None] / profile.weights.max()), axis=0)
     out = []
@@ -176,6 +185,29 @@ def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParam
         out.append(Scored(snap.item_ids[pos], round(float(score), 6),
                           f"because you {verb} \u201c{snap.titles[hist_pos]}\u201d", snap.item_ids[hist_pos]))
     return out
+
+
+def _new_item_slots(snap: Snapshot, new_cand: np.ndarray, new_relevance: np.ndarray, picked: np.ndarray,
+                    scores: np.ndarray, params: RankParams, now: float) -> tuple[np.ndarray, np.ndarray]:
+    """Give up to `new_item_slots` of the list's last places to the best never-rated candidates.
+
+    Items with ratings carry evidence that text alone cannot match, so a never-rated item rarely wins a place on
+    relevance; without a reserved place the catalog's new items would never be shown, and never get rated. Only
+    candidates whose text-space score is positive qualify; new items already in the list count against the slots.
+    """
+    if snap.collab is None or len(new_cand) == 0 or len(picked) == 0:
+        return picked, scores
+    rated = np.flatnonzero(snap.collab.row_of[picked] >= 0)
+    want = min(params.new_item_slots, len(picked)) - (len(picked) - len(rated))
+    order = np.argsort(-new_relevance, kind="stable")
+    fresh = order[~np.isin(new_cand[order], picked)][:max(want, 0)]
+    want = min(want, len(fresh), len(rated))
+    if want <= 0:
+        return picked, scores
+    keep = np.setdiff1d(np.arange(len(picked)), rated[::-1][:want])  # the lowest-placed rated items make room
+    chosen = new_cand[fresh[:want]]
+    blended = _blend(snap, chosen, new_relevance[fresh[:want]], params, now)
+    return np.concatenate([picked[keep], chosen]), np.concatenate([scores[keep], blended])
 
 
 def topic_vectors(snap: Snapshot, topics: Sequence[str]) -> tuple[list[str], np.ndarray]:

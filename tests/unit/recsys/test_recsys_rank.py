@@ -144,3 +144,36 @@ def test_promotion_keeps_old_snapshot_until_new_version_is_indexed(built, fake_e
     service.rebuild_index(session, settings, encoder=fake_encoder)
     assert rec.snapshot(session).model_version == "v2"
     assert service.index_status(session, settings).stale == 0
+
+
+
+def _slot_snapshot():
+    from recsys.profile import CollabRows
+    from recsys.rank import Snapshot
+
+    n = 6  # items 0-3 have positives (a collaborative row), 4 and 5 were never liked
+    return Snapshot(model_version="v", item_ids=[f"i{p}" for p in range(n)], position={f"i{p}": p for p in range(n)},
+                    vectors=np.eye(n, dtype=np.float32), titles=[""] * n, categories=[""] * n, tags=[""] * n,
+                    published=np.full(n, np.nan), popularity=np.zeros(n), trending=np.zeros(n), index=None,
+                    collab=CollabRows(row_of=np.array([0, 1, 2, 3, -1, -1]), rows=np.zeros((4, 2)), scale=1.0))
+
+
+@pytest.mark.parametrize(("slots", "picked", "expected"), [
+    (1, [0, 1, 2], [0, 1, 5]),  # the best never-liked candidate takes the last place
+    (2, [0, 1, 2], [0, 5, 4]),  # two slots: the two lowest-placed rated items make room, best new first
+    (1, [0, 4, 2], [0, 4, 2]),  # a never-liked item that won a place on relevance fills the slot already
+    (3, [0, 1], [5, 4]),  # never more than the candidates there are
+])
+def test_new_item_slots_give_never_liked_items_the_last_places(slots, picked, expected) -> None:
+    from dataclasses import replace
+
+    from recsys.rank import RankParams, _new_item_slots
+
+    snap = _slot_snapshot()
+    params = replace(RankParams(), new_item_slots=slots, popularity_weight=0.0, freshness_weight=0.0)
+    scores = np.linspace(3, 1, len(picked))
+    out, out_scores = _new_item_slots(snap, np.array([4, 5]), np.array([0.2, 0.5]), np.array(picked), scores,
+                                      params, now=0.0)
+    assert out.tolist() == expected and len(out_scores) == len(out)
+    assert _new_item_slots(snap, np.array([], dtype=np.int64), np.array([]), np.array(picked), scores, params,
+                           now=0.0)[0].tolist() == picked
