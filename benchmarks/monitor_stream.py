@@ -2,10 +2,13 @@
 
 Usage (from the repo root; MODEL_HOME is a NEWSDESK_HOME with a current sentiment version):
     nice -n 10 .venv/bin/python benchmarks/monitor_stream.py perf --model-home MODEL_HOME [--limit 5000]
-        [--paced 1500 --rate 50] [--redis redis://127.0.0.1:6379/15]
+        [--paced 1500 --rate 50] [--redis redis://127.0.0.1:6379/15] [--precision auto|float32|bfloat16]
+        [--labelled ../shared/data/sentiment/phrasebank_dev.csv ...]
     nice -n 10 .venv/bin/python benchmarks/monitor_stream.py quality --home REPLAYED_HOME
 
-perf: the first --limit messages of the stream, (1) bare `classifier.predict` over the classifiable texts,
+perf: the first --limit messages of the stream, (1) bare `classifier.predict` over the classifiable texts (at the
+served precision, and in float32 beside it when that differs: speed-up and label agreement; with --labelled, macro-F1
+of both),
 (2) the direct path (`ingest_messages` per micro-batch, commit, rules), (3) Redis: all enqueued, one in-process
 consumer drains them, (4) Redis paced at --rate msg/s for --paced messages: ingest -> stored latency. Each run gets
 a fresh SQLite database with the default rules and watchlist. Latency "-> alert" is alert row creation minus the
@@ -70,10 +73,40 @@ def fresh_settings(base: Path, name: str, redis_url: str = "") -> Settings:
     return s
 
 
-def load_classifier(model_home: Path) -> Any:
-    from finetune.service import ClassifierHandle
+def load_classifier(model_home: Path, precision: str) -> Any:
+    """The current sentiment version of `model_home` at an inference precision (auto: as served)."""
+    from finetune.classifier import SentimentClassifier
+    from finetune.registry import current_row
 
-    return ClassifierHandle(Settings.load(env={}, home=model_home, device="cpu")).get()
+    settings = Settings.load(env={}, home=model_home, device="cpu")
+    with db.session_scope(settings.database_url) as session:
+        row = current_row(session, "sentiment")
+        if row is None:
+            raise SystemExit(f"no current sentiment version in {model_home}")
+        path, version = row.path, row.version
+    return SentimentClassifier(path, version=version, device="cpu", precision=precision)
+
+
+def bare_classify(clf: Any, texts: list[str]) -> tuple[float, list[str]]:
+    """(seconds, labels) of one `predict` over all texts after a warm-up batch."""
+    clf.predict(texts[:64])
+    started = time.perf_counter()
+    labels = [p.label for p in clf.predict(texts, batch_size=64)]
+    return time.perf_counter() - started, labels
+
+
+def labelled_quality(clfs: dict[str, Any], files: list[str]) -> dict[str, Any]:
+    """Macro-F1 of each classifier on each labelled file (text,label): what the served precision costs."""
+    from finetune.data import read_labelled
+    from finetune.evaluate import classification_report
+
+    out: dict[str, Any] = {}
+    for f in files:
+        rows = read_labelled([f])
+        out[Path(f).name] = {name: classification_report([r.label for r in rows],
+                                                         [p.label for p in clf.predict([r.text for r in rows])],
+                                                         clf.labels)["macro_f1"] for name, clf in clfs.items()}
+    return out
 
 
 def alert_latencies(settings: Settings) -> list[float]:
@@ -166,20 +199,28 @@ def run_redis(settings: Settings, lines: list[str], clf: Any, rate: float | None
 
 def perf(args: argparse.Namespace) -> dict[str, Any]:
     lines = [line for _, line in read_lines(STREAM, args.limit)]
-    clf = load_classifier(Path(args.model_home))
+    clf = load_classifier(Path(args.model_home), args.precision)
     texts = []
     for line in lines:
         msg = validate_payload(line, "stocknet")
         if msg.flag is None:
             texts.append(msg.text)
-    clf.predict(texts[:64])  # warm-up
-    started = time.perf_counter()
-    clf.predict(texts, batch_size=64)
-    bare_s = time.perf_counter() - started
-    out: dict[str, Any] = {"model_version": clf.version, "messages": len(lines), "classifiable": len(texts),
+    bare_s, labels = bare_classify(clf, texts)
+    out: dict[str, Any] = {"model_version": clf.version, "precision": clf.precision, "messages": len(lines),
+                           "classifiable": len(texts),
                            "bare_classify": {"seconds": round(bare_s, 1),
                                              "texts_per_s": round(len(texts) / bare_s, 1),
                                              "msg_per_s_equivalent": round(len(lines) / bare_s, 1)}}
+    if clf.dtype is not None:  # the float32 model side by side: its speed, and how often the two agree
+        float_clf = load_classifier(Path(args.model_home), "float32")
+        float_s, float_labels = bare_classify(float_clf, texts)
+        out["bare_classify_float32"] = {"seconds": round(float_s, 1), "texts_per_s": round(len(texts) / float_s, 1),
+                                        "speedup": round(float_s / bare_s, 2),
+                                      "label_agreement": round(sum(a == b for a, b in zip(labels, float_labels))
+                                                               / max(len(texts), 1), 4)}
+        if args.labelled:
+            out["labelled_macro_f1"] = labelled_quality({clf.precision: clf, "float32": float_clf}, args.labelled)
+        del float_clf
     with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
         base = Path(tmp)
         out["direct"] = run_direct(fresh_settings(base, "direct"), lines, clf)
@@ -319,6 +360,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=5000)
     p.add_argument("--paced", type=int, default=1500)
     p.add_argument("--rate", type=float, default=50.0)
+    p.add_argument("--precision", default="auto", help="auto (as served), float32 or bfloat16")
+    p.add_argument("--labelled", nargs="*", default=[], help="text,label files: macro-F1 served vs float32")
     p.add_argument("--redis", default=os.environ.get("NEWSDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
     q = sub.add_parser("quality")
     q.add_argument("--home", required=True)

@@ -41,6 +41,7 @@ class SentimentArgs:
         evals_per_epoch: dev evaluations (and checkpoints) per epoch.
         dev_fraction: share of the training rows held out as dev when no dev file is given.
         seed: seed for the data order, dropout and the head's initialisation.
+        select_best: keep the dev-best evaluation's weights (True) or the last step's (False).
         device: "auto" (CUDA with mixed precision when available), "cpu" or "cuda".
         preset: "" or "demo" (a short run for the bundled demo data; sets epochs/max_steps).
     """
@@ -64,6 +65,7 @@ class SentimentArgs:
     evals_per_epoch: int = 1
     dev_fraction: float = 0.1
     seed: int = 42
+    select_best: bool = True
     device: str = "auto"
     preset: str = ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 HEAD_FILE = "head.safetensors"
 KNN_FILE = "knn.safetensors"
 CONFIG_FILE = "classifier.json"
+HEAD_INIT_SEED = 1234
 
 
 class SentimentModel(nn.Module):
@@ -36,6 +38,10 @@ class SentimentModel(nn.Module):
         self.label_smoothing = label_smoothing
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(body.config.hidden_size, num_labels)
+        # the same head initialisation whatever the seed (BERT's N(0, 0.02)), so that runs which differ only in
+        # data order and dropout start from one point and their weights can be averaged (a "soup")
+        nn.init.normal_(self.head.weight, std=0.02, generator=torch.Generator().manual_seed(HEAD_INIT_SEED))
+        nn.init.zeros_(self.head.bias)
         weights = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         self.config = body.config  # the Trainer reads a few attributes from model.config
@@ -97,14 +103,18 @@ class KnnMemory:
 
 
 def encode_pooled(model: SentimentModel, tokenizer: Any, texts: list[str], max_length: int,
-                  batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pooled vectors, head probabilities) for texts, in input order (batches sorted by length)."""
+                  batch_size: int = 128, autocast: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled vectors, head probabilities) for texts, in input order (batches sorted by length).
+
+    `autocast`: run the model under autocast to this dtype (e.g. bfloat16); outputs are float32 either way.
+    """
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     device = next(model.parameters()).device
     pooled_parts, prob_parts = [], []
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    cast = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    with torch.inference_mode(), cast:
         for start in range(0, len(order), batch_size):
             chunk = [texts[i] or " " for i in order[start:start + batch_size]]
             enc = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt")

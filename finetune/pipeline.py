@@ -182,12 +182,12 @@ def finish(session: Session, settings: Settings, task: str, version: str, run_id
     metric = PRIMARY[task][0]
     value = prepared.metrics.get(metric)
     champion = prepared.champion_value
-    if task == "recsys" and prepared.champion_label == "base" and promote == "auto" and champion is not None:
+    margin, relative = ((settings.finetune.recsys_promote_margin, True) if task == "recsys"
+                        else (settings.finetune.promote_margin, False))
+    ok, reason = registry.decide(task, promote, value, champion, margin, relative)
+    if task == "recsys" and prepared.champion_label == "base":
         # No recsys version in service: the challenger must at least beat the base encoder.
-        ok, reason = registry.decide(task, promote, value, champion, settings.finetune.promote_margin)
         reason = reason.replace("current", "base encoder")
-    else:
-        ok, reason = registry.decide(task, promote, value, champion, settings.finetune.promote_margin)
     timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
     path = registry.publish(prepared.staged, settings, task, version,
                             {"metrics.json": prepared.metrics, "args.json": args, "data.json": prepared.data,

@@ -172,8 +172,10 @@ def get_row(session: Session, task: str, version: str) -> ModelVersion:
     return row
 
 
-def decide(task: str, mode: str, challenger: float | None, champion: float | None, margin: float) -> tuple[bool, str]:
-    """(promote?, reason) for a challenger against the champion on the same evaluation data."""
+def decide(task: str, mode: str, challenger: float | None, champion: float | None, margin: float,
+           relative: bool = False) -> tuple[bool, str]:
+    """(promote?, reason) for a challenger against the champion on the same evaluation data (`relative`: the
+    margin is a fraction of the champion's value)."""
     if mode not in PROMOTE_MODES:
         raise InvalidInput(f"promote must be one of {', '.join(PROMOTE_MODES)}, got {mode!r}", {"field": "promote"})
     metric, _ = PRIMARY[task]
@@ -185,9 +187,10 @@ def decide(task: str, mode: str, challenger: float | None, champion: float | Non
         return False, f"kept: no {metric} measured"
     if champion is None:
         return True, f"promoted: first {task} model ({metric} {challenger:.4f})"
-    if is_better(task, challenger, champion, margin):
-        return True, f"promoted: {metric} {challenger:.4f} beats current {champion:.4f} by >= {margin}"
-    return False, f"kept, not promoted: {metric} {challenger:.4f} does not beat current {champion:.4f} by {margin}"
+    by = f"{margin:.0%}" if relative else f"{margin}"
+    if is_better(task, challenger, champion, margin, relative):
+        return True, f"promoted: {metric} {challenger:.4f} beats current {champion:.4f} by >= {by}"
+    return False, f"kept, not promoted: {metric} {challenger:.4f} does not beat current {champion:.4f} by {by}"
 
 
 def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = "promoted",

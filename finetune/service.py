@@ -171,7 +171,8 @@ def load_classifier(session: Session, settings: Settings, version: str | None = 
         row = registry.current_row(session, "sentiment")
         if row is None:
             raise NotFound("no sentiment model is in service yet: run `newsdesk finetune sentiment`")
-    return SentimentClassifier(row.path, version=row.version, device=settings.device)
+    return SentimentClassifier(row.path, version=row.version, device=settings.device,
+                               precision=settings.finetune.inference_precision)
 
 
 def classify_texts(settings: Settings, texts: Sequence[str], *, version: str | None = None,

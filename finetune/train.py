@@ -106,7 +106,7 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
         warmup_steps=args.warmup_ratio, weight_decay=args.weight_decay, lr_scheduler_type="linear",
         eval_strategy="steps", eval_steps=eval_every, save_strategy="steps", save_steps=eval_every,
         save_total_limit=2, metric_for_best_model="macro_f1", greater_is_better=True,
-        load_best_model_at_end=averaging is None, logging_steps=max(1, min(25, eval_every)), report_to=[],
+        load_best_model_at_end=averaging is None and args.select_best, logging_steps=max(1, min(25, eval_every)), report_to=[],
         seed=args.seed, disable_tqdm=True, train_sampling_strategy="group_by_length", save_only_model=False,
         dataloader_num_workers=0, **_precision(dev))
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds,

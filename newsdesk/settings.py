@@ -26,10 +26,11 @@ class FinetuneSettings:
     recsys_cron: str = "0 4 * * *"  # daily 04:00
     min_new_labels: int = 200  # new labelled rows needed before a scheduled sentiment retrain
     min_new_interactions: int = 500  # new interactions needed before a scheduled recsys retrain
-    promote_margin: float = 0.005  # challenger must beat champion's primary metric by this much
+    promote_margin: float = 0.005  # sentiment: the challenger must beat the champion's macro-F1 by this much
+    recsys_promote_margin: float = 0.05  # recsys: ... beat the champion's NDCG@10 by this fraction of it (5%)
     sentiment_dev_path: str = ""  # evaluation file used by scheduled sentiment retraining
     recsys_dev_path: str = ""
-    int8_inference: bool = True  # serve the sentiment model with int8 Linear layers on CPU (faster, see benchmarks)
+    inference_precision: str = "auto"  # sentiment serving: auto (bfloat16 where native), float32 or bfloat16
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from finetune import service
-from finetune.classifier import ClassifierHandle
+import torch
+
+from finetune.classifier import ClassifierHandle, SentimentClassifier
+from finetune.model import encode_pooled
 from newsdesk.cli import cli
 from newsdesk.db import session_scope
+from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -68,6 +72,16 @@ def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
 
     handle = ClassifierHandle(settings, refresh_s=0)
     assert handle.get().version == first.version
+    served, plain = handle.get(), SentimentClassifier(folder, precision="float32")
+    fast = SentimentClassifier(folder, precision="bfloat16")
+    assert plain.dtype is None and fast.dtype == torch.bfloat16 and served.precision in ("float32", "bfloat16")
+    probe = ["Sales rose 12%", "Operating loss widened", "The office is in Espoo"]
+    fast_vectors, _ = encode_pooled(fast.model, fast.tokenizer, probe, 32, autocast=fast.dtype)
+    float_vectors, _ = encode_pooled(plain.model, plain.tokenizer, probe, 32)
+    assert fast_vectors.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(fast_vectors, float_vectors).min() > 0.99
+    with pytest.raises(InvalidInput, match="inference precision"):
+        SentimentClassifier(folder, precision="int4")
 
     runner = CliRunner()
     texts = [f"Sales rose {i}%" if i % 2 else f"Loss widened by {i} mn" for i in range(150)]

@@ -57,6 +57,11 @@ def test_gate_decisions() -> None:
     promoted, reason = decide("sentiment", "auto", 0.80, 0.84, 0.005)
     assert not promoted and "does not beat" in reason
     assert decide("sentiment", "force", 0.1, 0.9, 0.0)[0]
+    # recsys: a relative margin (NDCG@10 values are small): 0.0070 vs 0.0035 is +100%, 0.0036 only +3%
+    promoted, reason = decide("recsys", "auto", 0.0070, 0.0035, 0.05, relative=True)
+    assert promoted and reason.endswith("by >= 5%")
+    assert not decide("recsys", "auto", 0.0036, 0.0035, 0.05, relative=True)[0]
+    assert not is_better("recsys", 0.0070, 0.0035, 0.005)  # the absolute sentiment margin would refuse it
     assert not decide("sentiment", "never", 0.99, 0.1, 0.0)[0]
     with pytest.raises(InvalidInput):
         decide("sentiment", "sometimes", 0.1, 0.2, 0.0)
