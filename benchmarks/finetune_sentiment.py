@@ -1,18 +1,22 @@
 """finetune benchmark: sentiment methods side by side on PhraseBank dev (and tweets held out for two-source models).
 
 Usage (from the repo root):
-    nice -n 10 .venv/bin/python benchmarks/finetune_sentiment.py [--methods frozen_lr,plain,ours]
-        [--two-source ours] [--seeds 42] [--max-steps N]
+    .venv/bin/python benchmarks/finetune_sentiment.py [--methods frozen_lr,plain,ours,cls3,soup5]
+        [--two-source ours --two-source-epochs 2] [--seeds 42,43] [--max-steps N]
 
 Methods:
   frozen_lr  the base encoder, frozen (mean-pooled sentence vectors) + logistic regression (balanced classes)
-  plain      a plain full fine-tune: BERT's CLS pooler + linear head, 4 epochs, no class weights, the best dev epoch
-  mean_avg   mean pooling, balanced class weights, uniform weight averaging of the second half of training
-  ours       SentimentArgs() defaults: the plain fine-tune whose prediction mixes the head 50/50 with a 10-NN vote
-             over the training rows' fine-tuned vectors (knn_mix=0.5)
-Every fine-tuned row is also scored with that k-NN mix ("+knn" rows; for `ours` the row itself already has it).
-`--two-source M` also trains method M on PhraseBank + tweets (minus a stratified 10% of the tweets, held out) and
-reports both PhraseBank dev and tweets-held-out macro-F1. Prints a table, writes benchmarks/results/finetune_sentiment.json.
+  plain      the usual recipe (what AutoModelForSequenceClassification does): BERT's CLS pooler + linear head,
+             4 epochs, no class weights, the best dev epoch kept (so its dev score is picked on dev)
+  cls3       CLS pooler, 3 epochs, last weights (selection-free)
+  ours       SentimentArgs() defaults: mean pooling + linear head, 3 epochs, last weights (selection-free)
+  soup5      five `ours` runs (seeds s..s+4) with their weights averaged into one model (`soup=5`)
+  mean_avg   (earlier default) mean pooling, balanced class weights, weight averaging along one run
+Every fine-tuned row is also scored with a k-NN vote over the training rows' vectors mixed 50/50 into the head
+("+knn" rows). `--two-source M` also trains method M on PhraseBank + tweets (minus a stratified 10% of the tweets,
+held out) and reports both PhraseBank dev and tweets-held-out macro-F1. Training uses bfloat16 mixed precision
+where the CPU computes it natively (`train_precision=auto`). Prints a table, writes
+benchmarks/results/finetune_sentiment.json.
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ from newsdesk.encoders import base_model_path, load_sentence_encoder
 DATA = ROOT.parent / "shared" / "data" / "sentiment"
 RESULTS = ROOT / "benchmarks" / "results"
 PLAIN = {"pooling": "cls", "weight_averaging": 0.0, "class_weights": "none", "early_stopping_patience": 0,
-         "epochs": 4.0, "knn_mix": 1.0}
-MEAN_AVG = {"pooling": "mean", "weight_averaging": 0.5, "class_weights": "balanced", "knn_mix": 1.0}
-METHODS: dict[str, dict[str, Any]] = {"plain": PLAIN, "mean_avg": MEAN_AVG, "ours": {}}
+         "epochs": 4.0, "knn_mix": 1.0, "soup": 1, "select_best": True}
+MEAN_AVG = {"pooling": "mean", "weight_averaging": 0.5, "class_weights": "balanced", "knn_mix": 1.0, "soup": 1,
+            "epochs": 4.0, "early_stopping_patience": 2, "select_best": True}
+METHODS: dict[str, dict[str, Any]] = {"plain": PLAIN, "cls3": {"pooling": "cls"}, "ours": {},
+                                      "soup5": {"soup": 5}, "mean_avg": MEAN_AVG}
 
 
 def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -> dict[str, Any]:
@@ -126,6 +132,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--max-steps", type=int, default=-1, help="cap every fine-tune (smoke runs)")
     parser.add_argument("--two-source-epochs", type=float, default=2.0, help="epochs over PhraseBank + tweets")
+    parser.add_argument("--two-source-soup", type=int, default=0, help="soup size for two-source runs (0 = method's)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (1 avoids oversubscription on a busy box)")
     parser.add_argument("--keep-models", default="", help="copy each trained model into this folder")
     parser.add_argument("--table", nargs="*", default=None, help="only print the table of these result files")
@@ -157,6 +164,8 @@ def main() -> None:
                 overrides = {**METHODS[method], "seed": seed}
                 if source != "phrasebank":
                     overrides["epochs"] = opts.two_source_epochs
+                    if opts.two_source_soup:
+                        overrides["soup"] = opts.two_source_soup
                 if opts.max_steps > 0:
                     overrides["max_steps"] = opts.max_steps
                 keep = Path(opts.keep_models) / f"{method}-{source}-{seed}" if opts.keep_models else None

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from finetune.model import encode_pooled, load_sentiment_model
-from newsdesk.device import resolve_device
+from newsdesk.device import native_bf16, resolve_device
 from newsdesk.errors import InvalidInput, Unavailable
 from newsdesk.settings import Settings
 
@@ -81,10 +81,7 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "bfloat16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    native = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return torch.bfloat16 if any(check is not None and check() for check in native) else None
+    return torch.bfloat16 if native_bf16(device.type) else None
 
 
 class ClassifierHandle:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
+import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,7 +19,7 @@ import torch
 from finetune.args import BehaviourArgs, SentimentArgs
 from finetune.callbacks import ProgressBar, WeightAveraging
 from finetune.data import LABELS, LabelledText
-from newsdesk.device import resolve_device
+from newsdesk.device import native_bf16, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +34,15 @@ class TrainResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _precision(device: str) -> dict[str, bool]:
-    """Mixed precision on CUDA (bf16 where supported, else fp16); full precision on CPU."""
-    if device != "cuda":
-        return {"use_cpu": True}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+def _precision(device: str, precision: str = "auto") -> dict[str, bool]:
+    """Trainer flags: bfloat16 mixed precision where the device computes it natively ("auto"; CUDA without bf16
+    gets fp16), or full float32."""
+    flags: dict[str, bool] = {"use_cpu": True} if device != "cuda" else {}
+    if precision == "float32":
+        return flags
+    if precision == "bfloat16" or native_bf16(device):
+        return {**flags, "bf16": True}
+    return {**flags, "fp16": True} if device == "cuda" else flags
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -48,26 +56,17 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
                     resume: bool = False) -> TrainResult:
     """Fine-tune the encoder end to end as a 3-class classifier and save it (body, tokenizer, head) to `out_dir`.
 
-    `work_dir` holds the Trainer's checkpoints (one per evaluation); with `resume` the run continues from the
-    newest one there. Early stopping watches dev macro-F1; with `weight_averaging` the saved model is the uniform
-    average of the weights from the second part of training.
+    With `args.soup` > 1, that many runs that differ only in seed (data order, dropout) start from the same weights
+    and their final weights are averaged into one model (a uniform "model soup": the accuracy of an ensemble at the
+    cost of one model at inference). `work_dir` holds each run's Trainer checkpoints and each finished run's
+    weights; with `resume` a run continues from there (finished runs are not trained again).
     """
-    from transformers import (
-        AutoModel,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
 
-    from finetune.evaluate import classification_report
-    from finetune.model import KnnMemory, SentimentModel, encode_pooled, save_sentiment_model
+    from finetune.model import KnnMemory, encode_pooled, save_sentiment_model
 
     dev = resolve_device(args.device if args.device != "auto" else device)
-    set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     label_id = {label: i for i, label in enumerate(LABELS)}
 
@@ -81,10 +80,80 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     class_weights = None
     if args.class_weights == "balanced":  # inverse frequency, mean 1 over the training rows
         class_weights = [len(train_rows) / (len(LABELS) * max(counts[label], 1)) for label in LABELS]
-    model = SentimentModel(AutoModel.from_pretrained(str(base_path), local_files_only=True), len(LABELS),
-                           pooling=args.pooling, class_weights=class_weights, rdrop_alpha=args.rdrop_alpha,
-                           label_smoothing=args.label_smoothing)
 
+    started = time.monotonic()
+    if args.soup <= 1:
+        model, details, steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, args, class_weights,
+                                                work_dir=work_dir, device=dev, resume=resume)
+    else:
+        total: dict[str, torch.Tensor] = {}
+        details = {"soup": [], "resumed_from": None}
+        steps = 0
+        for n in range(args.soup):
+            ingredient = dataclasses.replace(args, seed=args.seed + n, soup=1, select_best=False,
+                                             early_stopping_patience=0)
+            folder = work_dir / f"soup-{n}"
+            saved = folder / "weights.safetensors"
+            if resume and saved.is_file():
+                state = load_file(str(saved))
+                info = json.loads((folder / "details.json").read_text())
+                details["resumed_from"] = details["resumed_from"] or f"soup-{n}"
+            else:
+                model, info, n_steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, ingredient,
+                                                       class_weights, work_dir=folder / "trainer", device=dev,
+                                                       resume=resume, desc=f"sentiment {n + 1}/{args.soup}")
+                state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+                info["steps"] = n_steps
+                folder.mkdir(parents=True, exist_ok=True)
+                save_file(state, str(folder / "weights.tmp"))  # whole file, then rename: a crash leaves none
+                os.replace(folder / "weights.tmp", saved)
+                (folder / "details.json").write_text(json.dumps(info))
+                shutil.rmtree(folder / "trainer", ignore_errors=True)
+            steps += int(info.get("steps", 0))
+            details["soup"].append({"seed": ingredient.seed, "train_loss": info.get("train_loss"),
+                                    "dev_history": info.get("dev_history")})
+            for key, value in state.items():
+                total[key] = total[key] + value if key in total else value.clone()
+        model = _new_model(base_path, args, class_weights)
+        target = model.state_dict()
+        model.load_state_dict({k: (total[k] / args.soup).to(target[k].dtype) for k in target})
+    seconds = time.monotonic() - started
+    model.to("cpu")
+    knn = None
+    if args.knn_mix < 1:  # remember the training rows as the fine-tuned model sees them
+        vectors, _ = encode_pooled(model, tokenizer, [r.text for r in train_rows], args.max_length)
+        knn = KnnMemory(torch.nn.functional.normalize(vectors, dim=-1),
+                        torch.tensor([label_id[r.label] for r in train_rows]), k=args.knn_k, mix=args.knn_mix,
+                        temperature=0.05, num_labels=len(LABELS))
+    save_sentiment_model(model, tokenizer, out_dir, labels=LABELS, max_length=args.max_length, knn=knn)
+    return TrainResult(round(seconds, 1), steps, dev, details)
+
+
+def _new_model(base_path: Path, args: SentimentArgs, class_weights: list[float] | None) -> Any:
+    from transformers import AutoModel
+
+    from finetune.model import SentimentModel
+
+    return SentimentModel(AutoModel.from_pretrained(str(base_path), local_files_only=True), len(LABELS),
+                          pooling=args.pooling, class_weights=class_weights, rdrop_alpha=args.rdrop_alpha,
+                          label_smoothing=args.label_smoothing)
+
+
+def _fit_classifier(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
+                    args: SentimentArgs, class_weights: list[float] | None, *, work_dir: Path, device: str,
+                    resume: bool, desc: str = "sentiment") -> tuple[Any, dict[str, Any], int]:
+    """One Trainer run: (fine-tuned model, details, optimiser steps).
+
+    Early stopping watches dev macro-F1; with `weight_averaging` the returned model is the uniform average of the
+    weights from the second part of training, else (with `select_best`) the dev-best evaluation's weights.
+    """
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from finetune.evaluate import classification_report
+
+    set_seed(args.seed)
+    model = _new_model(base_path, args, class_weights)
     steps_per_epoch = max(1, math.ceil(len(train_ds) / args.batch_size))
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.epochs)
     eval_every = max(1, min(total_steps, steps_per_epoch // args.evals_per_epoch))
@@ -95,7 +164,7 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
         return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"]}
 
     averaging = WeightAveraging(args.weight_averaging, args.average_every) if args.weight_averaging > 0 else None
-    callbacks: list[Any] = [ProgressBar(args.batch_size, desc="sentiment")]
+    callbacks: list[Any] = [ProgressBar(args.batch_size, desc=desc)]
     if averaging:
         callbacks.append(averaging)
     if args.early_stopping_patience > 0:
@@ -106,9 +175,9 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
         warmup_steps=args.warmup_ratio, weight_decay=args.weight_decay, lr_scheduler_type="linear",
         eval_strategy="steps", eval_steps=eval_every, save_strategy="steps", save_steps=eval_every,
         save_total_limit=2, metric_for_best_model="macro_f1", greater_is_better=True,
-        load_best_model_at_end=averaging is None and args.select_best, logging_steps=max(1, min(25, eval_every)), report_to=[],
-        seed=args.seed, disable_tqdm=True, train_sampling_strategy="group_by_length", save_only_model=False,
-        dataloader_num_workers=0, **_precision(dev))
+        load_best_model_at_end=averaging is None and args.select_best, logging_steps=max(1, min(25, eval_every)),
+        report_to=[], seed=args.seed, disable_tqdm=True, train_sampling_strategy="group_by_length",
+        save_only_model=False, dataloader_num_workers=0, **_precision(device, args.train_precision))
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks)
     for quiet in (PrinterCallback, ProgressCallback):  # our ProgressBar replaces the per-log prints
@@ -117,26 +186,16 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     checkpoint = latest_checkpoint(work_dir) if resume else None
     if averaging and checkpoint is not None:
         averaging.resume_from = checkpoint
-    log.info("sentiment fine-tune: %d train / %d dev rows, %d steps on %s%s", len(train_ds), len(dev_ds),
-             total_steps, dev, f", resuming from {checkpoint.name}" if checkpoint else "")
-    started = time.monotonic()
+    log.info("sentiment fine-tune: %d train / %d dev rows, %d steps on %s (seed %d)%s", len(train_ds), len(dev_ds),
+             total_steps, device, args.seed, f", resuming from {checkpoint.name}" if checkpoint else "")
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    seconds = time.monotonic() - started
-    details: dict[str, Any] = {"train_loss": round(float(output.training_loss), 4), "device": dev,
+    details: dict[str, Any] = {"train_loss": round(float(output.training_loss), 4), "device": device,
                                "resumed_from": checkpoint.name if checkpoint else None,
                                "dev_history": [{"step": h["step"], "macro_f1": h["eval_macro_f1"]}
                                                for h in trainer.state.log_history if "eval_macro_f1" in h]}
     if averaging and averaging.apply(trainer.model):
         details["averaged_snapshots"] = averaging.count
-    trainer.model.to("cpu")
-    knn = None
-    if args.knn_mix < 1:  # remember the training rows as the fine-tuned model sees them
-        vectors, _ = encode_pooled(trainer.model, tokenizer, [r.text for r in train_rows], args.max_length)
-        knn = KnnMemory(torch.nn.functional.normalize(vectors, dim=-1),
-                        torch.tensor([label_id[r.label] for r in train_rows]), k=args.knn_k, mix=args.knn_mix,
-                        temperature=0.05, num_labels=len(LABELS))
-    save_sentiment_model(trainer.model, tokenizer, out_dir, labels=LABELS, max_length=args.max_length, knn=knn)
-    return TrainResult(round(seconds, 1), int(trainer.state.global_step), dev, details)
+    return trainer.model, details, int(trainer.state.global_step)
 
 
 def train_behaviour(base_path: Path, pairs: list[tuple[str, str]], args: BehaviourArgs, *, work_dir: Path,

@@ -30,6 +30,21 @@ def resolve_device(preference: str = "auto") -> str:
 
 
 @functools.cache
+def native_bf16(device: str) -> bool:
+    """True when `device` ("cpu" or "cuda") computes bfloat16 in hardware: a GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX (where emulated bfloat16 would be slower than float32)."""
+    try:
+        import torch
+
+        if device == "cuda":
+            return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(check is not None and bool(check()) for check in checks)
+    except Exception:  # noqa: BLE001 - an unknown build: assume not
+        return False
+
+
+@functools.cache
 def faiss_gpu_available() -> bool:
     """True when the installed FAISS build has GPU support and sees at least one GPU."""
     try:

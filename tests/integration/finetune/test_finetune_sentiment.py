@@ -53,7 +53,7 @@ def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
     return train, dev
 
 
-TINY = {"max_steps": 2, "batch_size": 4, "max_length": 32, "evals_per_epoch": 3, "weight_averaging": 0.4,
+TINY = {"max_steps": 2, "batch_size": 4, "max_length": 32, "evals_per_epoch": 3, "weight_averaging": 0.4, "soup": 1,
         "average_every": 1}
 
 
@@ -148,3 +148,35 @@ def test_interrupted_run_resumes_from_its_checkpoint(settings: Settings, db_url:
     monkeypatch.setattr(ProgressBar, "on_step_end", original)
     outcome = service.retrain(settings, "sentiment", train_files=[train], dev_file=dev, args=args, resume=True)
     assert outcome.metrics["resumed_from"] == "checkpoint-1" and outcome.promoted  # saved after step 1
+
+
+def test_soup_averages_the_runs_and_resume_skips_finished_ones(sentiment_files: tuple[Path, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    from finetune import train as train_module
+    from finetune.args import SentimentArgs
+    from finetune.data import read_labelled
+    from newsdesk.encoders import base_model_path
+
+    train, dev = sentiment_files
+    rows, dev_rows = read_labelled([train]), read_labelled([dev])
+    args = SentimentArgs(**{**TINY, "weight_averaging": 0.0, "knn_mix": 1.0, "soup": 2})
+    work = tmp_path / "work"
+    result = train_module.train_sentiment(base_model_path(), rows, dev_rows, args, work_dir=work,
+                                          out_dir=tmp_path / "out", device="cpu")
+    assert [s["seed"] for s in result.details["soup"]] == [42, 43] and result.steps == 4
+    first, second = (load_file(str(work / f"soup-{n}" / "weights.safetensors")) for n in (0, 1))
+    assert not torch.equal(first["head.weight"], second["head.weight"])  # the two runs differ
+    head = load_file(str(tmp_path / "out" / "head.safetensors"))["weight"]
+    assert torch.allclose(head, (first["head.weight"] + second["head.weight"]) / 2, atol=1e-6)
+    assert not list(work.glob("soup-*/trainer"))  # a finished run keeps its weights, not its checkpoints
+
+    def must_not_train(*_a, **_k):
+        raise AssertionError("a finished soup run was trained again")
+
+    monkeypatch.setattr(train_module, "_fit_classifier", must_not_train)
+    again = train_module.train_sentiment(base_model_path(), rows, dev_rows, args, work_dir=work,
+                                         out_dir=tmp_path / "again", device="cpu", resume=True)
+    assert again.details["resumed_from"] == "soup-0"
+    assert torch.allclose(load_file(str(tmp_path / "again" / "head.safetensors"))["weight"], head)
