@@ -54,6 +54,7 @@ class Snapshot:
     trending: np.ndarray  # [0, 1], recency-weighted recent positives
     index: ItemIndex
     collab: CollabRows | None = None
+    known: np.ndarray | None = None  # True where an item has any feedback (None: every item counts as known)
 
 
 @dataclass
@@ -173,9 +174,9 @@ def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParam
         best_cluster = np.max(np.column_stack([_minmax(sims[:, c]) for c in range(1, sims.shape[1])]), axis=1)
         relevance = (1 - params.cluster_weight) * relevance + params.cluster_weight * best_cluster
     picked, scores = _finish(snap, cand, relevance, params, now, k)
-    if ease is not None and params.new_item_slots > 0:
-        unrated = (snap.collab.row_of[cand] < 0) & (sims[:, 0] > 0)
-        picked, scores = _new_item_slots(snap, cand[unrated], relevance[unrated], picked, scores, params, now)
+    if ease is not None and params.new_item_slots > 0 and snap.known is not None:
+        new = ~snap.known[cand] & (sims[:, 0] > 0)
+        picked, scores = _new_item_slots(snap, cand[new], relevance[new], picked, scores, params, now)
     similarity = snap.vectors[profile.history] @ snap.vectors[picked].T  # history x picked, cosine
     source = np.argmax(similarity * (0.5 + 0.5 * profile.weights[:, None] / profile.weights.max()), axis=0)
     out = []
@@ -189,15 +190,15 @@ def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParam
 
 def _new_item_slots(snap: Snapshot, new_cand: np.ndarray, new_relevance: np.ndarray, picked: np.ndarray,
                     scores: np.ndarray, params: RankParams, now: float) -> tuple[np.ndarray, np.ndarray]:
-    """Give up to `new_item_slots` of the list's last places to the best never-rated candidates.
+    """Give up to `new_item_slots` of the list's last places to the best new candidates (items without feedback).
 
-    Items with ratings carry evidence that text alone cannot match, so a never-rated item rarely wins a place on
-    relevance; without a reserved place the catalog's new items would never be shown, and never get rated. Only
-    candidates whose text-space score is positive qualify; new items already in the list count against the slots.
+    Items with feedback carry evidence that text alone cannot match, so a new item rarely wins a place on relevance;
+    without a reserved place the catalog's new items would never be shown, and never get feedback. Only candidates
+    whose text-space score is positive qualify; new items already in the list count against the slots.
     """
-    if snap.collab is None or len(new_cand) == 0 or len(picked) == 0:
+    if snap.known is None or len(new_cand) == 0 or len(picked) == 0:
         return picked, scores
-    rated = np.flatnonzero(snap.collab.row_of[picked] >= 0)
+    rated = np.flatnonzero(snap.known[picked])
     want = min(params.new_item_slots, len(picked)) - (len(picked) - len(rated))
     order = np.argsort(-new_relevance, kind="stable")
     fresh = order[~np.isin(new_cand[order], picked)][:max(want, 0)]

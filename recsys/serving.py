@@ -120,6 +120,7 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
                           if meta[i].published_at else np.nan for i in ids])
     position = {item_id: i for i, item_id in enumerate(ids)}
     popularity, trending = popularity_arrays(session, position, settings.recsys.positive_rating)
+    known = interacted_mask(session, position)
     collab = None
     try:
         cmap = CollabMap.load(settings.indexes_dir / version)
@@ -137,7 +138,16 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
     return Snapshot(model_version=version, item_ids=ids, position=position, vectors=vectors,
                     titles=[meta[i].title for i in ids], categories=[meta[i].category for i in ids],
                     tags=[meta[i].tags for i in ids], published=published, popularity=popularity,
-                    trending=trending, index=index, collab=collab)
+                    trending=trending, index=index, collab=collab, known=known)
+
+
+def interacted_mask(session: Session, position: dict[str, int]) -> np.ndarray:
+    """True for catalog items with any feedback (rating, click, not-interested; impressions do not count)."""
+    out = np.zeros(len(position), dtype=bool)
+    for item_id in session.scalars(sa.select(Interaction.item_id).where(Interaction.kind != "impression").distinct()):
+        if item_id in position:
+            out[position[item_id]] = True
+    return out
 
 
 def popularity_arrays(session: Session, position: dict[str, int],
@@ -226,6 +236,7 @@ class Recommender:
         elif time.monotonic() - self._refreshed > self.refresh_seconds:
             self._snap.popularity, self._snap.trending = popularity_arrays(
                 session, self._snap.position, self.params.positive_rating)
+            self._snap.known = interacted_mask(session, self._snap.position)
             self._refreshed = time.monotonic()  # cached results pick this up within their TTL (no miss storm)
 
     def invalidate(self) -> None:

@@ -25,7 +25,7 @@ def test_build_args_validates_and_coerces() -> None:
 
 def test_demo_preset_is_short() -> None:
     args = SentimentArgs(preset="demo")
-    assert args.max_steps > 0 and args.epochs <= 1
+    assert args.epochs <= 2 and args.soup == 1 and args.max_length <= 48 and args.pooling == "mean"
 
 
 def test_classification_report_known_answer() -> None:

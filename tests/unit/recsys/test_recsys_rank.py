@@ -151,20 +151,22 @@ def _slot_snapshot():
     from recsys.profile import CollabRows
     from recsys.rank import Snapshot
 
-    n = 6  # items 0-3 have positives (a collaborative row), 4 and 5 were never liked
+    n = 6  # items 0-3 have feedback (0-2 positives, 3 only a low rating), 4 and 5 are new
     return Snapshot(model_version="v", item_ids=[f"i{p}" for p in range(n)], position={f"i{p}": p for p in range(n)},
                     vectors=np.eye(n, dtype=np.float32), titles=[""] * n, categories=[""] * n, tags=[""] * n,
                     published=np.full(n, np.nan), popularity=np.zeros(n), trending=np.zeros(n), index=None,
-                    collab=CollabRows(row_of=np.array([0, 1, 2, 3, -1, -1]), rows=np.zeros((4, 2)), scale=1.0))
+                    collab=CollabRows(row_of=np.array([0, 1, 2, -1, -1, -1]), rows=np.zeros((3, 2)), scale=1.0),
+                    known=np.array([True, True, True, True, False, False]))
 
 
 @pytest.mark.parametrize(("slots", "picked", "expected"), [
-    (1, [0, 1, 2], [0, 1, 5]),  # the best never-liked candidate takes the last place
+    (1, [0, 1, 2], [0, 1, 5]),  # the best new candidate takes the last place
+    (1, [0, 1, 3], [0, 1, 5]),  # an item with only a low rating is not new: it makes room too
     (2, [0, 1, 2], [0, 5, 4]),  # two slots: the two lowest-placed rated items make room, best new first
-    (1, [0, 4, 2], [0, 4, 2]),  # a never-liked item that won a place on relevance fills the slot already
+    (1, [0, 4, 2], [0, 4, 2]),  # a new item that won a place on relevance fills the slot already
     (3, [0, 1], [5, 4]),  # never more than the candidates there are
 ])
-def test_new_item_slots_give_never_liked_items_the_last_places(slots, picked, expected) -> None:
+def test_new_item_slots_give_new_items_the_last_places(slots, picked, expected) -> None:
     from dataclasses import replace
 
     from recsys.rank import RankParams, _new_item_slots
