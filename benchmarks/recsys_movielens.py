@@ -145,9 +145,8 @@ def quality(settings: Settings, tuned: str | None) -> tuple[list[dict], dict]:
     ours = {}
     from recsys.rank import RankParams
     served = recommender.params
-    variants = [(f"ours: served (map + MMR + popularity, {served.new_item_slots} new-item slot)", served),
-                ("ours: served, no new-item slot", RankParams(**{**served.__dict__, "new_item_slots": 0})),
-                ("ours: served, 2 new-item slots", RankParams(**{**served.__dict__, "new_item_slots": 2})),
+    variants = [("ours: served (map + MMR + popularity)", served),
+                ("ours: served + 1 new-item slot", RankParams(**{**served.__dict__, "new_item_slots": 1})),
                 ("ours: map only (no MMR/popularity/slot)",
                  RankParams(**{**served.__dict__, "mmr_lambda": 1.0, "popularity_weight": 0.0,
                                "cluster_weight": 0.0, "new_item_slots": 0}))]
