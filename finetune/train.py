@@ -57,8 +57,8 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     """Fine-tune the encoder end to end as a 3-class classifier and save it (body, tokenizer, head) to `out_dir`.
 
     With `args.soup` > 1, that many runs that differ only in seed (data order, dropout) start from the same weights
-    and their final weights are averaged into one model (a uniform "model soup": the accuracy of an ensemble at the
-    cost of one model at inference). `work_dir` holds each run's Trainer checkpoints and each finished run's
+    and their final weights are averaged into one model (a uniform "model soup": one model at inference; on
+    PhraseBank it was not reliably better than a single run, see docs/benchmarks.md). `work_dir` holds each run's Trainer checkpoints and each finished run's
     weights; with `resume` a run continues from there (finished runs are not trained again).
     """
     from safetensors.torch import load_file, save_file
