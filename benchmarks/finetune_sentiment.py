@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from finetune.args import SentimentArgs
-from finetune.data import LabelledText, read_labelled, split_dev
+from finetune.data import LABELS, LabelledText, read_labelled, split_dev
 from finetune.evaluate import classification_report
 from newsdesk.encoders import base_model_path, load_sentence_encoder
 
@@ -60,49 +60,25 @@ def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -
     scores = {}
     for name, rows in evals.items():
         pred = clf.predict(encoder.encode([r.text for r in rows], batch_size=64, normalize_embeddings=True))
-        scores[name] = classification_report([r.label for r in rows], list(pred), ("negative", "neutral", "positive"))
+        scores[name] = classification_report([r.label for r in rows], list(pred), LABELS)
     return {"train_seconds": round(seconds, 1), "scores": scores}
-
-
-def _embed(model: Any, tokenizer: Any, texts: list[str]) -> tuple[Any, Any]:
-    """(L2-normalised pooled vectors, class probabilities) of the fine-tuned model, in input order."""
-    import torch
-
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    vecs, probs = [], []
-    with torch.inference_mode():
-        for start in range(0, len(order), 128):
-            enc = tokenizer([texts[i] for i in order[start:start + 128]], truncation=True, max_length=64,
-                            padding=True, return_tensors="pt")
-            pooled = model.pool(enc["input_ids"], enc["attention_mask"])
-            vecs.append(torch.nn.functional.normalize(pooled, dim=-1))
-            probs.append(torch.softmax(model.head(pooled), -1))
-    inverse = torch.empty(len(order), dtype=torch.long)
-    inverse[torch.tensor(order)] = torch.arange(len(order))
-    return torch.cat(vecs)[inverse].numpy(), torch.cat(probs)[inverse].numpy()
 
 
 def knn_variant(folder: Path, train: list[LabelledText], evals: dict[str, list[LabelledText]],
                 k: int = 10, lam: float = 0.5, temperature: float = 0.05) -> dict[str, Any]:
     """Scores when the head's probabilities are mixed (lam) with a k-NN vote over the training rows' vectors."""
-    import numpy as np
+    from finetune.model import KnnMemory, encode_pooled, load_sentiment_model
 
-    from finetune.model import load_sentiment_model
-
-    labels = ("negative", "neutral", "positive")
-    model, tokenizer, _ = load_sentiment_model(folder)
+    model, tokenizer, meta = load_sentiment_model(folder)
     started = time.monotonic()
-    train_vecs, _ = _embed(model, tokenizer, [r.text for r in train])
-    y = np.array([labels.index(r.label) for r in train])
+    memory = KnnMemory.build(model, tokenizer, [r.text for r in train], [LABELS.index(r.label) for r in train],
+                             meta["max_length"], k=k, mix=lam, temperature=temperature)
     out = {}
     for name, rows in evals.items():
-        vecs, probs = _embed(model, tokenizer, [r.text for r in rows])
-        sims = vecs @ train_vecs.T
-        idx = np.argpartition(-sims, k, axis=1)[:, :k]
-        weights = np.exp(np.take_along_axis(sims, idx, 1) / temperature)
-        votes = np.stack([(weights * (y[idx] == c)).sum(1) for c in range(3)], 1)
-        mixed = lam * probs + (1 - lam) * votes / votes.sum(1, keepdims=True)
-        out[name] = classification_report([r.label for r in rows], [labels[i] for i in mixed.argmax(1)], labels)
+        pooled, probs = encode_pooled(model, tokenizer, [r.text for r in rows], meta["max_length"])
+        mixed = memory.combine(pooled, probs)
+        out[name] = classification_report([r.label for r in rows], [LABELS[i] for i in mixed.argmax(1).tolist()],
+                                          LABELS)
     return {"scores": out, "extra_seconds": round(time.monotonic() - started, 1)}
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -75,16 +76,16 @@ def fresh_settings(base: Path, name: str, redis_url: str = "") -> Settings:
 
 def load_classifier(model_home: Path, precision: str) -> Any:
     """The current sentiment version of `model_home` at an inference precision (auto: as served)."""
-    from finetune.classifier import SentimentClassifier
-    from finetune.registry import current_row
+    from finetune.service import load_classifier as current_classifier
+    from newsdesk.errors import NotFound
 
     settings = Settings.load(env={}, home=model_home, device="cpu")
+    settings = settings.replace(finetune=dataclasses.replace(settings.finetune, inference_precision=precision))
     with db.session_scope(settings.database_url) as session:
-        row = current_row(session, "sentiment")
-        if row is None:
-            raise SystemExit(f"no current sentiment version in {model_home}")
-        path, version = row.path, row.version
-    return SentimentClassifier(path, version=version, device="cpu", precision=precision)
+        try:
+            return current_classifier(session, settings)
+        except NotFound as exc:
+            raise SystemExit(f"{model_home}: {exc.message}") from exc
 
 
 def bare_classify(clf: Any, texts: list[str]) -> tuple[float, list[str]]:

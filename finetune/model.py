@@ -86,10 +86,17 @@ class KnnMemory:
     exp(cosine / temperature).
     """
 
-    def __init__(self, vectors: torch.Tensor, labels: torch.Tensor, *, k: int, mix: float, temperature: float,
-                 num_labels: int) -> None:
+    def __init__(self, vectors: torch.Tensor, labels: torch.Tensor, *, k: int, mix: float,
+                 temperature: float) -> None:
         self.vectors, self.labels = vectors, labels
-        self.k, self.mix, self.temperature, self.num_labels = k, mix, temperature, num_labels
+        self.k, self.mix, self.temperature = k, mix, temperature
+
+    @classmethod
+    def build(cls, model: SentimentModel, tokenizer: Any, texts: list[str], label_ids: list[int], max_length: int,
+              *, k: int, mix: float, temperature: float = 0.05) -> KnnMemory:
+        """The memory of labelled texts as `model` pools them (the training rows, after fine-tuning)."""
+        vectors, _ = encode_pooled(model, tokenizer, texts, max_length)
+        return cls(F.normalize(vectors, dim=-1), torch.tensor(label_ids), k=k, mix=mix, temperature=temperature)
 
     def combine(self, pooled: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         sims = F.normalize(pooled.float(), dim=-1) @ self.vectors.to(pooled.device).float().T
@@ -161,8 +168,7 @@ def load_sentiment_model(folder: Path, device: str = "cpu") -> tuple[SentimentMo
         saved = load_file(str(folder / KNN_FILE))
         knn = meta["knn"]
         meta["knn_memory"] = KnnMemory(saved["vectors"].float(), saved["labels"].long(), k=int(knn["k"]),
-                                       mix=float(knn["mix"]), temperature=float(knn["temperature"]),
-                                       num_labels=len(meta["labels"]))
+                                       mix=float(knn["mix"]), temperature=float(knn["temperature"]))
     return model, tokenizer, meta
 
 

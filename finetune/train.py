@@ -58,13 +58,14 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
 
     With `args.soup` > 1, that many runs that differ only in seed (data order, dropout) start from the same weights
     and their final weights are averaged into one model (a uniform "model soup": one model at inference; on
-    PhraseBank it was not reliably better than a single run, see docs/benchmarks.md). `work_dir` holds each run's Trainer checkpoints and each finished run's
-    weights; with `resume` a run continues from there (finished runs are not trained again).
+    PhraseBank it was not reliably better than a single run, see docs/benchmarks.md). `work_dir` holds each run's
+    Trainer checkpoints and each finished run's weights; with `resume` a run continues from there (finished runs
+    are not trained again).
     """
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer
 
-    from finetune.model import KnnMemory, encode_pooled, save_sentiment_model
+    from finetune.model import KnnMemory, save_sentiment_model
 
     dev = resolve_device(args.device if args.device != "auto" else device)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
@@ -121,10 +122,8 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     model.to("cpu")
     knn = None
     if args.knn_mix < 1:  # remember the training rows as the fine-tuned model sees them
-        vectors, _ = encode_pooled(model, tokenizer, [r.text for r in train_rows], args.max_length)
-        knn = KnnMemory(torch.nn.functional.normalize(vectors, dim=-1),
-                        torch.tensor([label_id[r.label] for r in train_rows]), k=args.knn_k, mix=args.knn_mix,
-                        temperature=0.05, num_labels=len(LABELS))
+        knn = KnnMemory.build(model, tokenizer, [r.text for r in train_rows], [label_id[r.label] for r in train_rows],
+                              args.max_length, k=args.knn_k, mix=args.knn_mix)
     save_sentiment_model(model, tokenizer, out_dir, labels=LABELS, max_length=args.max_length, knn=knn)
     return TrainResult(round(seconds, 1), steps, dev, details)
 

@@ -196,7 +196,7 @@ def _new_item_slots(snap: Snapshot, new_cand: np.ndarray, new_relevance: np.ndar
     without a reserved place the catalog's new items would never be shown, and never get feedback. Only candidates
     whose text-space score is positive qualify; new items already in the list count against the slots.
     """
-    if snap.known is None or len(new_cand) == 0 or len(picked) == 0:
+    if len(new_cand) == 0 or len(picked) == 0:
         return picked, scores
     rated = np.flatnonzero(snap.known[picked])
     want = min(params.new_item_slots, len(picked)) - (len(picked) - len(rated))

@@ -188,7 +188,7 @@ class Recommender:
         self._checked = self._refreshed = 0.0
         self._lock = threading.Lock()
         self.generation = 0  # bumped when the snapshot is reloaded (cached results computed on the old one go)
-        self.results = ResultCache(getattr(settings.recsys, "result_cache_s", 60.0))
+        self.results = ResultCache(settings.recsys.result_cache_s)
 
     def _manifest_stamp(self, version: str) -> tuple:
         path = self.settings.indexes_dir / version / MANIFEST_FILE

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from finetune import service
-import torch
-
 from finetune.classifier import ClassifierHandle, SentimentClassifier
 from finetune.model import encode_pooled
 from newsdesk.cli import cli

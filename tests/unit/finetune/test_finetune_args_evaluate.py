@@ -73,7 +73,7 @@ def test_knn_memory_mixes_head_and_neighbour_vote() -> None:
     from finetune.model import KnnMemory
 
     vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=-1)
-    memory = KnnMemory(vectors, torch.tensor([2, 2, 0]), k=2, mix=0.5, temperature=0.05, num_labels=3)
+    memory = KnnMemory(vectors, torch.tensor([2, 2, 0]), k=2, mix=0.5, temperature=0.05)
     head = torch.tensor([[0.2, 0.6, 0.2]])
     mixed = memory.combine(torch.tensor([[1.0, 0.05]]), head)  # both neighbours say label 2
     assert torch.allclose(mixed, torch.tensor([[0.1, 0.3, 0.6]]), atol=1e-5)
