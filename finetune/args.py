@@ -48,6 +48,8 @@ class SentimentArgs:
         select_best: keep the dev-best evaluation's weights (True) or the last step's (False).
         train_precision: "auto" (bfloat16 mixed precision where the CPU or GPU computes it natively, else float32;
             fp16 on a GPU without bf16), "float32" or "bfloat16".
+        pretrain_epochs: epochs of the first stage when pretraining files are given (`--pretrain`: labelled text
+            from a related source, learned before the training files; intermediate-task transfer).
         soup: number of runs (seeds `seed`, `seed`+1, ...) whose final weights are averaged into the served model
             (1 = a single run; each run costs a full training).
         device: "auto" (CUDA with mixed precision when available), "cpu" or "cuda".
@@ -75,6 +77,7 @@ class SentimentArgs:
     seed: int = 42
     select_best: bool = False
     soup: int = 1
+    pretrain_epochs: float = 1.0
     train_precision: str = "auto"
     device: str = "auto"
     preset: str = ""
@@ -104,6 +107,7 @@ class SentimentArgs:
         _check(0 < self.dev_fraction < 0.5, "dev_fraction", "must be within (0, 0.5)")
         _check(self.evals_per_epoch >= 1, "evals_per_epoch", "must be >= 1")
         _check(1 <= self.soup <= 16, "soup", "must be within 1..16")
+        _check(self.pretrain_epochs > 0, "pretrain_epochs", "must be > 0")
         _check(self.train_precision in ("auto", "float32", "bfloat16"), "train_precision",
                "must be auto, float32 or bfloat16")
         _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")

@@ -45,6 +45,8 @@ def finetune_group() -> None:
 @finetune_group.command("sentiment")
 @click.option("--train", "train_files", multiple=True, required=True, type=click.Path(dir_okay=False),
               help="CSV (text,label) or JSONL training file; repeat for several sources.")
+@click.option("--pretrain", "pretrain_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Labelled file from a related source, learned first (e.g. tweets before PhraseBank); repeatable.")
 @click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
               help="Dev file for early stopping and the promotion gate (default: a 10% split of --train).")
 @click.option("--promote", type=PROMOTE, default="auto", show_default=True,
@@ -56,8 +58,9 @@ def finetune_group() -> None:
 @click.option("--preset", type=click.Choice(["demo"]), default=None, help="demo: a short run for the demo data.")
 @click.option("--arg", "extra", multiple=True, help="Any SentimentArgs field as key=value (repeatable).")
 @pass_settings
-def sentiment_command(settings: Settings, train_files: tuple[str, ...], dev_file: str | None, promote: str,
-                      resume: bool, epochs: float | None, max_steps: int | None, seed: int | None,
+def sentiment_command(settings: Settings, train_files: tuple[str, ...], pretrain_files: tuple[str, ...],
+                      dev_file: str | None, promote: str, resume: bool, epochs: float | None,
+                      max_steps: int | None, seed: int | None,
                       preset: str | None, extra: tuple[str, ...]) -> None:
     """Fine-tune the 3-class sentiment classifier and register it as a new version."""
     from finetune.service import retrain
@@ -67,7 +70,7 @@ def sentiment_command(settings: Settings, train_files: tuple[str, ...], dev_file
         if value is not None:
             args[key] = value
     _print_outcome(retrain(settings, "sentiment", train_files=train_files, dev_file=dev_file, promote=promote,
-                           args=args, trigger="cli", resume=resume))
+                           args=args, trigger="cli", resume=resume, pretrain_files=pretrain_files))
 
 
 @finetune_group.command("recsys")

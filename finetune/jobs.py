@@ -67,6 +67,15 @@ def sentiment_sources(settings: Settings) -> list[Path]:
     return [f for f in files if f.is_file() and not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
+def sentiment_pretrain_sources(settings: Settings) -> list[Path]:
+    """First-stage files of unattended sentiment runs: those of the last version (`--pretrain`), if still there."""
+    with session_scope(settings.database_url) as session:
+        row = session.scalar(select(ModelVersion).where(ModelVersion.task == "sentiment")
+                             .order_by(ModelVersion.id.desc()).limit(1))
+        entries = (row.data or {}).get("pretrain", []) if row is not None else []
+    return [Path(f["path"]) for f in entries if f.get("path") and Path(f["path"]).is_file()]
+
+
 def new_data(settings: Settings, task: str) -> tuple[int, int]:
     """(rows available now, rows used by the last successful run of `task`; 0 if none)."""
     with session_scope(settings.database_url) as session:
@@ -117,7 +126,8 @@ def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> 
         _fail_queued(settings, run_id, msg)
         return msg
     try:
-        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id)
+        pretrain = sentiment_pretrain_sources(settings) if task == "sentiment" else []
+        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id, pretrain_files=pretrain)
     except Conflict as exc:
         log.info("%s retrain postponed: %s", task, exc)
         return f"postponed: {exc}"

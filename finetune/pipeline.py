@@ -72,13 +72,17 @@ def evaluate_sentiment_folder(folder: Path, rows: Sequence[Any], device: str = "
 
 def prepare_sentiment(session_url: str, settings: Settings, train_files: Sequence[str | Path],
                       dev_file: str | Path | None, args: SentimentArgs, *, work_dir: Path, staged: Path,
-                      resume: bool) -> Prepared:
-    """Read data, fine-tune, evaluate the challenger and the current model on the same dev rows."""
+                      resume: bool, pretrain_files: Sequence[str | Path] = ()) -> Prepared:
+    """Read data, fine-tune (after a first stage on `pretrain_files`, if any), evaluate the challenger and the
+    current model on the same dev rows."""
     from finetune.train import train_sentiment
 
     if not train_files:
         raise InvalidInput("no training files given (--train FILE)", {"field": "train_files"})
     rows = read_labelled(train_files)
+    pretrain_rows = read_labelled(pretrain_files) if pretrain_files else []
+    if pretrain_files and len({r.label for r in pretrain_rows}) < 2:
+        raise InvalidInput("pretraining data needs at least two different labels", {"field": "pretrain_files"})
     dev_path = dev_file or settings.finetune.sentiment_dev_path or None
     if dev_path:
         train_rows, dev_rows = rows, read_labelled([dev_path])
@@ -89,7 +93,8 @@ def prepare_sentiment(session_url: str, settings: Settings, train_files: Sequenc
     if len({r.label for r in train_rows}) < 2:
         raise InvalidInput("training data needs at least two different labels", {"field": "train_files"})
     result = train_sentiment(base_model_path(settings.base_model_path), train_rows, dev_rows, args,
-                             work_dir=work_dir, out_dir=staged, device=settings.device, resume=resume)
+                             work_dir=work_dir, out_dir=staged, device=settings.device, resume=resume,
+                             pretrain_rows=pretrain_rows or None)
     report = evaluate_sentiment_folder(staged, dev_rows)
     champion_value, champion_label = None, ""
     with session_scope(session_url) as session:
@@ -100,6 +105,9 @@ def prepare_sentiment(session_url: str, settings: Settings, train_files: Sequenc
         champion_label = current_info[0]
     data = {"train": [file_fingerprint(f) for f in train_files], "dev": dev_info,
             "train_rows": len(train_rows), "dev_rows": len(dev_rows)}
+    if pretrain_files:
+        data["pretrain"] = [file_fingerprint(f) for f in pretrain_files]
+        data["pretrain_rows"] = len(pretrain_rows)
     metrics = {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "dev": report,
                "champion": {"version": champion_label or None, "macro_f1": champion_value}, **result.details}
     return Prepared(staged, metrics, champion_value, champion_label, data, len(rows), result.train_seconds,

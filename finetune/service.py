@@ -31,12 +31,14 @@ __all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "
 
 def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] = (), dev_file: str | Path | None = None,
             promote: str = "auto", args: Mapping[str, Any] | None = None, trigger: str = "cli",
-            run_id: int | None = None, resume: bool = False, actor: str = "") -> TrainOutcome:
+            run_id: int | None = None, resume: bool = False, actor: str = "",
+            pretrain_files: Sequence[str | Path] = ()) -> TrainOutcome:
     """Train a new version of `task`, evaluate it against the current one, register it and promote it if better.
 
     Runs under the task's lock. A failure or interruption marks the run failed/interrupted and leaves what is served
     untouched (the model is only renamed into place and made current once fully written and evaluated).
     `run_id` runs an existing queued row; `resume` continues the newest interrupted run's checkpoints.
+    `pretrain_files` (sentiment): labelled text from a related source, learned first (intermediate-task transfer).
 
     Raises:
         InvalidInput: bad data, arguments or promote mode.  Conflict: a run of this task is already in progress.
@@ -65,7 +67,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
         try:
             if task == "sentiment":
                 prepared = prepare_sentiment(url, settings, train_files, dev_file, parsed, work_dir=work_dir,
-                                             staged=staged, resume=resume)
+                                             staged=staged, resume=resume, pretrain_files=pretrain_files)
             else:
                 prepared = prepare_recsys(url, settings, dev_file, parsed, work_dir=work_dir, staged=staged,
                                           resume=resume)
@@ -94,7 +96,7 @@ def _resume_dir(session: Session, task: str) -> Path:
                            .order_by(TrainingRun.id.desc())).all()
     for run in runs:
         folder = Path(run.output_dir)
-        if any(folder.glob("checkpoint-*")):
+        if any(folder.rglob("checkpoint-*")) or any(folder.rglob("weights.safetensors")):  # incl. stages, soups
             return folder
     raise NotFound(f"no interrupted {task} run with a checkpoint to resume")
 

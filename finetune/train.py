@@ -53,8 +53,13 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: list[LabelledText],
                     args: SentimentArgs, *, work_dir: Path, out_dir: Path, device: str = "auto",
-                    resume: bool = False) -> TrainResult:
+                    resume: bool = False, pretrain_rows: list[LabelledText] | None = None) -> TrainResult:
     """Fine-tune the encoder end to end as a 3-class classifier and save it (body, tokenizer, head) to `out_dir`.
+
+    With `pretrain_rows` (labelled text from a related source, e.g. financial tweets before PhraseBank news), the
+    model is first fine-tuned on them for `args.pretrain_epochs` (intermediate-task transfer), and the main
+    fine-tune on `train_rows` starts from those weights, head included. The stage-1 weights are kept in `work_dir`,
+    so a resumed run does not repeat a finished first stage.
 
     With `args.soup` > 1, that many runs that differ only in seed (data order, dropout) start from the same weights
     and their final weights are averaged into one model (a uniform "model soup": one model at inference; on
@@ -77,15 +82,18 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
                 for ids, mask, r in zip(enc["input_ids"], enc["attention_mask"], rows)]
 
     train_ds, dev_ds = encode(train_rows), encode(dev_rows)
-    counts = Counter(r.label for r in train_rows)
-    class_weights = None
-    if args.class_weights == "balanced":  # inverse frequency, mean 1 over the training rows
-        class_weights = [len(train_rows) / (len(LABELS) * max(counts[label], 1)) for label in LABELS]
+    class_weights = _class_weights(train_rows, args.class_weights)
 
     started = time.monotonic()
+    init: dict[str, torch.Tensor] | None = None
+    pretrain_details: dict[str, Any] = {}
+    if pretrain_rows:  # stage 1: intermediate task
+        init, pretrain_details = _pretrain(base_path, tokenizer, encode(pretrain_rows), dev_ds, args,
+                                           _class_weights(pretrain_rows, args.class_weights),
+                                           folder=work_dir / "pretrain", device=dev, resume=resume)
     if args.soup <= 1:
         model, details, steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, args, class_weights,
-                                                work_dir=work_dir, device=dev, resume=resume)
+                                                work_dir=work_dir, device=dev, resume=resume, init=init)
     else:
         total: dict[str, torch.Tensor] = {}
         details = {"soup": [], "resumed_from": None}
@@ -102,7 +110,8 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
             else:
                 model, info, n_steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, ingredient,
                                                        class_weights, work_dir=folder / "trainer", device=dev,
-                                                       resume=resume, desc=f"sentiment {n + 1}/{args.soup}")
+                                                       resume=resume, desc=f"sentiment {n + 1}/{args.soup}",
+                                                       init=init)
                 state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
                 info["steps"] = n_steps
                 folder.mkdir(parents=True, exist_ok=True)
@@ -116,9 +125,12 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
             for key, value in state.items():
                 total[key] = total[key] + value if key in total else value.clone()
         model = _new_model(base_path, args, class_weights)
-        target = model.state_dict()
+        target = model.state_dict()  # (every ingredient started from `init`; the average replaces all of it)
         model.load_state_dict({k: (total[k] / args.soup).to(target[k].dtype) for k in target})
     seconds = time.monotonic() - started
+    if pretrain_details:
+        details["pretrain"] = pretrain_details
+        steps += int(pretrain_details.get("steps", 0))
     model.to("cpu")
     knn = None
     if args.knn_mix < 1:  # remember the training rows as the fine-tuned model sees them
@@ -128,20 +140,63 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     return TrainResult(round(seconds, 1), steps, dev, details)
 
 
-def _new_model(base_path: Path, args: SentimentArgs, class_weights: list[float] | None) -> Any:
+def _class_weights(rows: list[LabelledText], mode: str) -> list[float] | None:
+    """Loss weights per label: "balanced" = inverse frequency, mean 1 over the rows; "none" = None."""
+    if mode != "balanced":
+        return None
+    counts = Counter(r.label for r in rows)
+    return [len(rows) / (len(LABELS) * max(counts[label], 1)) for label in LABELS]
+
+
+def _new_model(base_path: Path, args: SentimentArgs, class_weights: list[float] | None,
+               init: dict[str, torch.Tensor] | None = None) -> Any:
+    """A fresh classifier on the base encoder, or with every weight (body and head) from `init`."""
     from transformers import AutoModel
 
     from finetune.model import SentimentModel
 
-    return SentimentModel(AutoModel.from_pretrained(str(base_path), local_files_only=True), len(LABELS),
-                          pooling=args.pooling, class_weights=class_weights, rdrop_alpha=args.rdrop_alpha,
-                          label_smoothing=args.label_smoothing)
+    model = SentimentModel(AutoModel.from_pretrained(str(base_path), local_files_only=True), len(LABELS),
+                           pooling=args.pooling, class_weights=class_weights, rdrop_alpha=args.rdrop_alpha,
+                           label_smoothing=args.label_smoothing)
+    if init is not None:
+        model.load_state_dict(init)
+    return model
+
+
+def _pretrain(base_path: Path, tokenizer: Any, rows_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
+              args: SentimentArgs, class_weights: list[float] | None, *, folder: Path, device: str,
+              resume: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Stage 1 of intermediate-task transfer: (weights, details) after `args.pretrain_epochs` on the related rows.
+
+    The finished weights are written to `folder` (temp file, then rename); with `resume` they are reused.
+    """
+    from safetensors.torch import load_file, save_file
+
+    saved, info_file = folder / "weights.safetensors", folder / "details.json"
+    if resume and saved.is_file() and info_file.is_file():
+        log.info("sentiment pretraining: reusing the finished first stage in %s", folder)
+        return load_file(str(saved)), {**json.loads(info_file.read_text()), "resumed": True}
+    stage = dataclasses.replace(args, epochs=args.pretrain_epochs, max_steps=args.max_steps, soup=1,
+                                select_best=False, early_stopping_patience=0, weight_averaging=0.0)
+    model, info, steps = _fit_classifier(base_path, tokenizer, rows_ds, dev_ds, stage, class_weights,
+                                         work_dir=folder / "trainer", device=device, resume=resume,
+                                         desc="pretrain")
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    details = {"rows": len(rows_ds), "epochs": args.pretrain_epochs, "steps": steps,
+               "train_loss": info.get("train_loss"), "dev_history": info.get("dev_history")}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / "weights.tmp"))
+    os.replace(folder / "weights.tmp", saved)
+    info_file.write_text(json.dumps(details))
+    shutil.rmtree(folder / "trainer", ignore_errors=True)
+    return state, details
 
 
 def _fit_classifier(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
                     args: SentimentArgs, class_weights: list[float] | None, *, work_dir: Path, device: str,
-                    resume: bool, desc: str = "sentiment") -> tuple[Any, dict[str, Any], int]:
-    """One Trainer run: (fine-tuned model, details, optimiser steps).
+                    resume: bool, desc: str = "sentiment", init: dict[str, torch.Tensor] | None = None
+                    ) -> tuple[Any, dict[str, Any], int]:
+    """One Trainer run: (fine-tuned model, details, optimiser steps), starting from `init` weights if given.
 
     Early stopping watches dev macro-F1; with `weight_averaging` the returned model is the uniform average of the
     weights from the second part of training, else (with `select_best`) the dev-best evaluation's weights.
@@ -152,7 +207,7 @@ def _fit_classifier(base_path: Path, tokenizer: Any, train_ds: list[dict[str, An
     from finetune.evaluate import classification_report
 
     set_seed(args.seed)
-    model = _new_model(base_path, args, class_weights)
+    model = _new_model(base_path, args, class_weights, init)
     steps_per_epoch = max(1, math.ceil(len(train_ds) / args.batch_size))
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.epochs)
     eval_every = max(1, min(total_steps, steps_per_epoch // args.evals_per_epoch))

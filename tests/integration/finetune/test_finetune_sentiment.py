@@ -179,3 +179,58 @@ def test_soup_averages_the_runs_and_resume_skips_finished_ones(sentiment_files: 
                                          out_dir=tmp_path / "again", device="cpu", resume=True)
     assert again.details["resumed_from"] == "soup-0"
     assert torch.allclose(load_file(str(tmp_path / "again" / "head.safetensors"))["weight"], head)
+
+
+def test_pretrain_stage_from_the_cli_then_resume_reuses_it(settings: Settings, db_url: str,
+                                                            sentiment_files: tuple[Path, Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune import train as train_module
+    from finetune.args import SentimentArgs
+    from finetune.data import read_labelled
+    from newsdesk.encoders import base_model_path
+
+    train, dev = sentiment_files
+    tweets = tmp_path / "tweets.csv"
+    tweets.write_text("text,label\n$AAPL to the moon,positive\n$TSLA crashing hard,negative\n"
+                      "$MSFT earnings on Tuesday,neutral\nbought more $NVDA calls,positive\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["finetune", "sentiment", "--pretrain", str(tweets), "--train", str(train),
+                                 "--dev", str(dev), "--max-steps", "2", "--arg", "batch_size=4",
+                                 "--arg", "max_length=32"], obj=settings)
+    assert result.exit_code == 0, result.output
+    with session_scope(settings.database_url) as s:
+        version = service.current_version(s, "sentiment").version
+    folder = settings.models_dir / "sentiment" / version
+    data = json.loads((folder / "data.json").read_text())
+    assert data["pretrain"][0]["rows"] == 4 and data["pretrain_rows"] == 4 and data["train"][0]["rows"] == 12
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["pretrain"]["rows"] == 4 and metrics["pretrain"]["steps"] == 2
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nfine,neutral\nmoon,bullish\n")
+    result = runner.invoke(cli, ["finetune", "sentiment", "--pretrain", str(bad), "--train", str(train)],
+                           obj=settings)
+    assert result.exit_code == 3 and f"{bad}:3: unknown label 'bullish'" in result.output
+
+    # the main stage starts from the first stage's weights; a resumed run reuses a finished first stage
+    rows, dev_rows, pre = read_labelled([train]), read_labelled([dev]), read_labelled([tweets])
+    args = SentimentArgs(max_steps=2, batch_size=4, max_length=32)
+    starts: list[dict[str, torch.Tensor] | None] = []
+    fit = train_module._fit_classifier
+
+    def spy(*a, **k):
+        starts.append(k.get("init"))
+        return fit(*a, **k)
+
+    monkeypatch.setattr(train_module, "_fit_classifier", spy)
+    work = tmp_path / "work"
+    result = train_module.train_sentiment(base_model_path(), rows, dev_rows, args, work_dir=work,
+                                          out_dir=tmp_path / "out", device="cpu", pretrain_rows=pre)
+    assert len(starts) == 2 and starts[0] is None and starts[1] is not None
+    assert result.steps == 4 and (work / "pretrain" / "weights.safetensors").is_file()
+    fresh = train_module._new_model(base_model_path(), args, None).state_dict()
+    assert not torch.equal(starts[1]["head.weight"], fresh["head.weight"])  # trained in stage 1, then carried
+    again = train_module.train_sentiment(base_model_path(), rows, dev_rows, args, work_dir=work,
+                                         out_dir=tmp_path / "again", device="cpu", pretrain_rows=pre, resume=True)
+    assert len(starts) == 3 and again.details["pretrain"]["resumed"] is True  # only the main stage ran again
+    assert torch.equal(starts[2]["head.weight"], starts[1]["head.weight"])
