@@ -10,6 +10,8 @@ Methods:
              4 epochs, no class weights, the best dev epoch kept (so its dev score is picked on dev)
   cls3       CLS pooler, 3 epochs, last weights (selection-free)
   ours       SentimentArgs() defaults: mean pooling + linear head, 3 epochs, last weights (selection-free)
+  transfer   `ours` after a first stage of one epoch on the tweets (minus the held-out 10%): intermediate-task
+             transfer, what `newsdesk finetune sentiment --pretrain TWEETS --train ...` does
   soup5      five `ours` runs (seeds s..s+4) with their weights averaged into one model (`soup=5`)
   mean_avg   (earlier default) mean pooling, balanced class weights, weight averaging along one run
 Every fine-tuned row is also scored with a k-NN vote over the training rows' vectors mixed 50/50 into the head
@@ -46,7 +48,7 @@ PLAIN = {"pooling": "cls", "weight_averaging": 0.0, "class_weights": "none", "ea
 MEAN_AVG = {"pooling": "mean", "weight_averaging": 0.5, "class_weights": "balanced", "knn_mix": 1.0, "soup": 1,
             "epochs": 4.0, "early_stopping_patience": 2, "select_best": True}
 METHODS: dict[str, dict[str, Any]] = {"plain": PLAIN, "cls3": {"pooling": "cls"}, "ours": {},
-                                      "soup5": {"soup": 5}, "mean_avg": MEAN_AVG}
+                                      "transfer": {"_pretrain": True}, "soup5": {"soup": 5}, "mean_avg": MEAN_AVG}
 
 
 def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -> dict[str, Any]:
@@ -83,7 +85,8 @@ def knn_variant(folder: Path, train: list[LabelledText], evals: dict[str, list[L
 
 
 def fine_tune(train: list[LabelledText], dev: list[LabelledText], evals: dict[str, list[LabelledText]],
-              overrides: dict[str, Any], keep: Path | None = None) -> dict[str, Any]:
+              overrides: dict[str, Any], keep: Path | None = None,
+              pretrain: list[LabelledText] | None = None) -> dict[str, Any]:
     from finetune.pipeline import evaluate_sentiment_folder
     from finetune.train import train_sentiment
 
@@ -91,7 +94,7 @@ def fine_tune(train: list[LabelledText], dev: list[LabelledText], evals: dict[st
     with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
         out = Path(tmp) / "model"
         result = train_sentiment(base_model_path(), train, dev, args, work_dir=Path(tmp) / "work", out_dir=out,
-                                 device="auto")
+                                 device="auto", pretrain_rows=pretrain)
         scores = {name: evaluate_sentiment_folder(out, rows) for name, rows in evals.items()}
         knn = knn_variant(out, train, evals) if args.knn_mix >= 1 and overrides.get("_knn", True) else None
         if keep is not None:
@@ -110,6 +113,7 @@ def main() -> None:
     parser.add_argument("--two-source-epochs", type=float, default=2.0, help="epochs over PhraseBank + tweets")
     parser.add_argument("--two-source-soup", type=int, default=0, help="soup size for two-source runs (0 = method's)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (1 avoids oversubscription on a busy box)")
+    parser.add_argument("--no-knn", action="store_true", help="skip the +knn rows")
     parser.add_argument("--keep-models", default="", help="copy each trained model into this folder")
     parser.add_argument("--table", nargs="*", default=None, help="only print the table of these result files")
     parser.add_argument("--out", default=str(RESULTS / "finetune_sentiment.json"))
@@ -137,7 +141,7 @@ def main() -> None:
             if method == "frozen_lr":
                 res = frozen_lr(train, evals)
             else:
-                overrides = {**METHODS[method], "seed": seed}
+                overrides = {**METHODS[method], "seed": seed, **({"_knn": False} if opts.no_knn else {})}
                 if source != "phrasebank":
                     overrides["epochs"] = opts.two_source_epochs
                     if opts.two_source_soup:
@@ -145,7 +149,8 @@ def main() -> None:
                 if opts.max_steps > 0:
                     overrides["max_steps"] = opts.max_steps
                 keep = Path(opts.keep_models) / f"{method}-{source}-{seed}" if opts.keep_models else None
-                res = fine_tune(train, pb_dev, evals, overrides, keep)
+                pretrain = tweets_train if overrides.get("_pretrain") else None
+                res = fine_tune(train, pb_dev, evals, overrides, keep, pretrain)
             rows.append({"method": method, "source": source, "seed": seed, **res})
             write_results(opts.out, rows, len(tweets_held), len(pb_dev))  # after every run: partial runs count
             print_table(rows[-1:])

@@ -65,6 +65,26 @@ def test_scheduled_retrain_waits_for_enough_new_labels(settings: Settings, db_ur
     assert calls == [[labels / "a.csv", labels / "b.csv"]]
 
 
+def test_scheduled_retrain_keeps_the_last_versions_pretrain_files(settings: Settings, db_url: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune.tables import ModelVersion
+
+    train, tweets = tmp_path / "pb.csv", tmp_path / "tweets.csv"
+    train.write_text("text,label\na,neutral\nb,positive\n")
+    tweets.write_text("text,label\nc,negative\nd,neutral\n")
+    with session_scope(db_url) as s:
+        s.add(ModelVersion(task="sentiment", version="v1", path="x", primary_metric="macro_f1",
+                           data={"train": [{"path": str(train)}],
+                                 "pretrain": [{"path": str(tweets)}, {"path": str(tmp_path / "gone.csv")}]}))
+    calls: list[tuple[list[Path], list[Path]]] = []
+    monkeypatch.setattr("finetune.service.retrain",
+                        lambda settings, task, train_files, pretrain_files=(), **kw:
+                        calls.append((list(train_files), list(pretrain_files)))
+                        or SimpleNamespace(version="v2", reason="promoted"))
+    jobs.scheduled_retrain(settings, "sentiment")
+    assert calls == [([train], [tweets])]  # a pretrain file that no longer exists is skipped
+
+
 def test_queued_run_without_data_fails_instead_of_looping(settings: Settings, db_url: str) -> None:
     with session_scope(db_url) as s:
         run_id = service.request_retrain(s, "sentiment", "bob")
