@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -39,15 +40,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select
 
-from monitor import service, stream  # noqa: E402
-from monitor.enrich import ensure_default_watchlist  # noqa: E402
-from monitor.ingest import validate_payload  # noqa: E402
-from monitor.replay import read_lines  # noqa: E402
-from monitor.tables import Alert, AlertEvidence, Message  # noqa: E402
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import MonitorSettings, Settings  # noqa: E402
+from monitor import service, stream
+from monitor.enrich import ensure_default_watchlist
+from monitor.ingest import validate_payload
+from monitor.replay import read_lines
+from monitor.tables import Alert, AlertEvidence, Message
+from newsdesk import db
+from newsdesk.settings import MonitorSettings, Settings
 
 STREAM = ROOT.parent / "shared" / "data" / "stream" / "stocknet_tweets_stream.jsonl.gz"
 PRICES = ROOT.parent / "shared" / "data" / "stream" / "prices"
@@ -249,7 +250,7 @@ def read_prices(ticker: str) -> list[tuple[date, float]]:
 
 def median_abs_move(prices: list[tuple[date, float]]) -> float:
     """The ticker's median absolute close-to-close move over its whole price file (2012-2017)."""
-    return statistics.median(abs(b[1] / a[1] - 1) for a, b in zip(prices, prices[1:]))
+    return statistics.median(abs(b[1] / a[1] - 1) for a, b in itertools.pairwise(prices))
 
 
 def next_day_move(prices: list[tuple[date, float]], day: date) -> float | None:
@@ -275,7 +276,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         if len(prices) < 30:
             continue
         period = [(d, p) for d, p in prices if first.date() <= d <= last.date() + timedelta(days=5)]
-        moves = [b[1] / a[1] - 1 for a, b in zip(period, period[1:])]
+        moves = [b[1] / a[1] - 1 for a, b in itertools.pairwise(period)]
         median_abs = median_abs_move(prices)
         falls = sum(1 for m in moves if m < -median_abs)
         base_hits, base_total = base_hits + falls, base_total + len(moves)
@@ -323,7 +324,7 @@ def sweep(session: Any, first: Any, last: Any) -> dict[str, Any]:
         if len(prices) < 30 or len(rows) < 20:
             continue
         period = [(d, p) for d, p in prices if first.date() <= d <= last.date()]
-        moves = [b[1] / a[1] - 1 for a, b in zip(period, period[1:])]
+        moves = [b[1] / a[1] - 1 for a, b in itertools.pairwise(period)]
         if len(moves) < 5:
             continue
         median_abs = median_abs_move(prices)

@@ -113,7 +113,7 @@ def create_silence(session: Session, matchers: dict[str, Any], ends_at: datetime
         raise InvalidInput("a silence needs at least one matcher", {"field": "matchers"})
     unknown = set(matchers) - set(lifecycle.MATCHER_KEYS)
     if unknown:
-        raise InvalidInput(f"unknown matcher {sorted(unknown)[0]!r}; use {', '.join(lifecycle.MATCHER_KEYS)}",
+        raise InvalidInput(f"unknown matcher {min(unknown)!r}; use {', '.join(lifecycle.MATCHER_KEYS)}",
                            {"field": "matchers"})
     now = utcnow()
     starts_at = starts_at or now
@@ -199,7 +199,7 @@ def update_rule(session: Session, rule_id: int, **changes: Any) -> RuleInfo:
     allowed = {"name", "params", "tickers", "severity", "repeat_interval_s", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
-        raise InvalidInput(f"cannot change {sorted(unknown)[0]!r} of a rule", {"field": sorted(unknown)[0]})
+        raise InvalidInput(f"cannot change {min(unknown)!r} of a rule", {"field": min(unknown)})
     if "name" in changes:
         name = str(changes["name"] or "").strip()
         if not name or len(name) > 128:

@@ -6,6 +6,7 @@ import json
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import pytest
 from monitor_fakes import T0, FakeClassifier
@@ -122,8 +123,8 @@ def test_changes_since_streams_alert_updates(session, burst_rule) -> None:
 
 
 class _Hook(BaseHTTPRequestHandler):
-    script: list[int] = []
-    received: list[dict] = []
+    script: ClassVar[list[int]] = []
+    received: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -164,7 +165,7 @@ def test_webhook_retries_with_backoff_and_records_attempts(session, burst_rule, 
 
 
 def test_webhook_gives_up_after_max_attempts_and_fans_out(session, burst_rule, webhook) -> None:
-    url, hook = webhook
+    url, _hook = webhook
     service.ingest_messages(session, FakeClassifier(), _negatives(T0), "test")
     dead = "http://127.0.0.1:9/nothing-listens-here"
     now = utcnow()
