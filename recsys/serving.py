@@ -119,8 +119,7 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
     published = np.array([meta[i].published_at.replace(tzinfo=timezone.utc).timestamp()
                           if meta[i].published_at else np.nan for i in ids])
     position = {item_id: i for i, item_id in enumerate(ids)}
-    popularity, trending = popularity_arrays(session, position, settings.recsys.positive_rating)
-    known = interacted_mask(session, position)
+    popularity, trending, known = feedback_arrays(session, position, settings.recsys.positive_rating)
     collab = None
     try:
         cmap = CollabMap.load(settings.indexes_dir / version)
@@ -141,29 +140,30 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
                     trending=trending, index=index, collab=collab, known=known)
 
 
-def interacted_mask(session: Session, position: dict[str, int]) -> np.ndarray:
-    """True for catalog items with any feedback (rating, click, not-interested; impressions do not count)."""
-    out = np.zeros(len(position), dtype=bool)
-    for item_id in session.scalars(sa.select(Interaction.item_id).where(Interaction.kind != "impression").distinct()):
-        if item_id in position:
-            out[position[item_id]] = True
-    return out
+def feedback_arrays(session: Session, position: dict[str, int],
+                    positive_rating: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(all-time popularity, trending over the last week, has-feedback mask) from one grouped scan.
 
+    Popularity and trending count positives (clicks, ratings >= `positive_rating`), each log-scaled to [0, 1]; the
+    mask is True for catalog items with any feedback (rating, click, not-interested; impressions do not count).
+    """
+    positive = positive_filter(positive_rating)
+    since = utcnow() - timedelta(days=TRENDING_DAYS)
+    query = sa.select(Interaction.item_id,
+                      sa.func.sum(sa.case((positive, 1), else_=0)),
+                      sa.func.sum(sa.case((sa.and_(positive, Interaction.ts >= since), 1), else_=0)),
+                      sa.func.max(sa.case((Interaction.kind != "impression", 1), else_=0))
+                      ).group_by(Interaction.item_id)
+    counts, recent, known = np.zeros(len(position)), np.zeros(len(position)), np.zeros(len(position), dtype=bool)
+    for item_id, n_all, n_recent, any_feedback in session.execute(query):
+        at = position.get(item_id)
+        if at is not None:
+            counts[at], recent[at], known[at] = n_all or 0, n_recent or 0, bool(any_feedback)
 
-def popularity_arrays(session: Session, position: dict[str, int],
-                      positive_rating: float) -> tuple[np.ndarray, np.ndarray]:
-    """(all-time popularity, trending over the last week), each log-scaled to [0, 1]."""
-    def counts(since=None) -> np.ndarray:
-        query = sa.select(Interaction.item_id, sa.func.count()).where(positive_filter(positive_rating))
-        if since is not None:
-            query = query.where(Interaction.ts >= since)
-        out = np.zeros(len(position))
-        for item_id, n in session.execute(query.group_by(Interaction.item_id)):
-            if item_id in position:
-                out[position[item_id]] = n
-        return np.log1p(out) / np.log1p(out.max()) if out.max() > 0 else out
+    def scaled(values: np.ndarray) -> np.ndarray:
+        return np.log1p(values) / np.log1p(values.max()) if values.max() > 0 else values
 
-    return counts(), counts(utcnow() - timedelta(days=TRENDING_DAYS))
+    return scaled(counts), scaled(recent), known
 
 
 def user_events(session: Session, user_id: str, limit: int = 1000) -> list[Event]:
@@ -234,9 +234,8 @@ class Recommender:
             log.info("recommender loaded %d items (encoder %s, %s index)", len(self._snap.item_ids), version,
                      self._snap.index.kind)
         elif time.monotonic() - self._refreshed > self.refresh_seconds:
-            self._snap.popularity, self._snap.trending = popularity_arrays(
+            self._snap.popularity, self._snap.trending, self._snap.known = feedback_arrays(
                 session, self._snap.position, self.params.positive_rating)
-            self._snap.known = interacted_mask(session, self._snap.position)
             self._refreshed = time.monotonic()  # cached results pick this up within their TTL (no miss storm)
 
     def invalidate(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from recsys_fixtures import write_csv
@@ -121,3 +122,22 @@ def test_log_events_validates_kind_and_items(session, catalog_file) -> None:
         service.log_events(session, "ann", [("zzz", "click")])
     history = service.user_history(session, "ann")
     assert [h.item_id for h in history] == ["e0"]  # impressions are not history
+
+
+def test_feedback_arrays_count_positives_recent_positives_and_any_feedback(session) -> None:
+    from datetime import timedelta
+
+    from newsdesk.db import utcnow
+    from recsys.serving import feedback_arrays
+
+    now, old = utcnow(), utcnow() - timedelta(days=60)
+    rows = [("u1", "a", "click", None, now), ("u2", "a", "rating", 4.5, old), ("u3", "a", "rating", 4.0, now),
+            ("u1", "b", "rating", 2.0, now),  # feedback, not a positive
+            ("u1", "c", "impression", None, now),  # shown only: no feedback
+            ("u1", "d", "rating", 5.0, old), ("u1", "gone", "click", None, now)]  # not in the catalog
+    session.add_all(Interaction(user_id=u, item_id=i, kind=k, rating=r, ts=t) for u, i, k, r, t in rows)
+    session.flush()
+    popularity, trending, known = feedback_arrays(session, {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}, 4.0)
+    assert popularity.tolist() == pytest.approx([1.0, 0.0, 0.0, float(np.log1p(1) / np.log1p(3)), 0.0])
+    assert trending.tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0, 0.0])  # a: 2 recent positives, d: old only
+    assert known.tolist() == [True, True, False, True, False]
