@@ -240,7 +240,7 @@ def _fit_classifier(base_path: Path, tokenizer: Any, train_ds: list[dict[str, An
     checkpoint = latest_checkpoint(work_dir) if resume else None
     if averaging and checkpoint is not None:
         averaging.resume_from = checkpoint
-    log.info("sentiment fine-tune: %d train / %d dev rows, %d steps on %s (seed %d)%s", len(train_ds), len(dev_ds),
+    log.info("%s fine-tune: %d train / %d dev rows, %d steps on %s (seed %d)%s", desc, len(train_ds), len(dev_ds),
              total_steps, device, args.seed, f", resuming from {checkpoint.name}" if checkpoint else "")
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     details: dict[str, Any] = {"train_loss": round(float(output.training_loss), 4), "device": device,
