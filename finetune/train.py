@@ -125,7 +125,7 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
             for key, value in state.items():
                 total[key] = total[key] + value if key in total else value.clone()
         model = _new_model(base_path, args, class_weights)
-        target = model.state_dict()  # (every ingredient started from `init`; the average replaces all of it)
+        target = model.state_dict()  # fresh shapes only: the average overwrites every weight
         model.load_state_dict({k: (total[k] / args.soup).to(target[k].dtype) for k in target})
     seconds = time.monotonic() - started
     if pretrain_details:
@@ -176,7 +176,7 @@ def _pretrain(base_path: Path, tokenizer: Any, rows_ds: list[dict[str, Any]], de
     if resume and saved.is_file() and info_file.is_file():
         log.info("sentiment pretraining: reusing the finished first stage in %s", folder)
         return load_file(str(saved)), {**json.loads(info_file.read_text()), "resumed": True}
-    stage = dataclasses.replace(args, epochs=args.pretrain_epochs, max_steps=args.max_steps, soup=1,
+    stage = dataclasses.replace(args, epochs=args.pretrain_epochs, soup=1,
                                 select_best=False, early_stopping_patience=0, weight_averaging=0.0)
     model, info, steps = _fit_classifier(base_path, tokenizer, rows_ds, dev_ds, stage, class_weights,
                                          work_dir=folder / "trainer", device=device, resume=resume,
@@ -185,9 +185,10 @@ def _pretrain(base_path: Path, tokenizer: Any, rows_ds: list[dict[str, Any]], de
     details = {"rows": len(rows_ds), "epochs": args.pretrain_epochs, "steps": steps,
                "train_loss": info.get("train_loss"), "dev_history": info.get("dev_history")}
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "details.tmp").write_text(json.dumps(details))  # each file whole, then renamed: a crash leaves
+    os.replace(folder / "details.tmp", info_file)              # no half-written first stage to resume from
     save_file(state, str(folder / "weights.tmp"))
     os.replace(folder / "weights.tmp", saved)
-    info_file.write_text(json.dumps(details))
     shutil.rmtree(folder / "trainer", ignore_errors=True)
     return state, details
 
