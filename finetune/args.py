@@ -21,7 +21,7 @@ class SentimentArgs:
     only reports and gates. Given labelled text from a related source as pretraining files (`--pretrain`, e.g. the
     financial tweets before PhraseBank news), the same recipe first trains on them for `pretrain_epochs` and then
     on the training files from there (intermediate-task transfer): on PhraseBank dev, tweets first raised the mean
-    of five seeds from 0.830 to 0.838 (four of five seeds higher; docs/benchmarks.md).
+    of eight seeds from 0.830 to 0.839 (seven of eight seeds higher; docs/benchmarks.md).
 
     Attributes:
         epochs: maximum passes over the training data; early stopping on dev may end sooner.
