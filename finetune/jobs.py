@@ -52,14 +52,18 @@ def mark_stale_runs(settings: Settings) -> int:
     return count
 
 
-def sentiment_sources(settings: Settings) -> list[Path]:
-    """Training files for unattended sentiment runs: the last version's files plus NEWSDESK_HOME/labels/sentiment/."""
-    files: list[Path] = []
+def _last_sentiment_files(settings: Settings, key: str) -> list[Path]:
+    """The `key` ("train" or "pretrain") file paths recorded in the newest sentiment version's data."""
     with session_scope(settings.database_url) as session:
         row = session.scalar(select(ModelVersion).where(ModelVersion.task == "sentiment")
                              .order_by(ModelVersion.id.desc()).limit(1))
-        if row is not None:
-            files += [Path(f["path"]) for f in (row.data or {}).get("train", []) if f.get("path")]
+        entries = (row.data or {}).get(key, []) if row is not None else []
+    return [Path(f["path"]) for f in entries if f.get("path")]
+
+
+def sentiment_sources(settings: Settings) -> list[Path]:
+    """Training files for unattended sentiment runs: the last version's files plus NEWSDESK_HOME/labels/sentiment/."""
+    files = _last_sentiment_files(settings, "train")
     folder = settings.home / "labels" / "sentiment"
     if folder.is_dir():
         files += sorted(p for p in folder.iterdir() if p.suffix in LABEL_SUFFIXES)
@@ -69,11 +73,7 @@ def sentiment_sources(settings: Settings) -> list[Path]:
 
 def sentiment_pretrain_sources(settings: Settings) -> list[Path]:
     """First-stage files of unattended sentiment runs: those of the last version (`--pretrain`), if still there."""
-    with session_scope(settings.database_url) as session:
-        row = session.scalar(select(ModelVersion).where(ModelVersion.task == "sentiment")
-                             .order_by(ModelVersion.id.desc()).limit(1))
-        entries = (row.data or {}).get("pretrain", []) if row is not None else []
-    return [Path(f["path"]) for f in entries if f.get("path") and Path(f["path"]).is_file()]
+    return [f for f in _last_sentiment_files(settings, "pretrain") if f.is_file()]
 
 
 def new_data(settings: Settings, task: str) -> tuple[int, int]:

@@ -67,7 +67,6 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     Trainer checkpoints and each finished run's weights; with `resume` a run continues from there (finished runs
     are not trained again).
     """
-    from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer
 
     from finetune.model import KnnMemory, save_sentiment_model
@@ -87,10 +86,15 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
     started = time.monotonic()
     init: dict[str, torch.Tensor] | None = None
     pretrain_details: dict[str, Any] = {}
-    if pretrain_rows:  # stage 1: intermediate task
-        init, pretrain_details = _pretrain(base_path, tokenizer, encode(pretrain_rows), dev_ds, args,
-                                           _class_weights(pretrain_rows, args.class_weights),
-                                           folder=work_dir / "pretrain", device=dev, resume=resume)
+    if pretrain_rows:  # stage 1: intermediate task, kept whole in its folder so a resumed run does not repeat it
+        stage = dataclasses.replace(args, epochs=args.pretrain_epochs, soup=1, select_best=False,
+                                    early_stopping_patience=0, weight_averaging=0.0)
+        init, info, reused = _fit_stage(base_path, tokenizer, encode(pretrain_rows), dev_ds, stage,
+                                        _class_weights(pretrain_rows, args.class_weights),
+                                        folder=work_dir / "pretrain", device=dev, resume=resume, desc="pretrain")
+        pretrain_details = {"rows": len(pretrain_rows), "epochs": args.pretrain_epochs, "steps": info["steps"],
+                            "train_loss": info.get("train_loss"), "dev_history": info.get("dev_history"),
+                            **({"resumed": True} if reused else {})}
     if args.soup <= 1:
         model, details, steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, args, class_weights,
                                                 work_dir=work_dir, device=dev, resume=resume, init=init)
@@ -101,24 +105,11 @@ def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: l
         for n in range(args.soup):
             ingredient = dataclasses.replace(args, seed=args.seed + n, soup=1, select_best=False,
                                              early_stopping_patience=0)
-            folder = work_dir / f"soup-{n}"
-            saved = folder / "weights.safetensors"
-            if resume and saved.is_file():
-                state = load_file(str(saved))
-                info = json.loads((folder / "details.json").read_text())
+            state, info, reused = _fit_stage(base_path, tokenizer, train_ds, dev_ds, ingredient, class_weights,
+                                             folder=work_dir / f"soup-{n}", device=dev, resume=resume,
+                                             desc=f"sentiment {n + 1}/{args.soup}", init=init)
+            if reused:
                 details["resumed_from"] = details["resumed_from"] or f"soup-{n}"
-            else:
-                model, info, n_steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, ingredient,
-                                                       class_weights, work_dir=folder / "trainer", device=dev,
-                                                       resume=resume, desc=f"sentiment {n + 1}/{args.soup}",
-                                                       init=init)
-                state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-                info["steps"] = n_steps
-                folder.mkdir(parents=True, exist_ok=True)
-                save_file(state, str(folder / "weights.tmp"))  # whole file, then rename: a crash leaves none
-                os.replace(folder / "weights.tmp", saved)
-                (folder / "details.json").write_text(json.dumps(info))
-                shutil.rmtree(folder / "trainer", ignore_errors=True)
             steps += int(info.get("steps", 0))
             details["soup"].append({"seed": ingredient.seed, "train_loss": info.get("train_loss"),
                                     "dev_history": info.get("dev_history")})
@@ -163,34 +154,33 @@ def _new_model(base_path: Path, args: SentimentArgs, class_weights: list[float] 
     return model
 
 
-def _pretrain(base_path: Path, tokenizer: Any, rows_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
-              args: SentimentArgs, class_weights: list[float] | None, *, folder: Path, device: str,
-              resume: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Stage 1 of intermediate-task transfer: (weights, details) after `args.pretrain_epochs` on the related rows.
+def _fit_stage(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
+               args: SentimentArgs, class_weights: list[float] | None, *, folder: Path, device: str, resume: bool,
+               desc: str, init: dict[str, torch.Tensor] | None = None
+               ) -> tuple[dict[str, torch.Tensor], dict[str, Any], bool]:
+    """One whole training run (a first stage, a soup ingredient) kept in `folder`: (weights, details, reused).
 
-    The finished weights are written to `folder` (temp file, then rename); with `resume` they are reused.
+    The Trainer's checkpoints live in `folder/trainer` while it runs; the finished weights and details are written
+    whole, then renamed, and the checkpoints dropped. With `resume` a finished run is loaded instead of trained.
     """
     from safetensors.torch import load_file, save_file
 
     saved, info_file = folder / "weights.safetensors", folder / "details.json"
     if resume and saved.is_file() and info_file.is_file():
-        log.info("sentiment pretraining: reusing the finished first stage in %s", folder)
-        return load_file(str(saved)), {**json.loads(info_file.read_text()), "resumed": True}
-    stage = dataclasses.replace(args, epochs=args.pretrain_epochs, soup=1,
-                                select_best=False, early_stopping_patience=0, weight_averaging=0.0)
-    model, info, steps = _fit_classifier(base_path, tokenizer, rows_ds, dev_ds, stage, class_weights,
-                                         work_dir=folder / "trainer", device=device, resume=resume,
-                                         desc="pretrain")
+        log.info("%s: reusing the finished run in %s", desc, folder)
+        return load_file(str(saved)), json.loads(info_file.read_text()), True
+    model, info, steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, args, class_weights,
+                                         work_dir=folder / "trainer", device=device, resume=resume, desc=desc,
+                                         init=init)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    details = {"rows": len(rows_ds), "epochs": args.pretrain_epochs, "steps": steps,
-               "train_loss": info.get("train_loss"), "dev_history": info.get("dev_history")}
+    info["steps"] = steps
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "details.tmp").write_text(json.dumps(details))  # each file whole, then renamed: a crash leaves
-    os.replace(folder / "details.tmp", info_file)              # no half-written first stage to resume from
+    (folder / "details.tmp").write_text(json.dumps(info))  # each file whole, then renamed: a crash leaves no
+    os.replace(folder / "details.tmp", info_file)          # half-written run to resume from (weights come last)
     save_file(state, str(folder / "weights.tmp"))
     os.replace(folder / "weights.tmp", saved)
     shutil.rmtree(folder / "trainer", ignore_errors=True)
-    return state, details
+    return state, info, False
 
 
 def _fit_classifier(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
