@@ -176,16 +176,29 @@ def rules_command(settings: Settings) -> None:
 @stream_group.command("dead-letters")
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--replay", "replay_id", type=int, default=None, help="Ingest this dead letter again.")
+@click.option("--replay-all", is_flag=True, help="Ingest every open dead letter again (after an outage or a fix).")
+@click.option("--reason", default=None, help="With --replay-all: only dead letters whose reason contains this.")
+@click.option("--stage", type=click.Choice(["validate", "classify", "process"]), default=None,
+              help="With --replay-all: only dead letters of this stage.")
 @pass_settings
-def dead_letters_command(settings: Settings, limit: int, replay_id: int | None) -> None:
-    """List dead letters (newest first), or replay one with --replay ID."""
+def dead_letters_command(settings: Settings, limit: int, replay_id: int | None, replay_all: bool,
+                         reason: str | None, stage: str | None) -> None:
+    """List dead letters (newest first), replay one with --replay ID, or all open ones with --replay-all."""
     from monitor import service
     from monitor.jobs import classifier_for
 
+    if replay_all and replay_id is not None:
+        raise InvalidInput("use either --replay ID or --replay-all")
+    if (reason or stage) and not replay_all:
+        raise InvalidInput("--reason and --stage go with --replay-all")
     with session_scope(settings.database_url) as session:
         if replay_id is not None:
             info = service.replay_dead_letter(session, classifier_for(settings), replay_id)
             click.echo(f"Dead letter {info.id} replayed as message {info.message_id}")
+            return
+        if replay_all:
+            out = service.replay_dead_letters(session, classifier_for(settings), reason=reason, stage=stage)
+            click.echo(f"Replayed {out['replayed']} dead letters ({out['still_invalid']} still invalid, left open)")
             return
         letters, total = service.list_dead_letters(session, limit)
     for d in letters:

@@ -91,4 +91,6 @@ def deliver_notifications_job(settings: Settings) -> dict[str, int]:
     from monitor.notify import deliver_pending
 
     with session_scope(settings.database_url) as session:
-        return deliver_pending(session, settings.monitor.webhook_urls)
+        return deliver_pending(session, settings.monitor.webhook_urls,
+                               retry_for_s=settings.monitor.webhook_retry_hours * 3600,
+                               max_backoff_s=settings.monitor.webhook_max_backoff_s)

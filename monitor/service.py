@@ -285,6 +285,40 @@ def replay_dead_letter(session: Session, classifier: Classifier | None, dead_let
     return DeadLetterInfo.of(row)
 
 
+def replay_dead_letters(session: Session, classifier: Classifier | None, *, reason: str | None = None,
+                        stage: str | None = None, limit: int = 10_000) -> dict[str, Any]:
+    """Replay every open dead letter (oldest first), optionally only those whose reason contains `reason` or of
+    one `stage`; each in its own savepoint. Returns {"replayed", "still_invalid", "ids"}.
+
+    Raises:
+        InvalidInput: a bad stage or limit.
+    """
+    if stage is not None and stage not in ("validate", "classify", "process"):
+        raise InvalidInput("stage must be one of validate, classify, process", {"field": "stage"})
+    if not 0 < limit <= 100_000:
+        raise InvalidInput("limit must be between 1 and 100000", {"field": "limit"})
+    query = select(DeadLetter.id).where(DeadLetter.status == "open")
+    if reason:
+        query = query.where(DeadLetter.reason.contains(reason, autoescape=True))
+    if stage:
+        query = query.where(DeadLetter.stage == stage)
+    ids = list(session.scalars(query.order_by(DeadLetter.id).limit(limit)))
+    out: dict[str, Any] = {"replayed": 0, "still_invalid": 0, "ids": []}
+    for dead_letter_id in ids:
+        try:
+            with session.begin_nested():
+                replay_dead_letter(session, classifier, dead_letter_id)
+            out["replayed"] += 1
+            out["ids"].append(dead_letter_id)
+        except InvalidInput:
+            out["still_invalid"] += 1
+        except (Conflict, NotFound):  # replayed by someone else meanwhile
+            continue
+    if ids:
+        log.info("replayed %d of %d dead letters (%d still invalid)", out["replayed"], len(ids), out["still_invalid"])
+    return out
+
+
 def latest_messages(session: Session, limit: int = 50, ticker: str | None = None) -> list[MessageInfo]:
     """The newest messages (by message time), optionally about one ticker."""
     query = select(Message)

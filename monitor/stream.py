@@ -2,9 +2,13 @@
 
 At-least-once: an entry is acknowledged only after its batch is committed; a crashed consumer's pending entries
 are claimed by another (XAUTOCLAIM) once idle for `claim_idle_ms`, and idempotent storage drops the redeliveries.
+While a consumer works on a batch it keeps touching its entries (XCLAIM JUSTID, which does not count a delivery),
+so a slow batch is never taken over by another consumer.
 Errors: InvalidInput items become dead letters inside `ingest_messages` (then acked); Unavailable (database or
-Redis down) means no acknowledgement and a back-off; anything else is retried one entry at a time and an entry
-delivered more than `max_deliveries` times is dead-lettered and acked.
+Redis down) means no acknowledgement and a back-off, and that delivery is refunded (see `keys.outages`): an
+outage never counts against a message; anything else is retried one entry at a time (if the database turns out
+to be down, that is an outage too), and an entry that failed more than `max_deliveries` deliveries on a healthy
+database is dead-lettered and acked.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
 from monitor import keys
-from newsdesk.db import session_scope
+from newsdesk.db import database_reachable, session_scope
 from newsdesk.errors import Unavailable
 from newsdesk.settings import Settings
 
@@ -156,13 +161,17 @@ class Consumer:
         return entries
 
     def _deliveries(self, entries: list[tuple[Any, dict]]) -> dict[Any, int]:
+        """Deliveries that counted: Redis's delivery count less the deliveries that ended in an outage."""
         ids = [e[0] for e in entries]
         try:
             rows = self.client.xpending_range(keys.stream(self.settings), keys.group(self.settings), min=ids[0],
                                               max=ids[-1], count=len(ids) * 4)
+            refunds = self.client.hmget(keys.outages(self.settings), ids)
         except RedisError as exc:
             raise Unavailable(f"Redis unavailable: {exc}") from exc
-        return {r["message_id"]: int(r["times_delivered"]) for r in rows}
+        refunded = {i: int(r) for i, r in zip(ids, refunds) if r is not None}
+        return {r["message_id"]: max(1, int(r["times_delivered"]) - refunded.get(r["message_id"], 0))
+                for r in rows}
 
     def _process(self, entries: list[tuple[Any, dict]], deliveries: dict[Any, int]) -> None:
         limit = self.settings.monitor.max_deliveries
@@ -172,20 +181,66 @@ class Consumer:
             entries = [e for e in entries if deliveries.get(e[0], 1) <= limit]
         if not entries:
             return
+        with self._holding(entries):
+            try:
+                self._commit(entries)
+            except Unavailable:
+                self._refund(entries)
+                raise
+            except Exception:
+                if not database_reachable(self.settings.database_url):
+                    self._refund(entries)
+                    raise Unavailable("database unavailable (batch failed, the database does not answer)")
+                log.exception("consumer %s: batch of %d failed; retrying entry by entry", self.name, len(entries))
+                for n, entry in enumerate(entries):
+                    try:
+                        self._commit([entry])
+                    except Unavailable:
+                        self._refund(entries[n:])
+                        raise
+                    except Exception:
+                        if not database_reachable(self.settings.database_url):
+                            self._refund(entries[n:])
+                            raise Unavailable("database unavailable (entry failed, the database does not answer)")
+                        log.exception("stream entry %s failed (delivery %d of %d); left pending", _text(entry[0]),
+                                      deliveries.get(entry[0], 1), limit)
+
+    def _refund(self, entries: list[tuple[Any, dict]]) -> None:
+        """This delivery of `entries` ended in an outage: do not count it towards `max_deliveries`."""
         try:
-            self._commit(entries)
-        except Unavailable:
-            raise
-        except Exception:
-            log.exception("consumer %s: batch of %d failed; retrying entry by entry", self.name, len(entries))
-            for entry in entries:
+            pipe = self.client.pipeline(transaction=False)
+            for entry_id, _ in entries:
+                pipe.hincrby(keys.outages(self.settings), entry_id, 1)
+            pipe.execute()
+        except RedisError as exc:  # Redis down too: the delivery counts, as before
+            log.warning("consumer %s: cannot record an outage delivery: %s", self.name, exc)
+
+    @contextmanager
+    def _holding(self, entries: list[tuple[Any, dict]]) -> Iterator[None]:
+        """While the body runs, re-claim `entries` for this consumer every claim_idle_ms / 3 (idle time reset,
+        delivery count unchanged), so no other consumer takes over a batch that is still being worked on."""
+        every = max(self.claim_idle_ms / 3000, 0.02) if self.claim_idle_ms > 0 else 0.0
+        done = threading.Event()
+        ids = [e[0] for e in entries]
+
+        def touch() -> None:
+            while not done.wait(every):
                 try:
-                    self._commit([entry])
-                except Unavailable:
-                    raise
-                except Exception:
-                    log.exception("stream entry %s failed (delivery %d of %d); left pending", _text(entry[0]),
-                                  deliveries.get(entry[0], 1), limit)
+                    self.client.xclaim(keys.stream(self.settings), keys.group(self.settings), self.name, 0, ids,
+                                       justid=True)
+                except RedisError as exc:
+                    log.warning("consumer %s: cannot extend the claim on %d entries: %s", self.name, len(ids), exc)
+
+        thread = None
+        if every > 0:
+            thread = threading.Thread(target=touch, daemon=True, name=f"{self.name}-claim")
+            thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            if thread is not None:
+                thread.join()
 
     def _commit(self, entries: list[tuple[Any, dict]]) -> None:
         from monitor.service import ingest_messages
@@ -220,8 +275,12 @@ class Consumer:
         self._ack(entries)
 
     def _ack(self, entries: list[tuple[Any, dict]]) -> None:
+        ids = [e[0] for e in entries]
         try:
-            self.client.xack(keys.stream(self.settings), keys.group(self.settings), *[e[0] for e in entries])
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xack(keys.stream(self.settings), keys.group(self.settings), *ids)
+            pipe.hdel(keys.outages(self.settings), *ids)
+            pipe.execute()
         except RedisError as exc:  # committed but not acked: redelivery is harmless (idempotent)
             raise Unavailable(f"Redis unavailable while acknowledging: {exc}") from exc
 

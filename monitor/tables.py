@@ -179,5 +179,8 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)  # pending|delivered|failed
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     next_attempt_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
+    # one outbox row per alert transition ("<alert>:firing", "<alert>:resolved", ...; fan-out copies add ">url")
+    dedup_key: Mapped[str | None] = mapped_column(sa.String(200), nullable=True, unique=True)
+    retry_since: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)  # retry period starts here
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, onupdate=utcnow)
