@@ -102,14 +102,15 @@ def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result
             first[msg.key].ticker_hints = sorted(set(first[msg.key].ticker_hints) | set(msg.ticker_hints))
         else:
             first[msg.key] = msg
-    existing = dict(session.execute(select(Message.key, Message.id).where(Message.key.in_(list(first)))).all()) \
-        if first else {}
+    existing = {key: (mid, flag) for key, mid, flag in session.execute(
+        select(Message.key, Message.id, Message.flag).where(Message.key.in_(list(first))))} if first else {}
     fresh, seen = [], set()
     for index, msg in valid:
         if msg.key in existing or msg.key in seen:
             result.duplicates += 1
-            if msg.key in existing and msg.ticker_hints:
-                _link_tickers(session, existing[msg.key], msg.ticker_hints)
+            message_id, flag = existing.get(msg.key, (None, None))
+            if message_id is not None and flag is None and msg.ticker_hints:
+                _link_tickers(session, message_id, msg.ticker_hints)  # flagged (spam, empty): stays as stored
             continue
         seen.add(msg.key)
         fresh.append((index, msg))
@@ -117,10 +118,15 @@ def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result
 
 
 def _link_tickers(session: Session, message_id: int, hints: list[str]) -> None:
-    """A redelivered tweet filed under another ticker: link that ticker too (idempotent)."""
+    """The same tweet filed under another ticker: link that ticker too (idempotent). A plain redelivery names
+    only tickers already linked, so it changes nothing; links never grow past MAX_TICKERS_PER_MESSAGE."""
     msg = session.get(Message, message_id)
     have = set(session.scalars(select(MessageTicker.ticker).where(MessageTicker.message_id == message_id)))
-    for ticker in sorted(set(hints) - have):
+    new = sorted(set(hints) - have)
+    if not new or len(have) + len(new) > MAX_TICKERS_PER_MESSAGE:
+        return
+    have |= {t for t in (msg.tickers or "").split(",") if t}
+    for ticker in new:
         try:
             with session.begin_nested():
                 session.add(MessageTicker(message_id=message_id, ticker=ticker, ts=msg.ts, label=msg.label))
