@@ -160,6 +160,29 @@ def silence_command(settings: Settings, ticker: str | None, rule_id: int | None,
     click.echo(f"Silence {silence.id} on {silence.matchers} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
 
 
+@alerts_group.command("notifications")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--retry", "retry", is_flag=True, help="Send the undelivered notifications again now.")
+@click.option("--id", "ids", type=int, multiple=True, help="With --retry: only this notification (repeatable).")
+@pass_settings
+def notifications_command(settings: Settings, limit: int, retry: bool, ids: tuple[int, ...]) -> None:
+    """List webhook notifications not delivered yet, or queue them for another try with --retry."""
+    from monitor import service
+
+    if ids and not retry:
+        raise InvalidInput("--id goes with --retry")
+    with session_scope(settings.database_url) as session:
+        if retry:
+            n = service.retry_notifications(session, list(ids) or None, actor="cli")
+            click.echo(f"{n} notifications queued for another try (the worker sends them within seconds)")
+            return
+        items, total = service.undelivered_notifications(session, limit)
+    for n in items:
+        click.echo(f"{n['id']:>5} {n['status']:8} alert {n['alert_id']:<5} {n['event']:9} {n['attempts']:>3} tries "
+                   f"{n['url'][:40]} {n['last_error'][:60]!r}")
+    click.echo(f"{len(items)} of {total} undelivered notifications")
+
+
 @alerts_group.command("rules")
 @pass_settings
 def rules_command(settings: Settings) -> None:

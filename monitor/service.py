@@ -325,6 +325,20 @@ def replay_dead_letters(session: Session, classifier: Classifier | None, *, reas
     return out
 
 
+def undelivered_notifications(session: Session, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+    """Webhook notifications not delivered yet (failed, or pending after a failed attempt), newest first."""
+    from monitor import notify
+
+    return notify.undelivered(session, limit)
+
+
+def retry_notifications(session: Session, ids: Sequence[int] | None = None, *, actor: str = "") -> int:
+    """Queue undelivered notifications (all, or `ids`) for another try now, with a fresh retry period."""
+    from monitor import notify
+
+    return notify.retry(session, ids, actor=actor)
+
+
 def latest_messages(session: Session, limit: int = 50, ticker: str | None = None) -> list[MessageInfo]:
     """The newest messages (by message time), optionally about one ticker."""
     query = select(Message)
