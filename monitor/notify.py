@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-
 from typing import Any
 
 from sqlalchemy import func, or_, select

@@ -181,7 +181,7 @@ def test_redelivered_cashtag_spam_gets_no_ticker_links(pg_url: str) -> None:
 class _Receiver(BaseHTTPRequestHandler):
     received: ClassVar[list] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         type(self).received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(200)
         self.end_headers()
