@@ -28,9 +28,13 @@ def stream_group() -> None:
 @click.option("--source", default="replay", show_default=True, help="Source name for lines without one.")
 @click.option("--url", default=None, help="Ingest URL for --to http (default: the configured web host/port).")
 @click.option("--token", envvar="NEWSDESK_API_TOKEN", default="", help="API token for --to http.")
+@click.option("--skip", type=int, default=0, show_default=True,
+              help="Skip the first N lines (continue a replay that gave up; its error names N).")
+@click.option("--retry-for", "retry_for", type=float, default=600.0, show_default=True,
+              help="Seconds to keep retrying a batch while the target (Redis, database, web) is down.")
 @pass_settings
 def replay_command(settings: Settings, file: str, speed: float | None, to: str, limit: int | None, source: str,
-                   url: str | None, token: str) -> None:
+                   url: str | None, token: str, skip: int, retry_for: float) -> None:
     """Replay a JSONL file (gzip accepted) with text and optional ts, id, source, ticker."""
     from monitor import service
 
@@ -43,8 +47,10 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
             if not service.list_rules(session):
                 service.ensure_default_rules(session)
                 service.ensure_default_watchlist(session)
+    if retry_for < 0:
+        raise InvalidInput("--retry-for must not be negative")
     report = service.replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
-                                 token=token)
+                                 token=token, skip=skip, retry_for_s=retry_for)
     click.echo(f"Replayed {report}")
 
 
