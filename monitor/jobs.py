@@ -59,11 +59,24 @@ def run_consumer(settings: Settings, stop_event: threading.Event, claim_idle_ms:
 
 
 def evaluate_rules_job(settings: Settings) -> int:
-    """Re-evaluate tickers with firing alerts at the stream clock (resolves alerts when the flow stops)."""
-    from monitor.evaluate import evaluate_tickers
+    """Catch the rule cursor up with what is committed (see `evaluate.advance`), then, when nothing is in flight,
+    re-evaluate tickers with firing alerts at the stream clock (resolves alerts when the flow stops)."""
+    from monitor.evaluate import advance, evaluate_tickers
 
+    floor = None
+    if settings.redis_url:
+        from monitor import stream
+
+        client = stream.connect(settings)
+        try:
+            floor = stream.inflight_floor(client, settings)
+        finally:
+            client.close()
     with session_scope(settings.database_url) as session:
-        return len(evaluate_tickers(session, ()))
+        n = len(advance(session, floor, inclusive=floor is None))
+        if floor is None:
+            n += len(evaluate_tickers(session, ()))
+        return n
 
 
 def classify_pending_job(settings: Settings, max_batches: int = 20) -> int:

@@ -85,10 +85,10 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     for index, msg, row in _store_all(session, todo, tickers, preds, result):
         touched.update(_links(msg, tickers[index]))
         newest = max(newest, msg.ts) if newest else msg.ts
+    result.tickers = sorted(touched)
     if evaluate_rules and touched:
-        # The rule clock never goes back: a late or redelivered message joins the past, it does not reopen it.
-        clock = session.scalar(select(func.max(Message.ts)))
-        transitions = evaluate.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
+        # Rules run at each new message's time (see evaluate.advance); a late message joins the past.
+        transitions = evaluate.advance(session, late=touched)
         result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
     return result
 

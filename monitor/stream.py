@@ -249,18 +249,37 @@ class Consumer:
         for entry in entries:
             by_source.setdefault(_field(entry[1], keys.SOURCE_FIELD) or "stream", []).append(entry)
         classifier = self.classifier()
+        touched: set[str] = set()
         with session_scope(self.settings.database_url) as session:
             for source, group in by_source.items():
-                ingest_messages(session, classifier, [e[1].get(keys.PAYLOAD_FIELD.encode(), b"") for e in group],
-                                source, stream_ids=[_text(e[0]) for e in group],
-                                batch_size=self.settings.monitor.batch_size)
+                result = ingest_messages(session, classifier,
+                                         [e[1].get(keys.PAYLOAD_FIELD.encode(), b"") for e in group], source,
+                                         stream_ids=[_text(e[0]) for e in group],
+                                         batch_size=self.settings.monitor.batch_size, evaluate_rules=False)
+                touched.update(result.tickers)
         self._ack(entries)
+        self.evaluate_rules(touched)
         now = time.time()
         for _, fields in entries:
             enq = _field(fields, keys.ENQUEUED_FIELD)
             if enq:
                 self.latencies.append(now - float(enq))
         self.processed += len(entries)
+
+    def evaluate_rules(self, touched: set[str] = frozenset()) -> int:
+        """Move the rule cursor up to what is committed (nothing older is still in flight); returns transitions.
+
+        A failure here loses nothing: the messages are stored and the next call (or the rules job) catches up.
+        """
+        from monitor import evaluate
+
+        try:
+            floor = inflight_floor(self.client, self.settings)
+            with session_scope(self.settings.database_url) as session:
+                return len(evaluate.advance(session, floor, inclusive=floor is None, late=touched))
+        except Unavailable as exc:
+            log.warning("consumer %s: rule evaluation postponed: %s", self.name, exc.message)
+            return 0
 
     def _dead_letter(self, entries: list[tuple[Any, dict]], deliveries: dict[Any, int]) -> None:
         from monitor.service import add_dead_letter
@@ -283,6 +302,48 @@ class Consumer:
             pipe.execute()
         except RedisError as exc:  # committed but not acked: redelivery is harmless (idempotent)
             raise Unavailable(f"Redis unavailable while acknowledging: {exc}") from exc
+
+
+def inflight_floor(client: redis.Redis, settings: Settings, limit: int = 10_000) -> Any:
+    """The oldest message time (naive UTC) among stream entries not yet committed: delivered but unacknowledged,
+    or the next one not delivered yet. None when nothing is in flight. Rules may run only below it.
+
+    Raises:
+        Unavailable: Redis cannot be reached.
+    """
+    from monitor.ingest import decode_item, parse_ts
+
+    stream_name, group_name = keys.stream(settings), keys.group(settings)
+    try:
+        pipe = client.pipeline(transaction=True)  # one atomic view: an entry is unread, pending or acknowledged
+        pipe.xinfo_groups(stream_name)
+        pipe.xpending_range(stream_name, group_name, min="-", max="+", count=limit)
+        groups, pending = pipe.execute()
+        ids = [p["message_id"] for p in pending]
+        last = next((g.get("last-delivered-id") for g in groups if _text(g.get("name")) == group_name), None)
+        reads = client.pipeline(transaction=False)
+        for entry_id in ids:
+            reads.xrange(stream_name, entry_id, entry_id, count=1)
+        if last is not None:
+            reads.xrange(stream_name, f"({_text(last)}", "+", count=1)
+        replies = reads.execute() if ids or last is not None else []
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return None
+        raise Unavailable(f"Redis unavailable: {exc}") from exc
+    except RedisError as exc:
+        raise Unavailable(f"Redis unavailable: {exc}") from exc
+    floor = None
+    for reply in replies:
+        for _, fields in reply:
+            try:
+                item = decode_item(fields.get(keys.PAYLOAD_FIELD.encode(), b""))
+                ts = parse_ts(item.get("ts")) if item.get("ts") else None
+            except Exception:  # noqa: BLE001 - an invalid entry is dead-lettered, it holds nothing back
+                ts = None
+            if ts is not None and (floor is None or ts < floor):
+                floor = ts
+    return floor
 
 
 def pending_count(settings: Settings, client: redis.Redis | None = None) -> int:

@@ -184,3 +184,13 @@ class Notification(Base):
     retry_since: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)  # retry period starts here
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, onupdate=utcnow)
+
+
+class RuleCursor(Base):
+    """How far (stream time) the rules have been evaluated over committed messages; one row, locked to move."""
+
+    __tablename__ = "rule_cursor"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    evaluated_to: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, onupdate=utcnow)
