@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
 import pytest
-from monitor_fakes import FakeClassifier, burst_payloads
+from monitor_fakes import T0, FakeClassifier, burst_payloads
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -253,3 +253,77 @@ def test_failed_webhook_gives_up_after_the_period_then_an_operator_retries_it(pg
         server.shutdown()
         server.server_close()
     assert len(_Receiver.received) == 1
+
+
+# 6. The same input yields the same alerts, whatever the consumer interleaving -----------------------------------
+
+def _slice() -> list[dict]:
+    out = []
+    for n, ticker in enumerate(("AAA", "BBB", "CCC")):
+        for k, start in enumerate((T0, T0 + timedelta(hours=5))):  # two bursts per ticker: fire, resolve, fire
+            out += burst_payloads(ticker, neutral=6, negative=6 + n, start=start + timedelta(seconds=20 * n),
+                                  id_prefix=f"b{k}-")
+    return sorted(out, key=lambda p: (p["ts"], p["id"]))
+
+
+def _alerts(url: str) -> list[tuple]:
+    with db.session_scope(url) as s:
+        alerts = [(a.ticker, a.rule_name, a.started_at, a.resolved_at, a.state)
+                  for a in s.scalars(select(Alert).order_by(Alert.ticker, Alert.started_at, Alert.rule_name))]
+        events = sorted(s.execute(select(Alert.ticker, Alert.started_at, Notification.event)
+                                  .join(Notification, Notification.alert_id == Alert.id)).all())
+    return [alerts, events]
+
+
+def _run(settings, interleave) -> list[tuple]:
+    db.upgrade(settings.database_url)
+    with db.session_scope(settings.database_url) as s:
+        service.ensure_default_rules(s)
+    service.enqueue_messages(settings, _slice(), "test")
+    interleave(settings)
+    with db.session_scope(settings.database_url) as s:
+        assert s.scalar(select(func.count(Message.id))) == len(_slice())
+    return _alerts(settings.database_url)
+
+
+def _one_consumer(settings) -> None:
+    c1 = stream.Consumer(settings, FakeClassifier, name="c1")
+    while c1.poll_once(block_ms=50):
+        pass
+
+
+def _one_slow(first: int, later: int):
+    """c2 commits `first` batches, c1 takes the next one and stalls while c2 commits `later` more, then both go on."""
+
+    def interleave(settings) -> None:
+        c1 = stream.Consumer(settings, FakeClassifier, name="c1")
+        c2 = stream.Consumer(settings, FakeClassifier, name="c2")
+        for _ in range(first):
+            c2.poll_once(block_ms=50)
+        held = c1._read(50)
+        for _ in range(later):
+            c2.poll_once(block_ms=50)
+        c1._process(held, deliveries={})
+        while c2.poll_once(block_ms=50) or c1.poll_once(block_ms=50):
+            pass
+
+    return interleave
+
+
+def test_same_slice_same_alerts_under_other_interleavings(redis_settings, tmp_path) -> None:
+    """One slice through one consumer, then through two where one stalls on a batch of the first burst while the
+    other commits later batches: the same alerts (start and end times) and the same notifications."""
+    from newsdesk.settings import Settings
+
+    def variant(name: str):
+        home = tmp_path / name
+        base = Settings.load(env={}, home=home, secret_key="x", device="cpu")
+        base.ensure_dirs()
+        return base.replace(redis_url=redis_settings.redis_url, monitor=MonitorSettings(
+            stream_name=f"{redis_settings.monitor.stream_name}-{name}",
+            consumer_group=redis_settings.monitor.consumer_group, batch_size=8, batch_wait_ms=10))
+
+    sequential = _run(variant("seq"), _one_consumer)
+    assert sequential[0] and any(a[3] is not None for a in sequential[0])  # alerts fired and resolved
+    for first, later in ((2, 3), (3, 2)):
+        assert _run(variant(f"slow{first}"), _one_slow(first, later)) == sequential, (first, later)
