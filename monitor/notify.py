@@ -52,11 +52,14 @@ def fan_out(session: Session, urls: Sequence[str]) -> int:
     return n
 
 
-def post_json(url: str, payload: dict, timeout: float = TIMEOUT_S) -> int:
-    """POST `payload` as JSON; returns the HTTP status (raises OSError/URLError on transport failure)."""
+def post_json(url: str, payload: dict, timeout: float = TIMEOUT_S, key: str = "") -> int:
+    """POST `payload` as JSON; returns the HTTP status (raises OSError/URLError on transport failure). `key` goes
+    in an Idempotency-Key header (one per notification), so a receiver can drop a resend it already has."""
     body = json.dumps(payload, default=str).encode("utf-8")
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "newsdesk-monitor"})
+    headers = {"Content-Type": "application/json", "User-Agent": "newsdesk-monitor"}
+    if key:
+        headers["Idempotency-Key"] = key
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status
@@ -85,7 +88,7 @@ def deliver_pending(session: Session, urls: Sequence[str], *, now: datetime | No
         started = time.perf_counter()
         code, error = None, ""
         try:
-            code = post_json(row.url, row.payload)
+            code = post_json(row.url, row.payload, key=row.dedup_key or f"notification-{row.id}")
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         attempt = {"at": utcnow().isoformat() + "Z", "status_code": code, "error": error,
