@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,9 +77,9 @@ class KeywordClassifier:
 
 
 class Receiver(BaseHTTPRequestHandler):
-    keys: Counter = Counter()
+    keys: ClassVar[Counter] = Counter()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         type(self).keys[self.headers.get("Idempotency-Key", "")] += 1
         self.send_response(200)

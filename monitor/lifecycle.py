@@ -28,6 +28,9 @@ from newsdesk.db import utcnow
 log = logging.getLogger(__name__)
 
 MAX_EVIDENCE_PER_ALERT = 200
+# An alert resolves only once its rule has been unmet this long in stream time (like Prometheus' keep_firing_for):
+# rules run at every message's time, and a count hovering at its threshold must not fire, resolve and fire again.
+KEEP_FIRING_FOR = timedelta(minutes=15)
 MATCHER_KEYS = ("ticker", "rule_id", "kind", "severity", "rule_name")
 
 
@@ -80,6 +83,8 @@ def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleRes
     if not result.met:
         if alert is None:
             return None
+        if now - alert.last_eval_at < KEEP_FIRING_FOR:
+            return None  # unmet only briefly (a window edge): keep firing rather than flap resolve -> fire
         if not _transition(session, alert, (Alert.state == AlertState.FIRING.value) & (Alert.active_fingerprint == fp),
                            state=AlertState.RESOLVED.value, resolved_at=now, last_eval_at=now,
                            active_fingerprint=None):

@@ -136,7 +136,7 @@ def test_two_consumers_resolving_one_alert_queue_one_notification(pg_url: str) -
         service.ingest_messages(s, FakeClassifier(), burst_payloads(), "test")
     with db.session_scope(pg_url) as s:
         alert = s.scalars(select(Alert)).one()
-        rule_id, ticker, now = alert.rule_id, alert.ticker, alert.last_eval_at
+        rule_id, ticker, now = alert.rule_id, alert.ticker, alert.last_eval_at + timedelta(hours=1)
     calm = RuleResult(met=False, values={}, summary="calm")
     results: list = []
 
@@ -260,9 +260,12 @@ def test_failed_webhook_gives_up_after_the_period_then_an_operator_retries_it(pg
 def _slice() -> list[dict]:
     out = []
     for n, ticker in enumerate(("AAA", "BBB", "CCC")):
-        for k, start in enumerate((T0, T0 + timedelta(hours=5))):  # two bursts per ticker: fire, resolve, fire
+        for k, start in enumerate((T0, T0 + timedelta(hours=8))):  # two bursts per ticker: fire, resolve, fire
             out += burst_payloads(ticker, neutral=6, negative=6 + n, start=start + timedelta(seconds=20 * n),
                                   id_prefix=f"b{k}-")
+        # calm messages between the bursts, past the 6-hour burst window: the first alerts resolve
+        out += burst_payloads(ticker, neutral=3, negative=0, start=T0 + timedelta(hours=7, seconds=20 * n),
+                              step_s=600, id_prefix="calm-")
     return sorted(out, key=lambda p: (p["ts"], p["id"]))
 
 
