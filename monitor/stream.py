@@ -96,14 +96,20 @@ class Consumer:
     def run(self) -> None:
         backoff = 0.0
         last_claim = 0.0
+        backlog = False  # after an outage: our own pending entries first, before reading new ones
         while not self.stop.is_set():
             try:
+                if backlog:
+                    backlog = self.retry_own() > 0
+                    backoff = 0.0
+                    continue
                 if backoff == 0.0 and time.monotonic() - last_claim >= self.claim_every_s:
                     self.claim_stale()
                     last_claim = time.monotonic()
                 self.poll_once()
                 backoff = 0.0
             except Unavailable as exc:
+                backlog = True
                 backoff = min(max(backoff * 2, 1.0), 30.0)
                 log.warning("consumer %s: %s; retrying in %.0f s", self.name, exc.message, backoff)
                 self.stop.wait(backoff)
@@ -114,6 +120,25 @@ class Consumer:
         entries = self._read(block_ms)
         if entries:
             self._process(entries, deliveries={})
+        return len(entries)
+
+    def retry_own(self) -> int:
+        """Process a batch of this consumer's own pending entries (left by a failed batch); returns how many.
+
+        Raises:
+            Unavailable: Redis or the database is (still) down.
+        """
+        try:
+            reply = self.client.xreadgroup(keys.group(self.settings), self.name, {keys.stream(self.settings): "0"},
+                                           count=self.settings.monitor.batch_size)
+        except RedisError as exc:
+            raise Unavailable(f"Redis unavailable: {exc}") from exc
+        entries = [e for e in (reply[0][1] if reply else []) if e[1]]
+        gone = [e for e in (reply[0][1] if reply else []) if not e[1]]  # trimmed from the stream meanwhile
+        if gone:
+            self._ack(gone)
+        if entries:
+            self._process(entries, deliveries=self._deliveries(entries))
         return len(entries)
 
     def claim_stale(self) -> int:

@@ -330,3 +330,26 @@ def test_same_slice_same_alerts_under_other_interleavings(redis_settings, tmp_pa
     assert sequential[0] and any(a[3] is not None for a in sequential[0])  # alerts fired and resolved
     for first, later in ((2, 3), (3, 2)):
         assert _run(variant(f"slow{first}"), _one_slow(first, later)) == sequential, (first, later)
+
+
+def test_running_consumer_rides_out_an_outage_without_reading_ahead(fault_settings) -> None:
+    """The consumer loop during an outage: its failed batch stays its own, it reads nothing new while the database
+    is down, and it stores everything soon after the database is back (not only after claim_idle_ms)."""
+    url = fault_settings.database_url
+    service.enqueue_messages(fault_settings, burst_payloads(neutral=30, negative=0), "test")
+    settings = fault_settings.replace(monitor=MonitorSettings(
+        stream_name=fault_settings.monitor.stream_name, consumer_group=fault_settings.monitor.consumer_group,
+        max_deliveries=2, batch_size=10, batch_wait_ms=10))
+    stop = threading.Event()
+    consumer = stream.Consumer(settings, FakeClassifier, stop, name="c1", claim_idle_ms=600_000)
+    with database_outage(url):
+        thread = threading.Thread(target=consumer.run, daemon=True)
+        thread.start()
+        time.sleep(4.0)  # three or more failed attempts (backoff 1 s, 2 s)
+        assert stream.pending_count(settings) == 10  # one batch taken, none read ahead
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _count(url, Message) < 30:
+        time.sleep(0.2)
+    stop.set()
+    thread.join(10)
+    assert _count(url, Message) == 30 and _count(url, DeadLetter) == 0
