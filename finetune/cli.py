@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from newsdesk.cli import pass_settings
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from finetune.pipeline import TrainOutcome
 
 PROMOTE = click.Choice(["auto", "never", "force"])
 
@@ -30,11 +33,14 @@ def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _print_outcome(outcome: Any) -> None:
+def _print_outcome(outcome: TrainOutcome) -> None:
+    """Prints the run's result; a candidate the gate refused then exits 5 with the reason (GateRejected)."""
     value = f"{outcome.primary_value:.4f}" if outcome.primary_value is not None else "n/a"
     click.echo(f"run {outcome.run_id}: {outcome.task} {outcome.version} {outcome.primary_metric}={value} "
                f"in {outcome.train_seconds:.0f}s -> {outcome.reason}")
     click.echo(f"saved to {outcome.path}")
+    if outcome.gate is not None:
+        outcome.gate.raise_if_refused()  # exit 5: the version stays registered as a candidate
 
 
 @click.group("finetune")

@@ -1,4 +1,4 @@
-"""Versions on disk and in the database: staging, atomic publish, register, current, promote-if-better, rollback."""
+"""Versions on disk and in the database: staging, atomic publish, register, current, promote, rollback (the gate: `finetune.gate`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from finetune.evaluate import PRIMARY, is_better
+from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
@@ -26,7 +26,6 @@ from newsdesk.settings import Settings
 log = logging.getLogger(__name__)
 
 TASKS = ("sentiment", "recsys")
-PROMOTE_MODES = ("auto", "never", "force")
 
 
 @dataclass(frozen=True)
@@ -170,27 +169,6 @@ def get_row(session: Session, task: str, version: str) -> ModelVersion:
     if row is None:
         raise NotFound(f"no {task} model version {version!r}", {"task": task, "version": version})
     return row
-
-
-def decide(task: str, mode: str, challenger: float | None, champion: float | None, margin: float,
-           relative: bool = False) -> tuple[bool, str]:
-    """(promote?, reason) for a challenger against the champion on the same evaluation data (`relative`: the
-    margin is a fraction of the champion's value)."""
-    if mode not in PROMOTE_MODES:
-        raise InvalidInput(f"promote must be one of {', '.join(PROMOTE_MODES)}, got {mode!r}", {"field": "promote"})
-    metric, _ = PRIMARY[task]
-    if mode == "never":
-        return False, "kept: promotion disabled (--promote never)"
-    if mode == "force":
-        return True, "promoted: forced (--promote force)"
-    if challenger is None:
-        return False, f"kept: no {metric} measured"
-    if champion is None:
-        return True, f"promoted: first {task} model ({metric} {challenger:.4f})"
-    by = f"{margin:.0%}" if relative else f"{margin}"
-    if is_better(task, challenger, champion, margin, relative):
-        return True, f"promoted: {metric} {challenger:.4f} beats current {champion:.4f} by >= {by}"
-    return False, f"kept, not promoted: {metric} {challenger:.4f} does not beat current {champion:.4f} by {by}"
 
 
 def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = "promoted",

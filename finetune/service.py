@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from finetune import registry
+from finetune import gate, registry
 from finetune.args import build_args
 from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier
 from finetune.pipeline import TrainOutcome, finish, prepare_recsys, prepare_sentiment
@@ -44,7 +44,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
         InvalidInput: bad data, arguments or promote mode.  Conflict: a run of this task is already in progress.
     """
     check_task(task)
-    registry.decide(task, promote, None, None, 0.0)  # validates the mode before any work
+    gate.check_mode(promote)  # before any work
     parsed = build_args(task, args)
     url = settings.database_url
     settings.ensure_dirs()
