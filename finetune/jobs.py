@@ -30,10 +30,10 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event) ->
     for task, cron in (("sentiment", settings.finetune.sentiment_cron), ("recsys", settings.finetune.recsys_cron)):
         if not cron:
             continue
-        scheduler.add_job("finetune.jobs:scheduled_retrain", CronTrigger.from_crontab(cron, timezone="UTC"),
+        scheduler.add_job(scheduled_retrain, CronTrigger.from_crontab(cron, timezone="UTC"),
                           args=[settings, task], id=f"finetune:{task}:cron", name=f"retrain {task} (cron)",
                           replace_existing=True)
-    scheduler.add_job("finetune.jobs:run_queued", "interval", seconds=QUEUE_INTERVAL_S, args=[settings],
+    scheduler.add_job(run_queued, "interval", seconds=QUEUE_INTERVAL_S, args=[settings],
                       id="finetune:queue", name="run queued retraining requests", replace_existing=True)
 
 

@@ -194,7 +194,8 @@ def finish(session: Session, settings: Settings, task: str, version: str, run_id
         champion = {**prepared.metrics.get("champion", {}), PRIMARY[task][0]: prepared.champion_value}
     # No recsys version in service: the challenger must at least beat the base encoder.
     label = "base encoder" if task == "recsys" and prepared.champion_label == "base" else "current"
-    decision = gate.decide(task, promote, prepared.metrics, champion, gate.default_rule(task, settings.finetune, label))
+    rule = gate.default_rule(task, settings.finetune, label)
+    decision = gate.decide(task, promote, prepared.metrics, champion, rule)
     ok, reason, metric, value = decision.promote, decision.reason, decision.metric, decision.candidate
     timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
     path = registry.publish(prepared.staged, settings, task, version,

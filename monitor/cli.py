@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import click
 
-from newsdesk.cli import pass_settings
+from newsdesk.cli_context import pass_settings
 from newsdesk.db import session_scope, upgrade, utcnow
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
@@ -33,6 +33,7 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
                    url: str | None, token: str) -> None:
     """Replay a JSONL file (gzip accepted) with text and optional ts, id, source, ticker."""
     from monitor import service
+    from monitor.replay import replay_file
 
     if limit is not None and limit <= 0:
         raise InvalidInput("--limit must be positive")
@@ -43,8 +44,8 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
             if not service.list_rules(session):
                 service.ensure_default_rules(session)
                 service.ensure_default_watchlist(session)
-    report = service.replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
-                                 token=token)
+    report = replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
+                         token=token)
     click.echo(f"Replayed {report}")
 
 

@@ -20,7 +20,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from finetune.classifier import ClassifierHandle, SentimentClassifier
+from monitor import producer
 from monitor.ingest import parse_ts
+from monitor.service import ingest_messages
 from monitor.views import IngestResult, ReplayReport
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
@@ -114,9 +117,7 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
 def _sender(settings: Settings, to: str, source: str, url: str | None, token: str, classifier: Any,
             report: ReplayReport) -> Callable[[list[str]], None]:
     if to == "direct":
-        from monitor.service import ingest_messages
-
-        handle = None if classifier is not None else classifier_handle(settings)
+        handle = None if classifier is not None else ClassifierHandle(settings)
 
         def send_direct(lines: list[str]) -> None:
             model = classifier if classifier is not None else current_classifier(handle)
@@ -128,12 +129,10 @@ def _sender(settings: Settings, to: str, source: str, url: str | None, token: st
 
         return send_direct
     if to == "redis":
-        from monitor import stream
-
-        client = stream.connect(settings)
+        client = producer.connect(settings)
 
         def send_redis(lines: list[str]) -> None:
-            report.sent += stream.enqueue(settings, list(lines), source, client=client)
+            report.sent += producer.enqueue(settings, list(lines), source, client=client)
 
         return send_redis
     target = url or f"http://{settings.web.host}:{settings.web.port}/api/v1/ingest"
@@ -168,20 +167,7 @@ def _post(url: str, items: list[Any], token: str) -> dict[str, Any]:
         raise Unavailable(f"cannot reach the ingest endpoint {url}: {exc}") from exc
 
 
-def classifier_handle(settings: Settings) -> Any:
-    """finetune's `ClassifierHandle` for the current sentiment version (None when finetune is not installed)."""
-    try:
-        from finetune.service import ClassifierHandle
-    except ImportError:
-        try:
-            from finetune.classifier import ClassifierHandle
-        except ImportError:
-            log.warning("finetune is not available: messages will be stored unclassified")
-            return None
-    return ClassifierHandle(settings)
-
-
-def current_classifier(handle: Any) -> Any:
+def current_classifier(handle: ClassifierHandle | None) -> SentimentClassifier | None:
     """The handle's current classifier, or None while no model is in service (messages then wait as pending)."""
     if handle is None:
         return None

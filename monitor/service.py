@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor import evaluate
+from monitor import evaluate, producer
 from monitor.alerting import (  # noqa: F401
     acknowledge_alert,
     create_rule,
@@ -36,7 +36,7 @@ from monitor.alerting import (  # noqa: F401
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
 from monitor.ingest import ValidMessage, raw_text, validate_payload
 from monitor.tables import Alert, DeadLetter, Message, MessageStatus, MessageTicker
-from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport
+from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
@@ -362,14 +362,4 @@ def enqueue_messages(settings: Settings, payloads: list[Any], source: str) -> in
     Raises:
         Unavailable: no redis_url configured, or Redis cannot be reached.
     """
-    from monitor import stream
-
-    return stream.enqueue(settings, payloads, source)
-
-
-def replay_file(settings: Settings, path: str, *, speed: float | None = None, to: str = "direct",
-                limit: int | None = None, **options: Any) -> ReplayReport:
-    """Replay a JSONL file (gzip accepted) into the pipeline; see `monitor.replay.replay_file`."""
-    from monitor import replay
-
-    return replay.replay_file(settings, path, speed=speed, to=to, limit=limit, **options)
+    return producer.enqueue(settings, payloads, source)

@@ -65,11 +65,3 @@ class Unavailable(NewsdeskError):
     exit_code = 7
     http_status = 503
     code = "unavailable"
-
-
-class NotImplementedYet(NewsdeskError):
-    """A command whose feature is not built yet; names the issue it waits for."""
-
-    exit_code = 8
-    http_status = 501
-    code = "not_implemented"

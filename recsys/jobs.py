@@ -23,7 +23,7 @@ _lock = threading.Lock()
 
 def register(scheduler: Any, settings: Settings, stop_event: threading.Event) -> None:
     """Add the interval job that re-embeds stale items and rebuilds or syncs the index."""
-    scheduler.add_job("recsys.jobs:refresh_index", "interval", seconds=INTERVAL_S, args=[settings],
+    scheduler.add_job(refresh_index, "interval", seconds=INTERVAL_S, args=[settings],
                       id="recsys:refresh-index", name="re-embed stale items / sync the item index",
                       replace_existing=True)
 

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
 from newsdesk.errors import InvalidInput, Unavailable
+from recsys import service as recsys_service
 from web.auth import db_session
 from web.users import require_user, set_topics
 
@@ -24,16 +25,12 @@ class OnboardingForm(FlaskForm):
     """Topics come as checkboxes, tickers as free text; only the CSRF token is declared here."""
 
 
-def _services() -> Any:
-    return current_app.extensions["newsdesk_services"]
-
-
 def _needs_onboarding(session: Any, username: str, topics: list[str] | None) -> bool:
     """A user who never chose topics and has no history yet gets the onboarding page first."""
     if topics is not None:
         return False
     try:
-        return not _services().recsys.user_history(session, username, limit=1)
+        return not recsys_service.user_history(session, username, limit=1)
     except Unavailable:
         return True
 
@@ -51,10 +48,10 @@ def index() -> Any:
         if _needs_onboarding(session, user.username, topics):
             return redirect(url_for("feed.onboarding"))
         try:
-            recsys = _services().recsys
-            recs = recsys.recommend_for_user(session, settings, user.username, k=FEED_SIZE, topics=tuple(topics or ()))
+            recs = recsys_service.recommend_for_user(session, settings, user.username, k=FEED_SIZE,
+                                                     topics=tuple(topics or ()))
             if recs:
-                recsys.log_events(session, user.username, [(r.item_id, "impression") for r in recs])
+                recsys_service.log_events(session, user.username, [(r.item_id, "impression") for r in recs])
         except Unavailable as exc:
             problem = exc.message
     return render_template("feed.html", recs=recs, topics=topics or [], problem=problem), 503 if problem else 200
@@ -79,7 +76,7 @@ def onboarding() -> Any:
                   "info")
             return redirect(url_for("feed.index"))
         try:
-            available = _services().recsys.list_topics(session)
+            available = recsys_service.list_topics(session)
         except Unavailable as exc:
             available, problem = [], exc.message
         else:
@@ -100,5 +97,5 @@ def events() -> Any:
     if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in EVENT_KINDS:
         raise InvalidInput("send {item_id, kind} with kind click or not_interested", {"field": "kind"})
     with db_session() as session:
-        logged = _services().recsys.log_events(session, current_user.username, [(item_id, kind)])
+        logged = recsys_service.log_events(session, current_user.username, [(item_id, kind)])
     return {"logged": logged, "kind": kind, "item_id": item_id}, 202

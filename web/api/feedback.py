@@ -6,7 +6,8 @@ from flask import g
 from flask.wrappers import Response
 
 from newsdesk.errors import InvalidInput
-from web.api import bp, json_body, ok, services
+from recsys import service as recsys_service
+from web.api import bp, json_body, ok
 from web.auth import db_session, token_required
 
 EVENT_KINDS = ("impression", "click", "not_interested")
@@ -44,5 +45,5 @@ def feedback() -> Response:
     """Log the caller's events; 202 with the number logged."""
     events = parse_events(json_body(dict).get("events"))
     with db_session() as session:
-        logged = services().recsys.log_events(session, g.api_user.username, events)
+        logged = recsys_service.log_events(session, g.api_user.username, events)
     return ok({"logged": logged}, 202)

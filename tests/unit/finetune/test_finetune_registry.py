@@ -149,8 +149,8 @@ def test_refused_candidate_exits_5_and_stays_a_candidate(settings: Settings, db_
     data.write_text("text,label\na,neutral\n")
     result = CliRunner().invoke(cli, ["finetune", "sentiment", "--train", str(data)], obj=settings)
     assert result.exit_code == 5, result.output
-    assert [line for line in result.stderr.splitlines() if line.startswith("Error")] == ["Error: kept, not promoted: macro_f1 0.7900 does not beat current 0.8000 "
-                                          "by 0.005"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert errors == ["Error: kept, not promoted: macro_f1 0.7900 does not beat current 0.8000 by 0.005"]
     with session_scope(db_url) as s:
         statuses = {v.version: v.status for v in service.list_versions(s, "sentiment")}
         assert service.current_version(s, "sentiment").version == "v1"
