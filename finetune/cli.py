@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from finetune.vocabulary import PROMOTE_MODES, TASKS
 from newsdesk.cli_context import pass_settings
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
@@ -16,7 +17,7 @@ from newsdesk.settings import Settings
 if TYPE_CHECKING:
     from finetune.pipeline import TrainOutcome
 
-PROMOTE = click.Choice(["auto", "never", "force"])
+PROMOTE = click.Choice(PROMOTE_MODES)
 
 
 def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def models_group() -> None:
 
 
 @models_group.command("list")
-@click.option("--task", type=click.Choice(["sentiment", "recsys"]), default=None)
+@click.option("--task", type=click.Choice(TASKS), default=None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_settings
 def list_command(settings: Settings, task: str | None, as_json: bool) -> None:
@@ -136,7 +137,7 @@ def _version_dict(v: Any) -> dict[str, Any]:
 
 
 @models_group.command("show")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version", required=False)
 @pass_settings
 def show_command(settings: Settings, task: str, version: str | None) -> None:
@@ -153,7 +154,7 @@ def show_command(settings: Settings, task: str, version: str | None) -> None:
 
 
 @models_group.command("promote")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version")
 @pass_settings
 def promote_command(settings: Settings, task: str, version: str) -> None:
@@ -167,7 +168,7 @@ def promote_command(settings: Settings, task: str, version: str) -> None:
 
 
 @models_group.command("rollback")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @pass_settings
 def rollback_command(settings: Settings, task: str) -> None:
     """Serve the previously promoted version of TASK again."""

@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from finetune.evaluate import PRIMARY
+from finetune.vocabulary import PROMOTE_MODES, PromoteMode
 from newsdesk.errors import GateRejected, InvalidInput
 from newsdesk.settings import FinetuneSettings
-
-PROMOTE_MODES = ("auto", "never", "force")
 
 
 @dataclass(frozen=True)
@@ -31,13 +30,13 @@ class GateDecision:
     champion: float | None
     margin: float
     reason: str
-    mode: str = "auto"
+    mode: str = PromoteMode.AUTO
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def refused(self) -> bool:
         """True when the gate itself said no (`--promote auto`), not when promotion was switched off."""
-        return self.mode == "auto" and not self.promote
+        return self.mode == PromoteMode.AUTO and not self.promote
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,10 +116,10 @@ def decide(task: str, mode: str, candidate: Mapping[str, Any], champion: Mapping
     """
     check_mode(mode)
     judged = rule.judge(task, candidate, champion)
-    if mode == "never":
+    if mode == PromoteMode.NEVER:
         return GateDecision(False, task, judged.metric, judged.candidate, judged.champion, judged.margin,
                             "kept: promotion disabled (--promote never)", mode, dict(judged.details))
-    if mode == "force":
+    if mode == PromoteMode.FORCE:
         return GateDecision(True, task, judged.metric, judged.candidate, judged.champion, judged.margin,
                             "promoted: forced (--promote force)", mode, dict(judged.details))
     return judged

@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 
 from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
+from finetune.vocabulary import TASKS, ModelStatus
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TASKS = ("sentiment", "recsys")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def check_task(task: str) -> str:
 
 
 def version_info(row: ModelVersion) -> VersionInfo:
-    return VersionInfo(row.task, row.version, row.status, row.status == "current", dict(row.metrics or {}),
+    return VersionInfo(row.task, row.version, row.status, row.status == ModelStatus.CURRENT, dict(row.metrics or {}),
                        row.primary_metric, row.primary_value, row.created_at, row.promoted_at, row.train_seconds,
                        Path(row.path), dict(row.args or {}), dict(row.data or {}), row.run_id)
 
@@ -146,7 +146,7 @@ def register(session: Session, *, task: str, version: str, path: Path, metrics: 
              run_id: int | None) -> ModelVersion:
     """Insert a `candidate` version row (not served until promoted) and a `registered` event."""
     metric, _ = PRIMARY[task]
-    row = ModelVersion(task=task, version=version, status="candidate", path=str(path), metrics=metrics,
+    row = ModelVersion(task=task, version=version, status=ModelStatus.CANDIDATE, path=str(path), metrics=metrics,
                        primary_metric=metric, primary_value=metrics.get(metric), args=args, data=data,
                        train_seconds=train_seconds, run_id=run_id, created_at=utcnow())
     session.add(row)
@@ -160,7 +160,8 @@ def register(session: Session, *, task: str, version: str, path: Path, metrics: 
 
 
 def current_row(session: Session, task: str) -> ModelVersion | None:
-    return session.scalar(select(ModelVersion).where(ModelVersion.task == task, ModelVersion.status == "current")
+    return session.scalar(select(ModelVersion)
+                          .where(ModelVersion.task == task, ModelVersion.status == ModelStatus.CURRENT)
                           .order_by(ModelVersion.promoted_at.desc()).limit(1))
 
 
@@ -179,8 +180,8 @@ def set_current(session: Session, task: str, version: str, *, actor: str, kind: 
         raise NotFound(f"model folder {row.path} of {task} {version} is missing", {"version": version})
     previous = current_row(session, task)
     if previous is not None and previous.id != row.id:
-        previous.status = "rolled_back" if kind == "rolled_back" else "archived"
-    row.status = "current"
+        previous.status = ModelStatus.ROLLED_BACK if kind == "rolled_back" else ModelStatus.ARCHIVED
+    row.status = ModelStatus.CURRENT
     row.promoted_at = utcnow()
     session.add(ModelEvent(task=task, version=version, kind=kind, actor=actor,
                            detail={"previous": previous.version if previous else None, **(detail or {})},
@@ -201,7 +202,7 @@ def rollback(session: Session, task: str, *, actor: str) -> ModelVersion:
         raise NotFound(f"no current {task} model to roll back")
     earlier = session.scalars(select(ModelVersion).where(
         ModelVersion.task == task, ModelVersion.id != current.id, ModelVersion.promoted_at.is_not(None),
-        ModelVersion.status != "rolled_back").order_by(ModelVersion.promoted_at.desc())).all()
+        ModelVersion.status != ModelStatus.ROLLED_BACK).order_by(ModelVersion.promoted_at.desc())).all()
     for candidate in earlier:
         if Path(candidate.path).is_dir():
             return set_current(session, task, candidate.version, actor=actor, kind="rolled_back",

@@ -10,17 +10,16 @@ from sqlalchemy.orm import Session
 
 from monitor import evaluate, lifecycle, rules
 from monitor.enrich import TICKER
-from monitor.tables import Alert, AlertEvidence, AlertRule, AlertState, Message, Notification, Silence, WatchlistEntry
+from monitor.tables import Alert, AlertEvidence, AlertRule, Message, Notification, Silence, WatchlistEntry
 from monitor.views import AlertDetail, AlertInfo, MessageInfo, RuleInfo, SilenceInfo, WatchInfo
+from monitor.vocabulary import ALERT_STATES, SEVERITIES, AlertState, RuleKind, Severity, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 
-SEVERITIES = ("info", "warning", "critical")
-
 DEFAULT_RULES: list[dict[str, Any]] = [
-    {"name": "Negative sentiment burst", "kind": "negative_burst", "severity": "critical", "params": {}},
-    {"name": "Volume spike", "kind": "volume_spike", "severity": "warning", "params": {}},
-    {"name": "Legal or bankruptcy news", "kind": "keyword", "severity": "critical",
+    {"name": "Negative sentiment burst", "kind": RuleKind.NEGATIVE_BURST, "severity": Severity.CRITICAL, "params": {}},
+    {"name": "Volume spike", "kind": RuleKind.VOLUME_SPIKE, "severity": Severity.WARNING, "params": {}},
+    {"name": "Legal or bankruptcy news", "kind": RuleKind.KEYWORD, "severity": Severity.CRITICAL,
      "params": {"phrases": ["bankruptcy", "chapter 11", "SEC investigation", "fraud", "lawsuit", "class action",
                             "recall", "downgrade"], "sentiment": "negative", "min_count": 1}},
 ]
@@ -36,16 +35,16 @@ def list_alerts(session: Session, *, state: str | None = None, ticker: str | Non
     `state` is firing | resolved | acknowledged | silenced (the last two are firing alerts with that mark).
     """
     query = select(Alert)
-    if state in ("firing", "resolved"):
+    if state in (AlertState.FIRING, AlertState.RESOLVED):
         query = query.where(Alert.state == state)
-    elif state == "acknowledged":
-        query = query.where(Alert.state == "firing", Alert.acknowledged_at.is_not(None))
-    elif state == "silenced":
-        query = query.where(Alert.state == "firing", Alert.silence_id.is_not(None))
+    elif state == AlertState.ACKNOWLEDGED:
+        query = query.where(Alert.state == AlertState.FIRING, Alert.acknowledged_at.is_not(None))
+    elif state == AlertState.SILENCED:
+        query = query.where(Alert.state == AlertState.FIRING, Alert.silence_id.is_not(None))
     elif state:
-        raise InvalidInput("state must be firing, resolved, acknowledged or silenced", {"field": "state"})
+        raise InvalidInput(f"state must be one of {', '.join(ALERT_STATES)}", {"field": "state"})
     if ticker:
-        query = query.where(Alert.ticker == ticker.upper())
+        query = query.where(Alert.ticker == normalise_ticker(ticker))
     if rule_id is not None:
         query = query.where(Alert.rule_id == rule_id)
     if since is not None:
@@ -250,7 +249,7 @@ def ensure_default_rules(session: Session) -> int:
 def _tickers(values: Any) -> list[str]:
     if isinstance(values, str):
         values = [v for v in values.split(",")]
-    out = sorted({str(v).strip().lstrip("$").upper() for v in values if str(v).strip()})
+    out = sorted({normalise_ticker(v) for v in values if str(v).strip()})
     bad = [t for t in out if not TICKER.match(t)]
     if bad:
         raise InvalidInput(f"{bad[0]!r} is not a ticker symbol", {"field": "tickers"})

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import click
 
+from monitor.vocabulary import ALERT_STATES, REPLAY_TARGETS, RULE_KINDS
 from newsdesk.cli_context import pass_settings
 from newsdesk.db import session_scope, upgrade, utcnow
 from newsdesk.errors import InvalidInput
@@ -23,7 +24,7 @@ def stream_group() -> None:
 @stream_group.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--speed", type=float, default=None, help="Pace by message time: 60 = one stream minute per second.")
-@click.option("--to", "to", type=click.Choice(["direct", "redis", "http"]), default="direct", show_default=True)
+@click.option("--to", "to", type=click.Choice(REPLAY_TARGETS), default="direct", show_default=True)
 @click.option("--limit", type=int, default=None, help="Replay at most N lines.")
 @click.option("--source", default="replay", show_default=True, help="Source name for lines without one.")
 @click.option("--url", default=None, help="Ingest URL for --to http (default: the configured web host/port).")
@@ -77,7 +78,7 @@ def alerts_group() -> None:
 
 
 @alerts_group.command("list")
-@click.option("--state", type=click.Choice(["firing", "resolved", "acknowledged", "silenced"]), default=None)
+@click.option("--state", type=click.Choice(ALERT_STATES), default=None)
 @click.option("--ticker", default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
@@ -145,7 +146,7 @@ def _duration(text: str) -> timedelta:
 @alerts_group.command("silence")
 @click.option("--ticker", default=None)
 @click.option("--rule-id", type=int, default=None)
-@click.option("--kind", type=click.Choice(["negative_burst", "volume_spike", "keyword"]), default=None)
+@click.option("--kind", type=click.Choice(RULE_KINDS), default=None)
 @click.option("--duration", default="2h", show_default=True, help="e.g. 30m, 2h, 1d")
 @click.option("--comment", default="")
 @click.option("--by", "actor", default="cli", show_default=True)

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from monitor import lifecycle, rules
-from monitor.tables import Alert, AlertRule, AlertState, Message, MessageTicker
+from monitor.tables import Alert, AlertRule, Message, MessageTicker
+from monitor.vocabulary import AlertState
 from newsdesk.db import utcnow
 
 log = logging.getLogger(__name__)

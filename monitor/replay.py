@@ -25,14 +25,12 @@ from monitor import producer
 from monitor.ingest import parse_ts
 from monitor.service import ingest_messages
 from monitor.views import IngestResult, ReplayReport
+from monitor.vocabulary import REPLAY_TARGETS, ReplayTarget
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
-
-TARGETS = ("direct", "redis", "http")
-
 
 def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) of each non-blank line; gzip detected by its magic bytes; invalid UTF-8 replaced.
@@ -76,8 +74,8 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
         NotFound: no such file.
         Unavailable: Redis, the HTTP endpoint or the database cannot be reached.
     """
-    if to not in TARGETS:
-        raise InvalidInput(f"--to must be one of {', '.join(TARGETS)}", {"field": "to"})
+    if to not in REPLAY_TARGETS:
+        raise InvalidInput(f"--to must be one of {', '.join(REPLAY_TARGETS)}", {"field": "to"})
     if speed is not None and speed <= 0:
         raise InvalidInput("--speed must be positive", {"field": "speed"})
     report = ReplayReport(path=str(path), to=to)
@@ -116,7 +114,7 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
 
 def _sender(settings: Settings, to: str, source: str, url: str | None, token: str, classifier: Any,
             report: ReplayReport) -> Callable[[list[str]], None]:
-    if to == "direct":
+    if to == ReplayTarget.DIRECT:
         handle = None if classifier is not None else ClassifierHandle(settings)
 
         def send_direct(lines: list[str]) -> None:
@@ -128,7 +126,7 @@ def _sender(settings: Settings, to: str, source: str, url: str | None, token: st
             report.sent += len(lines)
 
         return send_direct
-    if to == "redis":
+    if to == ReplayTarget.REDIS:
         client = producer.connect(settings)
 
         def send_redis(lines: list[str]) -> None:

@@ -35,8 +35,9 @@ from monitor.alerting import (  # noqa: F401
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
 from monitor.ingest import ValidMessage, raw_text, validate_payload
-from monitor.tables import Alert, DeadLetter, Message, MessageStatus, MessageTicker
+from monitor.tables import Alert, DeadLetter, Message, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
+from monitor.vocabulary import MessageStatus
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings

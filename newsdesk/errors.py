@@ -51,6 +51,13 @@ class GateRejected(Conflict):
     code = "gate_rejected"
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body (or file) over the configured size limit."""
+
+    http_status = 413
+    code = "payload_too_large"
+
+
 class Forbidden(NewsdeskError):
     """The role does not allow it."""
 

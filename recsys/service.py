@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
+from newsdesk.interactions import LIVE_KINDS
 from newsdesk.settings import Settings
 from recsys.cache import history_stamp, newest_interaction
 from recsys.catalog import ImportReport, Rejection, import_interaction_files, import_items
@@ -44,7 +45,6 @@ __all__ = [
     "user_history",
 ]
 
-LIVE_KINDS = ("impression", "click", "not_interested")
 MAX_K = 100
 SNIPPET_CHARS = 240
 

@@ -11,6 +11,7 @@ import click
 from newsdesk.cli_context import pass_settings
 from newsdesk.settings import Settings
 from web.prefork import serve_prefork, serve_until_stopped
+from web.vocabulary import ROLES, TOKEN_KINDS
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -74,7 +75,7 @@ def users_group() -> None:
 
 @users_group.command("create")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["reader", "analyst", "admin"]), default="reader", show_default=True)
+@click.option("--role", type=click.Choice(ROLES), default="reader", show_default=True)
 @click.option("--password", default=None, help="Password (a random one is generated and printed when omitted).")
 @pass_settings
 def create_command(settings: Settings, username: str, role: str, password: str | None) -> None:
@@ -108,7 +109,7 @@ def list_command(settings: Settings) -> None:
 
 @users_group.command("token")
 @click.argument("username")
-@click.option("--kind", type=click.Choice(["user", "ingest"]), default="user", show_default=True,
+@click.option("--kind", type=click.Choice(TOKEN_KINDS), default="user", show_default=True,
               help="user: the API as this user; ingest: POST /api/v1/ingest only.")
 @pass_settings
 def token_command(settings: Settings, username: str, kind: str) -> None:

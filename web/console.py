@@ -11,18 +11,17 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 
 from finetune import service as finetune_service
+from finetune.vocabulary import TASKS
 from newsdesk.db import get_engine
 from newsdesk.errors import InvalidInput, Unavailable
 from web.auth import db_session, role_required
 from web.extensions import runtime
 from web.forms import ActionForm, flashed_errors, require_valid_form
-from web.tables import ROLES, TOKEN_KINDS
 from web.users import create_token, create_user, list_tokens, list_users
+from web.vocabulary import ROLES, TOKEN_KINDS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, url_prefix="/console")
-
-TASKS = ("sentiment", "recsys")
 
 
 def scheduler_jobs() -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from flask_login import current_user
 
 from monitor import service as monitor_service
+from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Unavailable
 from web.auth import db_session, role_required
@@ -19,17 +20,16 @@ from web.forms import ActionForm, flashed_errors, require_valid_form
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-STATES = ("firing", "acknowledged", "resolved", "silenced")
 PAGE_SIZE = 25
 WINDOWS = {"6": 6, "24": 24, "72": 72, "168": 168, "720": 720}  # hours offered in the filters
 
 
 def _filters() -> dict[str, Any]:
     state = request.args.get("state") or None
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
     rule = request.args.get("rule_id") or ""
     hours = request.args.get("hours") or ""
-    return {"state": state if state in STATES else None, "ticker": ticker,
+    return {"state": state if state in ALERT_STATES else None, "ticker": ticker,
             "rule_id": int(rule) if rule.isdigit() and len(rule) < 10 else None,
             "since": utcnow() - timedelta(hours=WINDOWS[hours]) if hours in WINDOWS else None}
 
@@ -55,7 +55,7 @@ def index() -> Any:
     tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
                      {t for m in context["messages"] for t in _tickers_of(m)})
     return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
-                           states=STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
+                           states=ALERT_STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
                            chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
                            **context), 503 if context["problem"] else 200
 
@@ -71,7 +71,7 @@ def _tickers_of(message: Any) -> list[str]:
 @role_required("analyst")
 def series() -> Any:
     """Sentiment counts per time bucket for one ticker (or all), for the chart."""
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
     hours = request.args.get("hours", "168")
     hours_n = WINDOWS.get(hours, 168)
     bucket = "hour" if hours_n <= 72 else "day"

@@ -9,7 +9,9 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
+from monitor.vocabulary import normalise_ticker
 from newsdesk.errors import InvalidInput, Unavailable
+from newsdesk.interactions import FEEDBACK_KINDS
 from recsys import service as recsys_service
 from web.auth import db_session
 from web.users import require_user, set_topics
@@ -18,7 +20,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("feed", __name__, url_prefix="/feed")
 
 FEED_SIZE = 20
-EVENT_KINDS = ("click", "not_interested")
 
 
 class OnboardingForm(FlaskForm):
@@ -66,7 +67,7 @@ def onboarding() -> Any:
         user = require_user(session, current_user.username)
         if form.validate_on_submit():
             chosen = request.form.getlist("topic")
-            tickers = [t.strip().upper().lstrip("$") for t in request.form.get("tickers", "").replace(",", " ").split()]
+            tickers = [normalise_ticker(t) for t in request.form.get("tickers", "").replace(",", " ").split()]
             try:
                 saved = set_topics(session, user, chosen + [f"${t}" for t in tickers if t])
             except InvalidInput as exc:
@@ -94,7 +95,7 @@ def events() -> Any:
     data = request.get_json(silent=True)
     data = data if isinstance(data, dict) else {}
     item_id, kind = data.get("item_id"), data.get("kind")
-    if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in EVENT_KINDS:
+    if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in FEEDBACK_KINDS:
         raise InvalidInput("send {item_id, kind} with kind click or not_interested", {"field": "kind"})
     with db_session() as session:
         logged = recsys_service.log_events(session, current_user.username, [(item_id, kind)])

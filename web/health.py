@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, send_file
 
 from finetune import service as finetune_service
+from finetune.vocabulary import TASKS
 from newsdesk import db
 from newsdesk.errors import NewsdeskError
 from recsys import service as recsys_service
@@ -49,7 +50,7 @@ def _database() -> str:
 
 def _models() -> str:
     with db.session_scope(current_app.config["NEWSDESK_SETTINGS"].database_url) as session:
-        found = {task: finetune_service.current_version(session, task) for task in ("sentiment", "recsys")}
+        found = {task: finetune_service.current_version(session, task) for task in TASKS}
     if found["sentiment"] is None:
         raise RuntimeError("no current sentiment model (messages are stored unclassified)")
     return ", ".join(f"{t}={v.version if v else 'base encoder'}" for t, v in found.items())

@@ -8,14 +8,12 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from monitor import service as monitor_service
+from monitor.vocabulary import RULE_KINDS, SEVERITIES, normalise_ticker
 from newsdesk.errors import InvalidInput
 from web.auth import db_session, role_required
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
 bp = Blueprint("rules", __name__, url_prefix="/dashboard/rules")
-
-KINDS = ("negative_burst", "volume_spike", "keyword")
-SEVERITIES = ("info", "warning", "critical")
 
 
 def _fields() -> dict[str, Any]:
@@ -35,7 +33,7 @@ def _fields() -> dict[str, Any]:
     repeat = request.form.get("repeat_minutes", "240").strip()
     if not repeat.isdigit():
         raise InvalidInput("repeat must be a whole number of minutes", {"field": "repeat_minutes"})
-    tickers = [t.strip().upper().lstrip("$") for t in request.form.get("tickers", "").replace(",", " ").split()]
+    tickers = [normalise_ticker(t) for t in request.form.get("tickers", "").replace(",", " ").split()]
     return {"name": request.form.get("name", "").strip(), "params": params, "tickers": [t for t in tickers if t],
             "severity": request.form.get("severity", "warning"), "repeat_interval_s": int(repeat) * 60,
             "enabled": request.form.get("enabled") == "on"}
@@ -46,7 +44,7 @@ def _fields() -> dict[str, Any]:
 def index() -> Any:
     with db_session() as session:
         rules = monitor_service.list_rules(session)
-    return render_template("rules.html", rules=rules, kinds=KINDS, severities=SEVERITIES, form=ActionForm(),
+    return render_template("rules.html", rules=rules, kinds=RULE_KINDS, severities=SEVERITIES, form=ActionForm(),
                            params_json={r.id: json.dumps(r.params, indent=None) for r in rules})
 
 

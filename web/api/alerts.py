@@ -8,12 +8,12 @@ from flask import g, request
 from flask.wrappers import Response
 
 from monitor import service as monitor_service
+from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput
 from web.api import bp, datetime_arg, int_arg, json_body, ok, page, parse_datetime
 from web.auth import db_session, token_required
 
-STATES = ("firing", "acknowledged", "resolved", "silenced")
 MAX_SILENCE_MINUTES = 30 * 24 * 60
 
 
@@ -24,11 +24,11 @@ def alert_filters() -> dict:
         InvalidInput: unknown state, bad rule id or date.
     """
     state = request.args.get("state") or None
-    if state is not None and state not in STATES:
-        raise InvalidInput(f"state must be one of {', '.join(STATES)}", {"field": "state"})
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$") or None
-    if ticker is not None and len(ticker) > 16:
-        raise InvalidInput("ticker is at most 16 characters", {"field": "ticker"})
+    if state is not None and state not in ALERT_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(ALERT_STATES)}", {"field": "state"})
+    ticker = normalise_ticker(request.args.get("ticker")) or None
+    if ticker is not None and len(ticker) > TICKER_MAX:
+        raise InvalidInput(f"ticker is at most {TICKER_MAX} characters", {"field": "ticker"})
     rule_id = request.args.get("rule_id") or None
     if rule_id is not None:
         if not rule_id.isdigit() or len(rule_id) > 9:

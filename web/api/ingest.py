@@ -8,17 +8,12 @@ from flask import g, request
 from flask.wrappers import Response
 
 from monitor import service as monitor_service
-from newsdesk.errors import InvalidInput, NewsdeskError
+from newsdesk.errors import InvalidInput, PayloadTooLarge
 from web.api import bp, json_body, ok, settings
 from web.auth import db_session, token_required
 from web.extensions import runtime
 
 MAX_ITEMS = 1000
-
-
-class PayloadTooLarge(NewsdeskError):
-    http_status = 413
-    code = "payload_too_large"
 
 
 @bp.post("/ingest")

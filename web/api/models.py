@@ -6,11 +6,10 @@ from flask import g, request
 from flask.wrappers import Response
 
 from finetune import service as finetune_service
+from finetune.vocabulary import TASKS
 from newsdesk.errors import InvalidInput, NotFound
 from web.api import bp, int_arg, json_body, ok, settings
 from web.auth import db_session, token_required
-
-TASKS = ("sentiment", "recsys")
 
 
 def check_task(task: str | None) -> str | None:

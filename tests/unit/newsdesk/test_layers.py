@@ -28,6 +28,7 @@ COMPOSITION_ROOT = {"newsdesk.runtime", "newsdesk.cli", "newsdesk.worker", "news
 # What web may import from the packages below it: their front doors, and these result/value types.
 WEB_MAY_USE = {
     "finetune.service", "recsys.service", "monitor.service",
+    "finetune.vocabulary", "monitor.vocabulary",  # str enums and constants: tasks, states, kinds, tickers
 }
 
 
