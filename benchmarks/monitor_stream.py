@@ -311,7 +311,7 @@ def sweep(session: Any, first: Any, last: Any) -> dict[str, Any]:
     """A daily variant of the burst rule evaluated at 21:00 UTC (after the US close) on every day of every ticker
     with prices: does a burst day precede a fall on the next trading day more often than an ordinary day?"""
     from monitor import rules
-    from monitor.evaluate import ticker_rows, window_stats
+    from monitor.rule_runner import ticker_rows, window_stats
     from monitor.tables import MessageTicker
 
     params = rules.validate_params("negative_burst", SWEEP_PARAMS)

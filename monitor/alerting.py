@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from monitor import evaluate, lifecycle, rules
+from monitor import lifecycle, rule_runner, rules
 from monitor.enrich import TICKER
 from monitor.tables import Alert, AlertEvidence, AlertRule, Message, Notification, Silence, WatchlistEntry
 from monitor.views import AlertDetail, AlertInfo, MessageInfo, RuleInfo, SilenceInfo, WatchInfo
@@ -215,7 +215,7 @@ def update_rule(session: Session, rule_id: int, **changes: Any) -> RuleInfo:
     if "enabled" in changes:
         rule.enabled = bool(changes["enabled"])
         if not rule.enabled:
-            evaluate.resolve_rule_alerts(session, rule.id)
+            rule_runner.resolve_rule_alerts(session, rule.id)
     rule.updated_at = utcnow()
     session.flush()
     return RuleInfo.of(rule)
@@ -230,7 +230,7 @@ def delete_rule(session: Session, rule_id: int) -> None:
     rule = session.get(AlertRule, rule_id)
     if rule is None:
         raise NotFound(f"rule {rule_id} not found")
-    evaluate.resolve_rule_alerts(session, rule_id)
+    rule_runner.resolve_rule_alerts(session, rule_id)
     session.delete(rule)
     session.flush()
 

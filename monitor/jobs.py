@@ -76,7 +76,7 @@ def run_consumer(settings: Settings, stop_event: threading.Event, claim_idle_ms:
 
 def evaluate_rules_job(settings: Settings) -> int:
     """Re-evaluate tickers with firing alerts at the stream clock (resolves alerts when the flow stops)."""
-    from monitor.evaluate import evaluate_tickers
+    from monitor.rule_runner import evaluate_tickers
 
     with session_scope(settings.database_url) as session:
         return len(evaluate_tickers(session, ()))

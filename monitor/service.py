@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor import evaluate, producer
+from monitor import producer, rule_runner
 from monitor.alerting import (  # noqa: F401
     acknowledge_alert,
     create_rule,
@@ -89,7 +89,7 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     if evaluate_rules and touched:
         # The rule clock never goes back: a late or redelivered message joins the past, it does not reopen it.
         clock = session.scalar(select(func.max(Message.ts)))
-        transitions = evaluate.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
+        transitions = rule_runner.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
         result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
     return result
 
@@ -241,7 +241,7 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
             touched.add(link.ticker)
     session.flush()
     if touched:
-        evaluate.evaluate_tickers(session, touched, max(r.ts for r in rows))
+        rule_runner.evaluate_tickers(session, touched, max(r.ts for r in rows))
     return len(rows)
 
 
@@ -305,7 +305,7 @@ def sentiment_series(session: Session, *, ticker: str | None = None, since: date
     """Counts per (bucket, ticker) of negative/neutral/positive messages since `since` (default: 7 stream days)."""
     if bucket not in BUCKETS:
         raise InvalidInput(f"bucket must be one of {', '.join(BUCKETS)}", {"field": "bucket"})
-    since = since or evaluate.stream_clock(session) - timedelta(days=7)
+    since = since or rule_runner.stream_clock(session) - timedelta(days=7)
     query = select(MessageTicker.ticker, MessageTicker.ts, MessageTicker.label).where(MessageTicker.ts >= since)
     if ticker:
         query = query.where(MessageTicker.ticker == ticker.upper())

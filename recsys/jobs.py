@@ -36,7 +36,7 @@ def refresh_index(settings: Settings) -> str:
     from recsys import service
     from recsys.embed import count_stale, encoder_version
     from recsys.index import read_manifest
-    from recsys.serving import positive_filter
+    from recsys.recommender import positive_filter
     from recsys.tables import Interaction, Item
 
     if not _lock.acquire(blocking=False):

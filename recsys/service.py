@@ -22,7 +22,7 @@ from recsys.catalog import ImportReport, Rejection, import_interaction_files, im
 from recsys.collab import CollabArgs, fit_collab_map
 from recsys.embed import count_stale, embed_stale, encoder_version, load_vectors
 from recsys.index import read_manifest
-from recsys.serving import Recommender, ensure_index, get_recommender, positive_filter, user_events
+from recsys.recommender import Recommender, ensure_index, get_recommender, positive_filter, user_events
 from recsys.tables import Interaction, Item, ItemVector
 
 log = logging.getLogger(__name__)
