@@ -118,7 +118,7 @@ def create_silence(session: Session, matchers: dict[str, Any], ends_at: datetime
     starts_at = starts_at or now
     if ends_at <= max(starts_at, now):
         raise InvalidInput("a silence must end in the future, after it starts", {"field": "ends_at"})
-    clean = {k: (v.upper() if k == "ticker" and isinstance(v, str) else v) for k, v in matchers.items()}
+    clean = {k: (normalise_ticker(v) if k == "ticker" and isinstance(v, str) else v) for k, v in matchers.items()}
     silence = Silence(matchers=clean, starts_at=starts_at, ends_at=ends_at, created_by=actor, comment=comment,
                       created_at=now)
     session.add(silence)
@@ -304,7 +304,7 @@ def remove_watch(session: Session, ticker: str) -> None:
     Raises:
         NotFound: it is not on the watchlist.
     """
-    row = session.scalar(select(WatchlistEntry).where(WatchlistEntry.ticker == ticker.upper()))
+    row = session.scalar(select(WatchlistEntry).where(WatchlistEntry.ticker == normalise_ticker(ticker)))
     if row is None:
         raise NotFound(f"{ticker} is not on the watchlist")
     session.delete(row)

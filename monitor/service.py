@@ -37,7 +37,7 @@ from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
 from monitor.ingest import ValidMessage, raw_text, validate_payload
 from monitor.tables import Alert, DeadLetter, Message, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
-from monitor.vocabulary import MessageStatus
+from monitor.vocabulary import MessageStatus, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
@@ -291,7 +291,7 @@ def latest_messages(session: Session, limit: int = 50, ticker: str | None = None
     query = select(Message)
     if ticker:
         query = query.join(MessageTicker, MessageTicker.message_id == Message.id).where(
-            MessageTicker.ticker == ticker.upper())
+            MessageTicker.ticker == normalise_ticker(ticker))
     rows = session.scalars(query.order_by(Message.ts.desc(), Message.id.desc()).limit(limit))
     return [MessageInfo.of(m) for m in rows]
 
@@ -308,7 +308,7 @@ def sentiment_series(session: Session, *, ticker: str | None = None, since: date
     since = since or rule_runner.stream_clock(session) - timedelta(days=7)
     query = select(MessageTicker.ticker, MessageTicker.ts, MessageTicker.label).where(MessageTicker.ts >= since)
     if ticker:
-        query = query.where(MessageTicker.ticker == ticker.upper())
+        query = query.where(MessageTicker.ticker == normalise_ticker(ticker))
     width = BUCKETS[bucket]
     series: dict[tuple[datetime, str], dict[str, Any]] = {}
     for tick, ts, label in session.execute(query):
