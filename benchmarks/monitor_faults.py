@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from monitor import jobs, service, stream
+from monitor import jobs, producer, service, stream
 from monitor.enrich import ensure_default_watchlist
 from monitor.replay import read_lines
 from monitor.tables import Alert, DeadLetter, Message, Notification
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace, lines: list[str], faults: bool, classifier: An
             events.append(f"{now:.0f}s database up")
         if sent < len(lines):
             chunk = lines[sent:sent + step]
-            stream.enqueue(settings, chunk, "replay")
+            producer.enqueue(settings, chunk, "replay")
             sent += len(chunk)
         time.sleep(1.0 if faults else 0.0)
     replay_s = time.monotonic() - started
@@ -205,9 +205,9 @@ def run(args: argparse.Namespace, lines: list[str], faults: bool, classifier: An
     hook.stop()
     with db.session_scope(url) as session:
         stored = session.scalar(select(func.count(Message.id)))
-        alerts = [[a.ticker, a.rule_name, a.started_at.isoformat(), a.resolved_at.isoformat() if a.resolved_at else None,
-                   a.state] for a in session.scalars(select(Alert).order_by(Alert.ticker, Alert.rule_name,
-                                                                            Alert.started_at))]
+        alerts = [[a.ticker, a.rule_name, a.started_at.isoformat(),
+                   a.resolved_at.isoformat() if a.resolved_at else None, a.state]
+                  for a in session.scalars(select(Alert).order_by(Alert.ticker, Alert.rule_name, Alert.started_at))]
         outbox = {n.dedup_key or f"notification-{n.id}": n.status
                   for n in session.scalars(select(Notification).where(Notification.url != ""))}
     received = dict(Receiver.keys)
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace, lines: list[str], faults: bool, classifier: An
 
 def _stream_drained(settings: Settings) -> bool:
     """Every entry delivered to the group and acknowledged."""
-    client = stream.connect(settings)
+    client = producer.connect(settings)
     try:
         last = client.xinfo_stream(settings.monitor.stream_name)["last-generated-id"]
         group = next(g for g in client.xinfo_groups(settings.monitor.stream_name)

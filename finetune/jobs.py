@@ -12,6 +12,7 @@ from sqlalchemy import select
 from finetune import registry
 from finetune.data import count_positives, read_labelled
 from finetune.tables import ModelVersion, TrainingRun
+from finetune.vocabulary import TASKS, RunStatus
 from newsdesk.db import session_scope, utcnow
 from newsdesk.errors import Conflict, NewsdeskError
 from newsdesk.settings import Settings
@@ -30,17 +31,17 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event) ->
     for task, cron in (("sentiment", settings.finetune.sentiment_cron), ("recsys", settings.finetune.recsys_cron)):
         if not cron:
             continue
-        scheduler.add_job("finetune.jobs:scheduled_retrain", CronTrigger.from_crontab(cron, timezone="UTC"),
+        scheduler.add_job(scheduled_retrain, CronTrigger.from_crontab(cron, timezone="UTC"),
                           args=[settings, task], id=f"finetune:{task}:cron", name=f"retrain {task} (cron)",
                           replace_existing=True)
-    scheduler.add_job("finetune.jobs:run_queued", "interval", seconds=QUEUE_INTERVAL_S, args=[settings],
+    scheduler.add_job(run_queued, "interval", seconds=QUEUE_INTERVAL_S, args=[settings],
                       id="finetune:queue", name="run queued retraining requests", replace_existing=True)
 
 
 def mark_stale_runs(settings: Settings) -> int:
     """Runs left "running" by a dead process (their task lock is free) become "interrupted"."""
     count = 0
-    for task in registry.TASKS:
+    for task in TASKS:
         try:
             with registry.task_lock(settings, task), session_scope(settings.database_url) as session:
                 count += registry.reclaim_dead_runs(session, task)
@@ -77,7 +78,8 @@ def new_data(settings: Settings, task: str) -> tuple[int, int]:
     """(rows available now, rows used by the last successful run of `task`; 0 if none)."""
     with session_scope(settings.database_url) as session:
         last = session.scalar(select(TrainingRun.data_rows).where(
-            TrainingRun.task == task, TrainingRun.status == "succeeded").order_by(TrainingRun.id.desc()).limit(1))
+            TrainingRun.task == task, TrainingRun.status == RunStatus.SUCCEEDED)
+            .order_by(TrainingRun.id.desc()).limit(1))
         if task == "recsys":
             now = count_positives(session, settings.recsys.positive_rating)
     if task == "sentiment":
@@ -104,10 +106,10 @@ def scheduled_retrain(settings: Settings, task: str) -> str:
 def run_queued(settings: Settings) -> list[str]:
     """Interval entry point: run each task's oldest queued request (one run per task at a time)."""
     done = []
-    for task in registry.TASKS:
+    for task in TASKS:
         with session_scope(settings.database_url) as session:
             run_id = session.scalar(select(TrainingRun.id).where(TrainingRun.task == task,
-                                                                 TrainingRun.status == "queued")
+                                                                 TrainingRun.status == RunStatus.QUEUED)
                                     .order_by(TrainingRun.id).limit(1))
         if run_id is not None:
             done.append(_run(settings, task, trigger="request", run_id=run_id))
@@ -141,5 +143,5 @@ def _fail_queued(settings: Settings, run_id: int | None, message: str) -> None:
         return
     with session_scope(settings.database_url) as session:
         run = session.get(TrainingRun, run_id)
-        if run is not None and run.status == "queued":
-            run.status, run.finished_at, run.error = "failed", utcnow(), message
+        if run is not None and run.status == RunStatus.QUEUED:
+            run.status, run.finished_at, run.error = RunStatus.FAILED, utcnow(), message

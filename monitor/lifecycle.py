@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from monitor.rules import RuleResult
-from monitor.tables import Alert, AlertEvidence, AlertRule, AlertState, Notification, Silence
+from monitor.tables import Alert, AlertEvidence, AlertRule, Notification, Silence
+from monitor.vocabulary import AlertState
 from newsdesk.db import utcnow
 
 log = logging.getLogger(__name__)

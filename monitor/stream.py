@@ -1,4 +1,4 @@
-"""Redis Streams transport: enqueue (XADD) and the consumer-group loop read -> process -> commit -> XACK.
+"""Redis Streams consumer: the consumer-group loop read -> process -> commit -> XACK (XADD is `monitor.producer`).
 
 At-least-once: an entry is acknowledged only after its batch is committed; a crashed consumer's pending entries
 are claimed by another (XAUTOCLAIM) once idle for `claim_idle_ms`, and idempotent storage drops the redeliveries.
@@ -13,7 +13,6 @@ database is dead-lettered and acked.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,6 +25,8 @@ import redis
 from redis.exceptions import RedisError, ResponseError
 
 from monitor import keys
+from monitor.producer import connect
+from monitor.service import add_dead_letter, ingest_messages
 from newsdesk.db import database_reachable, session_scope
 from newsdesk.errors import Unavailable
 from newsdesk.settings import Settings
@@ -33,37 +34,6 @@ from newsdesk.settings import Settings
 log = logging.getLogger(__name__)
 
 ClassifierProvider = Callable[[], Any]
-
-
-def connect(settings: Settings) -> redis.Redis:
-    """A Redis client for `settings.redis_url`.
-
-    Raises:
-        Unavailable: no redis_url is configured.
-    """
-    if not settings.redis_url:
-        raise Unavailable("no Redis configured: set NEWSDESK_REDIS_URL")
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-
-
-def enqueue(settings: Settings, payloads: list[Any], source: str, client: redis.Redis | None = None) -> int:
-    """XADD each payload (a dict, or raw JSON text/bytes, kept as is) onto the stream; returns how many.
-
-    Raises:
-        Unavailable: Redis cannot be reached.
-    """
-    client = client or connect(settings)
-    now = str(time.time())
-    try:
-        pipe = client.pipeline(transaction=False)
-        for payload in payloads:
-            raw = payload if isinstance(payload, (str, bytes)) else json.dumps(payload, default=str)
-            pipe.xadd(keys.stream(settings), {keys.PAYLOAD_FIELD: raw, keys.SOURCE_FIELD: source,
-                                              keys.ENQUEUED_FIELD: now})
-        pipe.execute()
-    except RedisError as exc:
-        raise Unavailable(f"Redis unavailable: {exc}") from exc
-    return len(payloads)
 
 
 def ensure_group(client: redis.Redis, settings: Settings) -> None:
@@ -194,7 +164,7 @@ class Consumer:
             refunds = self.client.hmget(keys.outages(self.settings), ids)
         except RedisError as exc:
             raise Unavailable(f"Redis unavailable: {exc}") from exc
-        refunded = {i: int(r) for i, r in zip(ids, refunds) if r is not None}
+        refunded = {i: int(r) for i, r in zip(ids, refunds, strict=True) if r is not None}
         return {r["message_id"]: max(1, int(r["times_delivered"]) - refunded.get(r["message_id"], 0))
                 for r in rows}
 
@@ -212,10 +182,10 @@ class Consumer:
             except Unavailable:
                 self._refund(entries)
                 raise
-            except Exception:
+            except Exception as exc:
                 if not database_reachable(self.settings.database_url):
                     self._refund(entries)
-                    raise Unavailable("database unavailable (batch failed, the database does not answer)")
+                    raise Unavailable("database unavailable (batch failed, the database does not answer)") from exc
                 log.exception("consumer %s: batch of %d failed; retrying entry by entry", self.name, len(entries))
                 for n, entry in enumerate(entries):
                     try:
@@ -223,10 +193,11 @@ class Consumer:
                     except Unavailable:
                         self._refund(entries[n:])
                         raise
-                    except Exception:
+                    except Exception as exc:
                         if not database_reachable(self.settings.database_url):
                             self._refund(entries[n:])
-                            raise Unavailable("database unavailable (entry failed, the database does not answer)")
+                            raise Unavailable("database unavailable (entry failed, the database does not answer)") \
+                                from exc
                         log.exception("stream entry %s failed (delivery %d of %d); left pending", _text(entry[0]),
                                       deliveries.get(entry[0], 1), limit)
 
@@ -268,8 +239,6 @@ class Consumer:
                 thread.join()
 
     def _commit(self, entries: list[tuple[Any, dict]]) -> None:
-        from monitor.service import ingest_messages
-
         by_source: dict[str, list[tuple[Any, dict]]] = {}
         for entry in entries:
             by_source.setdefault(_field(entry[1], keys.SOURCE_FIELD) or "stream", []).append(entry)
@@ -296,19 +265,17 @@ class Consumer:
 
         A failure here loses nothing: the messages are stored and the next call (or the rules job) catches up.
         """
-        from monitor import evaluate
+        from monitor import rule_runner
 
         try:
             floor = inflight_floor(self.client, self.settings)
             with session_scope(self.settings.database_url) as session:
-                return len(evaluate.advance(session, floor, inclusive=floor is None, late=touched))
+                return len(rule_runner.advance(session, floor, inclusive=floor is None, late=touched))
         except Unavailable as exc:
             log.warning("consumer %s: rule evaluation postponed: %s", self.name, exc.message)
             return 0
 
     def _dead_letter(self, entries: list[tuple[Any, dict]], deliveries: dict[Any, int]) -> None:
-        from monitor.service import add_dead_letter
-
         with session_scope(self.settings.database_url) as session:
             for entry_id, fields in entries:
                 add_dead_letter(session, _field(fields, keys.SOURCE_FIELD) or "stream", "process",

@@ -8,9 +8,11 @@ from __future__ import annotations
 from flask import g
 from flask.wrappers import Response
 
+from monitor import service as monitor_service
 from newsdesk.errors import InvalidInput
-from web.api import bp, int_arg, json_body, ok, page, services
+from web.api import bp, int_arg, json_body, ok, page
 from web.auth import db_session, token_required
+from web.extensions import runtime
 
 STAGES = ("validate", "classify", "process")
 
@@ -25,9 +27,9 @@ def replay_dead_letters() -> Response:
         raise InvalidInput("reason must be a string of at most 200 characters", {"field": "reason"})
     if stage is not None and stage not in STAGES:
         raise InvalidInput(f"stage must be one of {', '.join(STAGES)}", {"field": "stage"})
-    classifier = services().classifier()
+    classifier = runtime().classifier()
     with db_session() as session:
-        out = services().monitor.replay_dead_letters(session, classifier, reason=reason or None, stage=stage)
+        out = monitor_service.replay_dead_letters(session, classifier, reason=reason or None, stage=stage)
     return ok(out)
 
 
@@ -36,7 +38,7 @@ def replay_dead_letters() -> Response:
 def undelivered_notifications() -> Response:
     limit = int_arg("limit", 50, 1, 500)
     with db_session() as session:
-        items, total = services().monitor.undelivered_notifications(session, limit)
+        items, total = monitor_service.undelivered_notifications(session, limit)
     return ok(page(items, total, limit, 0))
 
 
@@ -46,8 +48,8 @@ def retry_notifications() -> Response:
     """Send undelivered notifications again now: all, or the `ids` given."""
     ids = json_body(dict).get("ids")
     if ids is not None and (not isinstance(ids, list) or len(ids) > 1000 or
-                            not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
+                            not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**31 for i in ids)):
         raise InvalidInput("ids must be a list of at most 1000 positive integers", {"field": "ids"})
     with db_session() as session:
-        n = services().monitor.retry_notifications(session, ids, actor=g.api_user.username)
+        n = monitor_service.retry_notifications(session, ids, actor=g.api_user.username)
     return ok({"queued": n})

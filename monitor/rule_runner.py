@@ -1,4 +1,4 @@
-"""Rule evaluation against the database: window statistics per ticker -> rules -> lifecycle transitions.
+"""Runs the alert rules over each ticker's message windows: window statistics -> rules -> lifecycle transitions.
 
 Order independence (`advance`): the rules are evaluated on stream time, at every committed message's own time in
 time order, up to a watermark below which every message is committed (the stream consumers compute it from what
@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from monitor import lifecycle, rules
-from monitor.tables import Alert, AlertRule, AlertState, Message, MessageTicker, RuleCursor
+from monitor.tables import Alert, AlertRule, Message, MessageTicker, RuleCursor
+from monitor.vocabulary import AlertState, RuleKind, normalise_ticker
 from newsdesk.db import utcnow
+from newsdesk.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -68,64 +70,89 @@ def stream_clock(session: Session) -> datetime:
     return newest
 
 
+class ActiveRule(NamedTuple):
+    """An enabled rule with its validated parameters and the tickers it is scoped to (empty: every ticker)."""
+
+    rule: AlertRule
+    params: dict[str, Any]
+    scope: frozenset[str]
+
+
 def evaluate_tickers(session: Session, tickers: Iterable[str], now: datetime | None = None,
                      *, include_firing: bool = True) -> list[lifecycle.Transition]:
     """Evaluate every enabled rule for `tickers` (plus tickers with firing alerts) at stream time `now`."""
     now = now or stream_clock(session)
-    targets = set(tickers)
-    if include_firing:
-        targets |= set(session.scalars(select(Alert.ticker).where(Alert.state == AlertState.FIRING.value)))
-    if not targets:
-        return []
-    active = []
-    for rule in session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)):
-        try:
-            active.append((rule, rules.validate_params(rule.kind, rule.params),
-                           {t.upper() for t in (rule.tickers or [])}))
-        except Exception:  # a rule edited into an invalid state must not stop the others
-            log.exception("rule %s has invalid parameters; skipped", rule.id)
+    targets = _targets(session, tickers, include_firing)
+    active = active_rules(session) if targets else []
     if not active:
         return []
-    span = max(_span(params) for _, params, _ in active)
-    text_window = max((timedelta(minutes=p["window_minutes"]) for r, p, _ in active
-                       if r.kind in ("keyword", "negative_burst")), default=None)
+    span = max(_span(a.params) for a in active)
+    text_window = _text_window(active)
     firing = set(session.scalars(select(Alert.active_fingerprint).where(Alert.active_fingerprint.is_not(None))))
-    transitions = []
+    transitions: list[lifecycle.Transition] = []
     for ticker in sorted(targets):
-        scoped = [(r, p) for r, p, scope in active if not scope or ticker in scope]
-        if not scoped:
-            continue
-        rows = ticker_rows(session, ticker, now - span, now)
-        texts: dict[int, str] = {}
-        if text_window is not None:
-            ids = [mid for mid, ts, _ in rows if ts > now - text_window]
-            texts = dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(ids))).all()) \
-                if ids else {}
-        for rule, params in scoped:
-            stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts)
-            result = rules.evaluate(rule.kind, params, stats)
-            if not result.met and lifecycle.fingerprint(rule.id, ticker) not in firing:
-                continue  # nothing firing to resolve: skip the lookup
-            transition = lifecycle.apply_result(session, rule, ticker, result, now)
-            if transition is not None:
-                transitions.append(transition)
-    if transitions:
-        fired = sum(1 for t in transitions if t.event == "fired")
-        resolved = sum(1 for t in transitions if t.event == "resolved")
-        if fired or resolved:
-            log.info("rules at %s: %d fired, %d resolved", now.isoformat(), fired, resolved)
+        scoped = [a for a in active if not a.scope or ticker in a.scope]
+        if scoped:
+            transitions += _evaluate_ticker(session, ticker, scoped, now, span, text_window, firing)
+    _log_transitions(transitions, now)
     return transitions
 
 
-def _active_rules(session: Session) -> list[tuple[AlertRule, dict, set[str]]]:
+def _targets(session: Session, tickers: Iterable[str], include_firing: bool) -> set[str]:
+    """The tickers to evaluate: those given, plus (with `include_firing`) every ticker with a firing alert."""
+    targets = set(tickers)
+    if include_firing:
+        targets |= set(session.scalars(select(Alert.ticker).where(Alert.state == AlertState.FIRING.value)))
+    return targets
+
+
+def active_rules(session: Session) -> list[ActiveRule]:
+    """Enabled rules in id order; one whose stored parameters no longer validate is logged and skipped."""
     active = []
     for rule in session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)):
         try:
-            active.append((rule, rules.validate_params(rule.kind, rule.params),
-                           {t.upper() for t in (rule.tickers or [])}))
-        except Exception:  # a rule edited into an invalid state must not stop the others
+            params = rules.validate_params(rule.kind, rule.params)
+        except (InvalidInput, TypeError, ValueError, AttributeError):  # an invalid stored rule must not stop the rest
             log.exception("rule %s has invalid parameters; skipped", rule.id)
+            continue
+        active.append(ActiveRule(rule, params, frozenset(normalise_ticker(t) for t in rule.tickers or [])))
     return active
+
+
+def _text_window(active: list[ActiveRule]) -> timedelta | None:
+    """How far back message texts are needed (only keyword and negative-burst rules read them)."""
+    return max((timedelta(minutes=a.params["window_minutes"]) for a in active
+                if a.rule.kind in (RuleKind.KEYWORD, RuleKind.NEGATIVE_BURST)), default=None)
+
+
+def _texts(session: Session, rows: list[tuple[int, datetime, Any]], since: datetime) -> dict[int, str]:
+    """message id -> text of the rows newer than `since`."""
+    ids = [mid for mid, ts, _ in rows if ts > since]
+    return dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(ids))).all()) if ids else {}
+
+
+def _evaluate_ticker(session: Session, ticker: str, scoped: list[ActiveRule], now: datetime, span: timedelta,
+                     text_window: timedelta | None, firing: set[str]) -> list[lifecycle.Transition]:
+    """Run each rule scoped to `ticker` over its window and apply what changed (fire, repeat, resolve)."""
+    rows = ticker_rows(session, ticker, now - span, now)
+    texts = _texts(session, rows, now - text_window) if text_window is not None else {}
+    transitions = []
+    for rule, params, _ in scoped:
+        result = rules.evaluate(rule.kind, params, window_stats(ticker, rows, params, rules.baseline_of(rule.kind),
+                                                                now, texts))
+        if not result.met and lifecycle.fingerprint(rule.id, ticker) not in firing:
+            continue  # nothing firing to resolve: skip the lookup
+        transition = lifecycle.apply_result(session, rule, ticker, result, now)
+        if transition is not None:
+            transitions.append(transition)
+    return transitions
+
+
+def _log_transitions(transitions: list[lifecycle.Transition], now: datetime) -> None:
+    fired = sum(1 for t in transitions if t.event == "fired")
+    resolved = sum(1 for t in transitions if t.event == "resolved")
+    if fired or resolved:
+        log.info("rules at %s: %d fired, %d resolved", now.isoformat(), fired, resolved)
 
 
 def lock_cursor(session: Session) -> RuleCursor:
@@ -174,7 +201,7 @@ def advance(session: Session, watermark: datetime | None = None, *, inclusive: b
         transitions += evaluate_tickers(session, late, start, include_firing=False)
     if not points:
         return transitions
-    active = _active_rules(session)
+    active = active_rules(session)
     if active:
         transitions += _evaluate_points(session, active, sorted(points.items()))
     cursor.evaluated_to = max(points)
@@ -187,13 +214,12 @@ def advance(session: Session, watermark: datetime | None = None, *, inclusive: b
     return transitions
 
 
-def _evaluate_points(session: Session, active: list[tuple[AlertRule, dict, set[str]]],
+def _evaluate_points(session: Session, active: list[ActiveRule],
                      points: list[tuple[datetime, set[str]]]) -> list[lifecycle.Transition]:
     """Walk the points in time order; each ticker's rows are read once for the whole range."""
     first, last = points[0][0], points[-1][0]
-    span = max(_span(params) for _, params, _ in active)
-    text_window = max((timedelta(minutes=p["window_minutes"]) for r, p, _ in active
-                       if r.kind in ("keyword", "negative_burst")), default=None)
+    span = max(_span(a.params) for a in active)
+    text_window = _text_window(active)
     firing: dict[str, set[int]] = {}  # ticker -> ids of rules firing for it
     for ticker, rule_id in session.execute(select(Alert.ticker, Alert.rule_id)
                                            .where(Alert.state == AlertState.FIRING.value)):
