@@ -121,7 +121,9 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("when")
     def _when(value: Any) -> str:
-        return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ("" if value is None else str(value))
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M")
+        return "" if value is None else str(value)
 
     @app.template_filter("urlencode_without")
     def _urlencode_without(args: Any, key: str) -> str:
