@@ -28,8 +28,9 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
     """
     from web import api, auth, console, dashboard, events, feed, health, rules
     from web.errors import register_error_handlers
-    from web.extensions import LoginThrottle, RequestMetrics, csrf, login_manager
+    from web.extensions import RequestMetrics, csrf, login_manager
     from web.services import Services
+    from web.throttle import LoginThrottle
 
     app = Flask(__name__)
     app.url_map.converters["id"] = IdConverter
@@ -47,9 +48,14 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
         MAX_CONTENT_LENGTH=settings.monitor.ingest_max_bytes + 1024,
         JSON_SORT_KEYS=False,
     )
+    if settings.web.trusted_proxies > 0:  # the client address and scheme as the proxies in front saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.web.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.jinja_env.autoescape = True  # also for non-.html templates; item text and tweets are untrusted
     app.extensions["newsdesk_services"] = Services(settings, services)
-    app.extensions["newsdesk_throttle"] = LoginThrottle(settings.web.login_rate_limit)
+    app.extensions["newsdesk_throttle"] = LoginThrottle(settings)
     app.extensions["newsdesk_metrics"] = RequestMetrics()
 
     login_manager.init_app(app)

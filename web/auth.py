@@ -118,32 +118,39 @@ def _safe_next(target: str | None) -> str | None:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """The login form; failed attempts are throttled per client address."""
+    """The login form; failed attempts are throttled per account and per client address (web.throttle)."""
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = LoginForm()
-    throttle = current_app.extensions["newsdesk_throttle"]
-    key = request.remote_addr or "?"
     status = 200
     if request.method == "POST":
-        wait = throttle.blocked(key)
-        if wait:
-            flash(f"Too many failed logins; try again in {int(wait) + 1} s.", "error")
-            return render_template("login.html", form=form), 429
-        if form.validate_on_submit():
-            with db_session() as session:
-                user = authenticate(session, form.username.data, form.password.data)
-                found = _as_current(user) if user is not None else None
-            if found is not None:
-                throttle.reset(key)
-                login_user(found)
-                return redirect(_safe_next(request.args.get("next")) or home_for(found))
-            throttle.fail(key)
-            flash("Wrong username or password.", "error")
-            status = 401
-        else:
-            status = 400
+        if not form.validate_on_submit():
+            return render_template("login.html", form=form), 400
+        throttle = current_app.extensions["newsdesk_throttle"]
+        username, address = form.username.data, request.remote_addr or "?"
+        verdict = throttle.check(username, address)
+        if verdict.account_wait:  # no password is checked while the account backs off, from any address
+            return _too_many(form, verdict.account_wait)
+        with db_session() as session:
+            user = authenticate(session, username, form.password.data)
+            found = _as_current(user) if user is not None else None
+        if found is not None:  # a correct password gets in even from a throttled (shared) address
+            throttle.succeeded(username)
+            login_user(found)
+            return redirect(_safe_next(request.args.get("next")) or home_for(found))
+        throttle.fail(username, address)
+        if verdict.address_wait:
+            return _too_many(form, verdict.address_wait)
+        flash("Wrong username or password.", "error")
+        status = 401
     return render_template("login.html", form=form), status
+
+
+def _too_many(form: LoginForm, wait: float) -> Any:
+    flash(f"Too many failed logins; try again in {int(wait) + 1} s.", "error")
+    response = current_app.make_response((render_template("login.html", form=form), 429))
+    response.headers["Retry-After"] = str(int(wait) + 1)
+    return response
 
 
 @bp.route("/logout", methods=["POST"])

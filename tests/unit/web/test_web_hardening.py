@@ -1,0 +1,129 @@
+"""Regression tests for issue #20 (what an attacker and a careless user broke), one section per finding."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from web_support import PASSWORDS, csrf_from, login, page_csrf
+
+from newsdesk.settings import Settings
+from web import create_app
+
+
+def _app(settings: Settings, **web: object) -> Flask:
+    app = create_app(settings.replace(web=dataclasses.replace(settings.web, **web)), testing=True)
+    app.config.update(SSE_POLL_S=0.05, SSE_MAX_S=0.6)
+    return app
+
+
+def _logout(client: FlaskClient) -> None:
+    client.post("/logout", data={"csrf_token": page_csrf(client, "/login")})
+
+
+def _login_from(client: FlaskClient, username: str, password: str, address: str,
+                forwarded: str | None = None):
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                       environ_base={"REMOTE_ADDR": address}, headers=headers)
+
+
+# 1. Login throttle ------------------------------------------------------------------------------------------------
+
+def test_another_accounts_success_does_not_reset_the_throttle(app: Flask, client: FlaskClient,
+                                                              tokens: dict) -> None:
+    """9 guesses at admin, log in as oneself, repeat: the 11th guess at admin is refused without a password check."""
+    limit = app.config["NEWSDESK_SETTINGS"].web.login_rate_limit
+    guesses = 0
+    statuses = []
+    for _ in range(4):
+        for _ in range(limit - 1):
+            statuses.append(login(client, "admin", "guess-guess").status_code)
+            guesses += 1
+        assert login(client, "reader").status_code == 302
+        _logout(client)
+    assert 429 in statuses
+    assert statuses[:limit] == [401] * limit and set(statuses[limit:]) == {429}
+    assert login(client, "admin").status_code == 429  # the account backs off, even for the right password
+    assert login(client, "reader").status_code == 302  # while other accounts are untouched
+
+
+def test_failures_count_across_server_processes(settings: Settings, db_url: str, tokens: dict) -> None:
+    """Two apps (two `serve --workers` processes) on one database share the counters."""
+    first, second = _app(settings).test_client(), _app(settings).test_client()
+    limit = settings.web.login_rate_limit
+    for i in range(limit):
+        assert login(first if i % 2 else second, "analyst", "wrong-pass").status_code == 401
+    assert login(first, "analyst", "wrong-pass").status_code == 429
+    assert login(second, "analyst", "wrong-pass").status_code == 429
+
+
+def test_rotating_addresses_does_not_escape_the_account_counter(app: Flask, client: FlaskClient,
+                                                                tokens: dict) -> None:
+    limit = app.config["NEWSDESK_SETTINGS"].web.login_rate_limit
+    for i in range(limit):
+        assert _login_from(client, "admin", "wrong-pass", f"10.0.0.{i}").status_code == 401
+    assert _login_from(client, "admin", "wrong-pass", "10.9.9.9").status_code == 429
+
+
+def test_a_throttled_shared_address_still_lets_the_real_user_in(settings: Settings, db_url: str,
+                                                                tokens: dict) -> None:
+    client = _app(settings, login_address_limit=3).test_client()
+    for name in ("nobody1", "nobody2", "nobody3"):  # a spray across accounts from one (NAT) address
+        assert _login_from(client, name, "guess-guess", "192.0.2.7").status_code == 401
+    assert _login_from(client, "nobody4", "guess-guess", "192.0.2.7").status_code == 429
+    assert _login_from(client, "reader", "wrong-pass", "192.0.2.7").status_code == 429
+    assert _login_from(client, "reader", PASSWORDS["reader"], "192.0.2.7").status_code == 302
+    _logout(client)
+    assert _login_from(client, "nobody5", "guess-guess", "192.0.2.8").status_code == 401  # other addresses
+
+
+def test_backoff_doubles_and_expires(settings: Settings, db_url: str, tokens: dict) -> None:
+    from web.throttle import LOCK_BASE_S
+
+    app = _app(settings, login_rate_limit=2)
+    throttle = app.extensions["newsdesk_throttle"]
+    now = [1_000_000.0]
+    throttle.clock = lambda: now[0]
+    client = app.test_client()
+    assert [login(client, "reader", "wrong-pass").status_code for _ in range(3)] == [401, 401, 429]
+    now[0] += LOCK_BASE_S + 1
+    assert login(client, "reader", "wrong-pass").status_code == 401  # the third failure: the lock doubles
+    now[0] += LOCK_BASE_S + 1
+    assert login(client, "reader").status_code == 429
+    now[0] += LOCK_BASE_S
+    assert login(client, "reader").status_code == 302
+
+
+def test_trusted_proxy_setting_reads_the_forwarded_address(settings: Settings, db_url: str, tokens: dict) -> None:
+    direct = _app(settings, login_address_limit=2).test_client()
+    proxied = _app(settings, login_address_limit=2, trusted_proxies=1).test_client()
+    for client in (direct, proxied):
+        for name in ("ghost1", "ghost2"):
+            assert _login_from(client, name, "guess-guess", "127.0.0.1", forwarded="198.51.100.1").status_code == 401
+    # without a trusted proxy every client is the proxy's address (already throttled by both clients' failures)
+    assert _login_from(direct, "ghost3", "guess-guess", "127.0.0.1", forwarded="198.51.100.2").status_code == 429
+    # with one, each forwarded client has its own counter
+    assert _login_from(proxied, "ghost3", "guess-guess", "127.0.0.1", forwarded="198.51.100.2").status_code == 401
+    assert _login_from(proxied, "ghost4", "guess-guess", "127.0.0.1", forwarded="198.51.100.1").status_code == 429
+
+
+def test_throttle_counts_in_redis_when_configured(redis_settings: Settings, db_url: str, tokens: dict) -> None:
+    import redis
+
+    from web.tables import LoginFailure
+
+    first, second = _app(redis_settings).test_client(), _app(redis_settings).test_client()
+    limit = redis_settings.web.login_rate_limit
+    for i in range(limit):
+        assert login(first if i % 2 else second, "admin", "wrong-pass").status_code == 401
+    assert login(first, "admin", "wrong-pass").status_code == 429
+    client = redis.Redis.from_url(redis_settings.redis_url)
+    assert client.zcard(f"{redis_settings.monitor.stream_name}:login-failures:a:admin") == limit
+    from newsdesk.db import session_scope
+
+    with session_scope(db_url) as session:
+        assert session.query(LoginFailure).count() == 0  # not in the database
