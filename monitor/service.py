@@ -39,6 +39,7 @@ from monitor.tables import Alert, DeadLetter, Message, MessageStatus, MessageTic
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
+from newsdesk.inputs import scrub
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,12 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     for index, raw in enumerate(payloads):
         try:
             valid.append((index, validate_payload(raw, source, now)))
-        except InvalidInput as exc:
-            result.rejected.append({"index": index, "reason": exc.message})
+        except (InvalidInput, ValueError, OverflowError, RecursionError) as exc:  # one bad item never sinks the rest
+            reason = exc.message if isinstance(exc, InvalidInput) else f"invalid item: {type(exc).__name__}: {exc}"
+            reason = scrub(reason)[:500]
+            result.rejected.append({"index": index, "reason": reason})
             if dead_letter:
-                add_dead_letter(session, source, "validate", exc.message, raw,
+                add_dead_letter(session, source, "validate", reason, raw,
                                 stream_ids[index] if stream_ids else None)
                 result.dead_lettered += 1
     fresh = _deduplicate(session, valid, result)
@@ -91,6 +94,39 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
         transitions = evaluate.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
         result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
     return result
+
+
+def ingest_batch(database_url: str, classifier: Classifier | None, payloads: list[Any], source: str, *,
+                 batch_size: int = 64) -> IngestResult:
+    """`ingest_messages` in its own transaction; when the database refuses the batch for something validation did
+    not foresee, each item is retried in its own transaction and the ones still refused become dead letters, so one
+    bad item never costs the good ones beside it (the direct path: `POST /api/v1/ingest`, `stream replay`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsdesk.db import session_scope
+
+    try:
+        with session_scope(database_url) as session:
+            return ingest_messages(session, classifier, payloads, source, batch_size=batch_size)
+    except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+        log.warning("ingest batch of %d refused (%s: %s); retrying one by one", len(payloads), type(exc).__name__,
+                    scrub(str(exc))[:200])
+    total = IngestResult()
+    for index, raw in enumerate(payloads):
+        try:
+            with session_scope(database_url) as session:
+                one = ingest_messages(session, classifier, [raw], source, batch_size=batch_size)
+        except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+            reason = scrub(f"refused by the database: {type(exc).__name__}: {exc}")[:500]
+            with session_scope(database_url) as session:
+                add_dead_letter(session, source, "process", reason, raw)
+            one = IngestResult(dead_lettered=1)
+            one.rejected.append({"index": 0, "reason": reason})
+        for item in one.rejected:
+            item["index"] = index
+        total.add(one)
+        total.message_ids += one.message_ids
+    return total
 
 
 def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result: IngestResult,
@@ -247,7 +283,8 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
 def add_dead_letter(session: Session, source: str, stage: str, reason: str, raw: Any,
                     stream_id: str | None = None, deliveries: int = 1) -> DeadLetter:
     """Keep a payload that could not be processed, with the reason, for the UI and a later replay."""
-    row = DeadLetter(source=source[:64], stage=stage, reason=reason, payload=raw_text(raw), stream_id=stream_id,
+    row = DeadLetter(source=scrub(source)[:64], stage=stage, reason=scrub(reason), payload=raw_text(raw),
+                     stream_id=stream_id,
                      deliveries=deliveries, status="open", created_at=utcnow())
     session.add(row)
     return row

@@ -9,7 +9,7 @@ from flask.wrappers import Response
 
 from newsdesk.errors import InvalidInput, NewsdeskError
 from web.api import bp, json_body, ok, services, settings
-from web.auth import db_session, token_required
+from web.auth import token_required
 
 MAX_ITEMS = 1000
 
@@ -43,8 +43,7 @@ def ingest() -> Response:
         queued = services().monitor.enqueue_messages(settings(), payloads, source)
         return ok({"queued": queued, "stored": 0, "duplicates": 0, "rejected": []}, 202)
     classifier = services().classifier()
-    with db_session() as session:
-        result = services().monitor.ingest_messages(session, classifier, payloads, source)
+    result = services().monitor.ingest_batch(settings().database_url, classifier, payloads, source)
     rejected = list(getattr(result, "rejected", []) or [])
     if rejected and len(rejected) == len(payloads):
         raise InvalidInput("every message was rejected", {"rejected": rejected})

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from web_support import PASSWORDS, csrf_from, login, page_csrf
+from web_support import PASSWORDS, bearer, csrf_from, fast_hashing, login, page_csrf
 
 from newsdesk.settings import Settings
 from web import create_app
@@ -127,3 +128,38 @@ def test_throttle_counts_in_redis_when_configured(redis_settings: Settings, db_u
 
     with session_scope(db_url) as session:
         assert session.query(LoginFailure).count() == 0  # not in the database
+
+
+# 2. One bad message never loses the good ones beside it (POST /api/v1/ingest, the direct path) ------------------
+
+def _ingest_body(bad: list[str]) -> str:
+    good = [json.dumps({"id": f"ok{i}", "text": f"fine message {i} about $AAPL"}) for i in range(3)]
+    return "[" + ",".join(good[:2] + bad + good[2:]) + "]"
+
+
+INGEST_BAD = ['{"id": "t1", "text": "x", "ts": "0001-01-01T00:00:00+14:00"}', '{"id": "a\\ud800", "text": "x"}',
+              '{"id": "t3", "text": "lone \\udfff"}', '{"id": "n\\u0000ul", "text": "x"}',
+              '{"id": "t5", "text": "x", "extra": {"k": "v\\u0000"}}']
+
+
+def _check_ingest(client: FlaskClient, token: str) -> None:
+    response = client.post("/api/v1/ingest", data=_ingest_body(INGEST_BAD), content_type="application/json",
+                           headers=bearer(token))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["stored"] == 3 and sorted(r["index"] for r in body["rejected"]) == [2, 3, 4, 5, 6]
+
+
+def test_ingest_dead_letters_bad_items_and_stores_the_rest(client: FlaskClient, tokens: dict) -> None:
+    _check_ingest(client, tokens["ingest"])
+
+
+@pytest.mark.postgres
+def test_ingest_dead_letters_bad_items_and_stores_the_rest_on_postgres(settings: Settings, pg_url: str) -> None:
+    from web_support import make_users
+
+    pg = settings.replace(database_url=pg_url)
+    with pytest.MonkeyPatch.context() as mp:
+        fast_hashing(mp)
+        tokens = make_users(pg_url)
+    _check_ingest(_app(pg).test_client(), tokens["ingest"])
