@@ -9,8 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
+from newsdesk import inputs
+from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
     from web.throttle import LoginThrottle
 
     app = Flask(__name__)
+    app.json = GuardedJSONProvider(app)
     app.url_map.converters["id"] = IdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -81,6 +85,43 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
     return app
 
 
+class GuardedJSONProvider(DefaultJSONProvider):
+    """Request bodies parsed with a depth limit: JSON nested 100,000 deep is a 422, never a RecursionError."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return inputs.loads(s, strings=False)
+
+
+# Endpoints that check the strings of each item themselves (a bad item is dead-lettered, its batch kept).
+PER_ITEM_ENDPOINTS = frozenset({"api.ingest"})
+
+
+def _guard_request() -> None:
+    """One request-level check: no NUL byte or lone surrogate in the path, query, headers, form or JSON body.
+
+    Raises:
+        InvalidInput: naming the part of the request (a 422 JSON error under /api, an error page elsewhere).
+    """
+    def check(value: str, where: str) -> None:
+        problem = inputs.bad_char(value)
+        if problem:
+            raise InvalidInput(f"the {where} contains a {problem}", {"field": where})
+
+    check(request.path, "path")
+    for key, value in request.args.items(multi=True):
+        check(key, "query"), check(value, "query")
+    for key, value in request.headers.items():
+        check(value, "headers")
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            for key, value in request.form.items(multi=True):
+                check(key, "form"), check(value, "form")
+        if request.is_json and request.endpoint not in PER_ITEM_ENDPOINTS and request.content_length != 0:
+            data = request.get_json(silent=True)  # depth-checked by GuardedJSONProvider; cached for the view
+            if data is not None:
+                inputs.check_json(data, "body")
+
+
 class IdConverter(IntegerConverter):
     """`<id:name>`: a positive integer that fits the database's 32-bit INTEGER (else 404, never an overflow)."""
 
@@ -95,6 +136,7 @@ def _install_hooks(app: Flask) -> None:
     def _start() -> None:
         g.request_id = uuid.uuid4().hex[:16]
         g.started = time.perf_counter()
+        _guard_request()
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -163,3 +163,49 @@ def test_ingest_dead_letters_bad_items_and_stores_the_rest_on_postgres(settings:
         fast_hashing(mp)
         tokens = make_users(pg_url)
     _check_ingest(_app(pg).test_client(), tokens["ingest"])
+
+
+# 3. NUL bytes, lone surrogates and deep JSON are a 4xx at the edge, never a 500 -----------------------------------
+
+def _nul_login(client: FlaskClient):
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"username": "adm\x00in", "password": "whatever-1", "csrf_token": token})
+
+
+def test_nul_bytes_in_forms_queries_and_bodies_are_refused(client: FlaskClient, tokens: dict) -> None:
+    assert _nul_login(client).status_code == 422
+    for path in ("/api/v1/alerts?ticker=A%00B", "/api/v1/alerts?st%00ate=x", "/api/v1/alerts/%00"):
+        response = client.get(path, headers=bearer(tokens["analyst"]))
+        assert response.status_code in (404, 422), path
+        assert response.get_json()["error"]["code"] in ("invalid_input", "not_found"), path
+    assert client.get("/api/v1/alerts?ticker=A%00B", headers=bearer(tokens["analyst"])).status_code == 422
+    login(client, "analyst")
+    assert client.get("/dashboard/?ticker=A%00B").status_code == 422
+    for body in ('{"item_id": "m\\u0000", "kind": "click"}', '{"item_id": "m\\ud800", "kind": "click"}'):
+        response = client.post("/api/v1/feedback", data=body, content_type="application/json",
+                               headers=bearer(tokens["reader"]))
+        assert response.status_code == 422, body
+        assert "NUL" in response.get_json()["error"]["message"] or "surrogate" in response.get_json()["error"]["message"]
+
+
+@pytest.mark.postgres
+def test_nul_byte_on_the_login_form_is_not_a_500_on_postgres(settings: Settings, pg_url: str) -> None:
+    from web_support import make_users
+
+    with pytest.MonkeyPatch.context() as mp:
+        fast_hashing(mp)
+        tokens = make_users(pg_url)
+    client = _app(settings.replace(database_url=pg_url)).test_client()
+    assert _nul_login(client).status_code == 422
+    response = client.get("/api/v1/alerts?ticker=A%00B", headers=bearer(tokens["analyst"]))
+    assert response.status_code == 422
+    assert login(client, "admin").status_code == 302  # and the app still works
+
+
+@pytest.mark.parametrize("path,token", [("/api/v1/feedback", "reader"), ("/api/v1/ingest", "ingest"),
+                                        ("/api/v1/models/sentiment/classify", "analyst")])
+def test_json_nested_100000_deep_is_a_422(client: FlaskClient, tokens: dict, path: str, token: str) -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    response = client.post(path, data=body, content_type="application/json", headers=bearer(tokens[token]))
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
+    assert "nested" in response.get_json()["error"]["message"]
