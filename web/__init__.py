@@ -47,7 +47,9 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
         SESSION_COOKIE_NAME="newsdesk_session",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.web.session_minutes),
+        SESSION_COOKIE_SECURE=settings.web.secure_cookies,
+        REMEMBER_COOKIE_SECURE=settings.web.secure_cookies,
         WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life
         MAX_CONTENT_LENGTH=settings.monitor.ingest_max_bytes + 1024,
         JSON_SORT_KEYS=False,
@@ -131,6 +133,7 @@ class IdConverter(IntegerConverter):
 
 def _install_hooks(app: Flask) -> None:
     metrics = app.extensions["newsdesk_metrics"]
+    hsts = app.config["NEWSDESK_SETTINGS"].web.secure_cookies
 
     @app.before_request
     def _start() -> None:
@@ -144,6 +147,8 @@ def _install_hooks(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if hsts:  # behind TLS (web.secure_cookies): browsers keep to https for this host
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if response.mimetype == "text/html":
             response.headers.setdefault("Content-Security-Policy", CSP)
         if hasattr(g, "started"):

@@ -45,6 +45,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     revoked: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)  # None: until revoked
 
 
 class LoginFailure(Base):

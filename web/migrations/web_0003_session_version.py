@@ -1,4 +1,4 @@
-"""web: users.session_version (logout, password, role and deactivation end every session).
+"""web: users.session_version (logout, password, role and deactivation end every session), api_tokens.expires_at.
 
 Revision ID: web_0003
 Revises: web_0002
@@ -18,8 +18,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("session_version", sa.Integer(), nullable=False, server_default="0"))
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.add_column(sa.Column("expires_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_tokens") as batch:
+        batch.drop_column("expires_at")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("session_version")

@@ -209,3 +209,117 @@ def test_json_nested_100000_deep_is_a_422(client: FlaskClient, tokens: dict, pat
     response = client.post(path, data=body, content_type="application/json", headers=bearer(tokens[token]))
     assert response.status_code == 422, response.get_data(as_text=True)[:300]
     assert "nested" in response.get_json()["error"]["message"]
+
+
+# 4. Sessions end at logout, password/role change and deactivation; shorter life; Secure + HSTS behind TLS ---------
+
+def _copied_session(client: FlaskClient) -> str:
+    cookie = client.get_cookie("newsdesk_session")
+    assert cookie is not None
+    return cookie.value
+
+
+def _with_cookie(app: Flask, value: str) -> FlaskClient:
+    other = app.test_client()
+    other.set_cookie("newsdesk_session", value)
+    return other
+
+
+def test_a_cookie_copied_before_logout_no_longer_works(app: Flask, client: FlaskClient, tokens: dict) -> None:
+    assert login(client, "analyst").status_code == 302
+    copied = _copied_session(client)
+    assert _with_cookie(app, copied).get("/dashboard/").status_code == 200
+    _logout(client)
+    response = _with_cookie(app, copied).get("/dashboard/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert login(client, "analyst").status_code == 302  # a fresh login works again
+
+
+@pytest.mark.parametrize("change", ["password", "role", "deactivate"])
+def test_password_role_and_deactivation_end_open_sessions(app: Flask, client: FlaskClient, tokens: dict,
+                                                         change: str) -> None:
+    from newsdesk.db import session_scope
+    from web.users import set_active, set_password, set_role
+
+    assert login(client, "analyst").status_code == 302
+    assert client.get("/dashboard/").status_code == 200
+    with session_scope(app.config["NEWSDESK_SETTINGS"].database_url) as session:
+        {"password": lambda: set_password(session, "analyst", "new-analyst-pass"),
+         "role": lambda: set_role(session, "analyst", "reader"),
+         "deactivate": lambda: set_active(session, "analyst", False)}[change]()
+    response = client.get("/dashboard/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_console_actions_revoke_tokens_and_deactivate_users(client: FlaskClient, tokens: dict) -> None:
+    from newsdesk.db import session_scope
+    from web.users import list_tokens
+
+    assert client.get("/api/v1/history", headers=bearer(tokens["reader"])).status_code == 200
+    login(client, "admin")
+    with session_scope(client.application.config["NEWSDESK_SETTINGS"].database_url) as session:
+        token_id = next(t.id for t in list_tokens(session, "reader") if t.kind == "user")
+    csrf = page_csrf(client, "/console/users")
+    response = client.post("/console/users", data={"action": "revoke", "token_id": str(token_id), "csrf_token": csrf})
+    assert response.status_code == 200 and f"Revoked token {token_id}" in response.get_data(as_text=True)
+    assert client.get("/api/v1/history", headers=bearer(tokens["reader"])).status_code == 401
+    response = client.post("/console/users", data={"action": "deactivate", "username": "analyst",
+                                                   "csrf_token": csrf})
+    assert "analyst deactivated" in response.get_data(as_text=True)
+    assert client.get("/api/v1/alerts", headers=bearer(tokens["analyst"])).status_code == 401
+    other = client.application.test_client()
+    assert login(other, "analyst").status_code == 401
+
+
+def test_session_lifetime_secure_cookie_and_hsts(settings: Settings, db_url: str, tokens: dict) -> None:
+    app = _app(settings, session_minutes=30, secure_cookies=True)
+    assert app.permanent_session_lifetime.total_seconds() == 30 * 60
+    client = app.test_client()
+    response = login(client, "reader")
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("newsdesk_session="))
+    assert "Secure" in cookie and "Expires=" in cookie
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    plain = _app(settings).test_client().get("/login")
+    assert "Strict-Transport-Security" not in plain.headers
+
+
+def test_cli_token_expiry_revocation_and_user_admin(settings: Settings, db_url: str, tokens: dict) -> None:
+    from datetime import timedelta
+
+    from click.testing import CliRunner
+
+    from newsdesk.cli import cli
+    from newsdesk.db import session_scope, utcnow
+    from web.tables import ApiToken
+    from web.users import authenticate, verify_token
+
+    runner = CliRunner()
+    home = ["--home", str(settings.home)]
+    result = runner.invoke(cli, [*home, "users", "token", "reader", "--expires", "30d"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    with session_scope(db_url) as session:
+        assert verify_token(session, token).username == "reader"
+        row = session.query(ApiToken).order_by(ApiToken.id.desc()).first()
+        assert timedelta(days=29) < row.expires_at - utcnow() <= timedelta(days=30)
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        token_id = row.id
+    with session_scope(db_url) as session:
+        assert verify_token(session, token) is None  # expired
+    result = runner.invoke(cli, [*home, "users", "token", "reader", "--expires", "soon"])
+    assert result.exit_code == 3 and result.output.startswith("Error: --expires")
+    result = runner.invoke(cli, [*home, "users", "tokens", "reader"])
+    assert result.exit_code == 0 and str(token_id) in result.output
+    fresh = runner.invoke(cli, [*home, "users", "token", "reader"]).output.strip()
+    with session_scope(db_url) as session:
+        fresh_id = session.query(ApiToken.id).order_by(ApiToken.id.desc()).first()[0]
+    assert runner.invoke(cli, [*home, "users", "revoke-token", str(fresh_id)]).exit_code == 0
+    assert runner.invoke(cli, [*home, "users", "revoke-token", "99999"]).exit_code == 4
+    assert runner.invoke(cli, [*home, "users", "set-role", "reader", "analyst"]).exit_code == 0
+    assert runner.invoke(cli, [*home, "users", "set-password", "reader", "--password", "brand-new-pass"]).exit_code == 0
+    assert runner.invoke(cli, [*home, "users", "deactivate", "reader2"]).exit_code == 0
+    with session_scope(db_url) as session:
+        assert verify_token(session, fresh) is None
+        user = authenticate(session, "reader", "brand-new-pass")
+        assert user is not None and user.role == "analyst"
+        assert authenticate(session, "reader2", PASSWORDS["reader2"]) is None
