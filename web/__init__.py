@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
     app.extensions["newsdesk_services"] = Services(settings, services)
     app.extensions["newsdesk_throttle"] = LoginThrottle(settings)
     app.extensions["newsdesk_metrics"] = RequestMetrics()
+    app.extensions["newsdesk_event_slots"] = events.StreamSlots(settings.web.event_stream_slots)
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

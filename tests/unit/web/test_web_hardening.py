@@ -323,3 +323,60 @@ def test_cli_token_expiry_revocation_and_user_admin(settings: Settings, db_url: 
         user = authenticate(session, "reader", "brand-new-pass")
         assert user is not None and user.role == "analyst"
         assert authenticate(session, "reader2", PASSWORDS["reader2"]) is None
+
+
+# 5. Open event streams never starve the request threads ----------------------------------------------------------
+
+def test_many_open_event_streams_leave_healthz_fast(settings: Settings, db_url: str, tokens: dict) -> None:
+    """12 dashboards against 8 server threads and 3 stream slots: the extra streams get `retry:` and close at once,
+    and /healthz still answers in well under a second (before the cap it waited for a stream to end)."""
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    from waitress import create_server
+
+    app = _app(settings, event_stream_slots=3)
+    app.config.update(SSE_MAX_S=4.0, SSE_POLL_S=0.1)
+    client = app.test_client()
+    assert login(client, "analyst").status_code == 302
+    cookie = client.get_cookie("newsdesk_session").value
+    server = create_server(app, host="127.0.0.1", port=0, threads=8, ident="test")
+    port = server.effective_port
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    streams = []
+    try:
+        for _ in range(12):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(f"GET /events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: newsdesk_session={cookie}\r\n"
+                         "Accept: text/event-stream\r\n\r\n".encode())
+            streams.append(sock)
+        time.sleep(0.5)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200
+        assert time.monotonic() - started < 1.0
+        answers = []
+        for sock in streams:
+            sock.settimeout(2)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data or b"event:" not in data:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except TimeoutError:
+                pass
+            answers.append(data)
+        assert sum(b"event: busy" in a and b"retry: " in a for a in answers) == 9
+        assert sum(b"event: hello" in a for a in answers) == 3
+    finally:
+        for sock in streams:
+            sock.close()
+        server.close()
+    # the slots come back when the streams end: a new dashboard streams again
+    time.sleep(4.5)
+    assert all(app.extensions["newsdesk_event_slots"].take() is not None for _ in range(3))
