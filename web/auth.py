@@ -115,9 +115,10 @@ def home_for(user: CurrentUser) -> str:
     return url_for("feed.index")
 
 
-def _safe_next(target: str | None) -> str | None:
-    if not target:
-        return None
+def safe_next(target: str | None) -> str | None:
+    """`target` when it is a path on this site (no scheme, host, backslash or control character), else None."""
+    if not target or any(ord(c) < 32 or ord(c) == 127 for c in target) or "\\" in target:
+        return None  # CR/LF would split the Location header; a backslash reads as // in some browsers
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
         return None
@@ -149,7 +150,7 @@ def login() -> Any:
             flask_session.permanent = True  # expires after web.session_minutes, in the browser too
             flask_session[SESSION_VERSION_KEY] = version
             login_user(found)
-            return redirect(_safe_next(request.args.get("next")) or home_for(found))
+            return redirect(safe_next(request.args.get("next")) or home_for(found))
         throttle.fail(username, address)
         if verdict.address_wait:
             return _too_many(form, verdict.address_wait)

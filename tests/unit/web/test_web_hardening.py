@@ -380,3 +380,50 @@ def test_many_open_event_streams_leave_healthz_fast(settings: Settings, db_url: 
     # the slots come back when the streams end: a new dashboard streams again
     time.sleep(4.5)
     assert all(app.extensions["newsdesk_event_slots"].take() is not None for _ in range(3))
+
+
+# 6. Crafted but ordinary inputs: deep JSON, Unicode digits, extreme UTC offsets, CR/LF in redirects ---------------
+
+def test_rule_form_with_deep_json_or_unicode_digits_is_a_flash_not_a_500(client: FlaskClient, tokens: dict) -> None:
+    login(client, "analyst")
+    token = page_csrf(client, "/dashboard/rules/")
+    for params, repeat in (("[" * 100_000 + "]" * 100_000, "60"), ('{"a":' * 5000 + "1" + "}" * 5000, "60"),
+                           ('{"min_negative": 6}', "²"), ('{"min_negative": 6}', "٣")):
+        response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Deep", "kind": "negative_burst",
+                                                          "params": params, "repeat_minutes": repeat},
+                               follow_redirects=True)
+        assert response.status_code == 200, (params[:20], repeat)
+        html = response.get_data(as_text=True)
+        assert "Rule created." not in html and ("parameters must be" in html or "repeat must be" in html)
+
+
+def test_unicode_digits_and_extreme_offsets_in_query_parameters(client: FlaskClient, tokens: dict) -> None:
+    analyst = bearer(tokens["analyst"])
+    for query in ("rule_id=%C2%B2", "rule_id=%D9%A3", "limit=%D9%A3", "offset=%C2%B2",
+                  "since=0001-01-01T00:00:00%2B14:00", "since=9999-12-31T23:59:59-14:00"):
+        response = client.get(f"/api/v1/alerts?{query}", headers=analyst)
+        assert response.status_code == 422, (query, response.status_code)
+    login(client, "analyst")
+    for path in ("/dashboard/?page=%C2%B2", "/dashboard/?rule_id=%C2%B2", "/dashboard/dead-letters?page=%C2%B2"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_silence_with_an_extreme_offset_is_a_422(client: FlaskClient, seeded: dict) -> None:
+    alert_id = seeded["alerts"][0]
+    for ends_at in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
+        response = client.post(f"/api/v1/alerts/{alert_id}/silence", json={"ends_at": ends_at},
+                               headers=bearer(seeded["tokens"]["analyst"]))
+        assert response.status_code == 422, ends_at
+
+
+def test_cr_lf_in_login_next_and_ack_back_never_reach_a_header(client: FlaskClient, seeded: dict) -> None:
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login?next=/feed/%0D%0ASet-Cookie:%20x=1", data={
+        "username": "analyst", "password": PASSWORDS["analyst"], "csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/dashboard/")
+    alert_id = seeded["alerts"][0]
+    token = page_csrf(client, f"/dashboard/alerts/{alert_id}")
+    response = client.post(f"/dashboard/alerts/{alert_id}/ack", data={
+        "csrf_token": token, "note": "seen", "back": "/dashboard/\r\nSet-Cookie: x=1"})
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/dashboard/alerts/{alert_id}")
+    assert "Set-Cookie: x=1" not in str(response.headers)
