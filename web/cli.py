@@ -42,10 +42,11 @@ def serve_command(settings: Settings, host: str | None, port: int | None, no_wor
     if workers == 1:
         from waitress import create_server
 
-        server = create_server(_app(settings, not no_worker), host=host, port=port, threads=threads, ident="newsdesk")
+        app = _app(settings, not no_worker)
+        server = create_server(app, host=host, port=port, threads=threads, ident="newsdesk")
         click.echo(f"newsdesk is serving on http://{host}:{server.effective_port}/ "
                    f"({'with' if not no_worker else 'without'} the worker; Ctrl-C stops)")
-        _run(server)
+        _run(server, app)
         return
     from web.prefork import serve_prefork
 
@@ -81,17 +82,35 @@ def warm_recommender(app: Flask) -> bool:
     return True
 
 
-def _run(server: Any) -> None:
-    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close."""
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(server: Any, app: Flask) -> None:
+    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close.
+
+    `app` is passed in because waitress may wrap what it serves (`server.application` is not always the Flask app).
+    SIGTERM is turned into the same KeyboardInterrupt as Ctrl-C (waitress then ends its loop and its threads).
+    """
+    import signal
+    import threading
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _interrupt)
     try:
-        server.run()
+        server.run()  # returns (waitress catches the KeyboardInterrupt) or raises it
     except KeyboardInterrupt:
         pass
     finally:
-        worker = server.application.extensions.get("newsdesk_worker")
+        log.info("stopping the server")
+        worker = app.extensions.get("newsdesk_worker")
         if worker is not None:
             worker.stop()
         server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.group("users")

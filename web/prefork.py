@@ -47,8 +47,9 @@ def _child(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, th
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    server = create_server(make_app(first), sockets=[sock], threads=threads, ident="newsdesk")
-    _run(server)
+    app = make_app(first)
+    server = create_server(app, sockets=[sock], threads=threads, ident="newsdesk")
+    _run(server, app)
 
 
 def _spawn(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, threads: int) -> int:
@@ -57,6 +58,8 @@ def _spawn(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, th
         code = 0
         try:
             _child(make_app, sock, first, threads)
+        except KeyboardInterrupt:  # told to stop while still building its app: a clean exit
+            pass
         except BaseException:  # a child must never return into the parent's code
             logging.getLogger(__name__).exception("server process %d failed", os.getpid())
             code = 1

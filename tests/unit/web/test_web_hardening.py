@@ -427,3 +427,63 @@ def test_cr_lf_in_login_next_and_ack_back_never_reach_a_header(client: FlaskClie
         "csrf_token": token, "note": "seen", "back": "/dashboard/\r\nSet-Cookie: x=1"})
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/dashboard/alerts/{alert_id}")
     assert "Set-Cookie: x=1" not in str(response.headers)
+
+
+# 8. `newsdesk serve` stops on Ctrl-C and SIGTERM, with the in-process worker and with --workers children ----------
+
+def _serve(settings: Settings, *args: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("newsdesk")
+    env = {**os.environ, "NEWSDESK_HOME": str(settings.home), "NEWSDESK_SECRET_KEY": "k",
+           "NEWSDESK_DATABASE_URL": settings.database_url}
+    return subprocess.Popen([str(exe), "serve", "--port", "0", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_healthy(port: int, seconds: float = 60.0) -> bool:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("args,sig", [((), "SIGINT"), ((), "SIGTERM"), (("--workers", "2", "--no-worker"), "SIGTERM"),
+                                      (("--workers", "2"), "SIGINT")])
+def test_serve_stops_on_ctrl_c_and_sigterm(settings: Settings, db_url: str, args: tuple, sig: str) -> None:
+    import signal
+    import subprocess
+    import time
+
+    proc = _serve(settings, *args)
+    try:
+        line = ""
+        for _ in range(50):  # log lines may come first
+            line = proc.stdout.readline()
+            if "serving on http://127.0.0.1:" in line or not line:
+                break
+        assert "serving on http://127.0.0.1:" in line, line
+        assert ("without the worker" in line) == ("--no-worker" in args)
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert _wait_healthy(port)
+        time.sleep(1.0)  # the worker's scheduler and the recommender warm-up are running
+        started = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=14)  # a child killed after the parent's 15 s grace would time out here
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"serve {' '.join(args)} did not stop on {sig}:\n{out[-2000:]}") from None
+    assert time.monotonic() - started < 12
+    assert proc.returncode == 0, out[-2000:]
+    assert "Traceback" not in out and "AttributeError" not in out and "internal error" not in out
