@@ -131,6 +131,18 @@ def parse_ts(value: Any, now: datetime | None = None) -> datetime:
     return ts
 
 
+def bind_source(payloads: list[Any], source: str) -> list[Any]:
+    """Payloads whose `source` field is kept under `source` (an ingest token's own name): `api:feed` sending
+    `"source": "reuters"` stores `api:feed:reuters`, so one token can never pre-empt or re-tag another feed's ids."""
+    out = []
+    for item in payloads:
+        if isinstance(item, dict) and item.get("source") not in (None, ""):
+            claimed = item["source"]
+            item = {**item, "source": f"{source}:{claimed}"[:MAX_SOURCE_CHARS] if isinstance(claimed, str) else claimed}
+        out.append(item)
+    return out
+
+
 def _tickers(item: dict[str, Any]) -> list[str]:
     value = item.get("tickers", item.get("ticker"))
     if value is None or value == "":

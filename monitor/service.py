@@ -34,7 +34,7 @@ from monitor.alerting import (  # noqa: F401
     upsert_watch,
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
-from monitor.ingest import ValidMessage, raw_text, validate_payload
+from monitor.ingest import ValidMessage, bind_source, raw_text, validate_payload  # noqa: F401 - bind_source
 from monitor.tables import Alert, DeadLetter, Message, MessageStatus, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport
 from newsdesk.db import utcnow
@@ -138,13 +138,17 @@ def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result
             first[msg.key].ticker_hints = sorted(set(first[msg.key].ticker_hints) | set(msg.ticker_hints))
         else:
             first[msg.key] = msg
-    existing = dict(session.execute(select(Message.key, Message.id).where(Message.key.in_(list(first)))).all()) \
-        if first else {}
+    found = session.execute(select(Message.key, Message.id, Message.source).where(Message.key.in_(list(first)))).all() \
+        if first else []
+    existing = {key: message_id for key, message_id, _ in found}
+    stored_source = {key: source for key, _, source in found}
     fresh, seen = [], set()
     for index, msg in valid:
         if msg.key in existing or msg.key in seen:
             result.duplicates += 1
-            if msg.key in existing and msg.ticker_hints:
+            # only the feed that stored a message may file it under more tickers (a content-hash key can match
+            # another source's message: that one is left as it is)
+            if msg.key in existing and msg.ticker_hints and stored_source[msg.key] == msg.source:
                 _link_tickers(session, existing[msg.key], msg.ticker_hints)
             continue
         seen.add(msg.key)

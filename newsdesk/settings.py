@@ -168,8 +168,10 @@ def _persistent_secret(home: Path) -> str:
     try:
         home.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(key)
-        os.chmod(tmp, 0o600)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
         os.replace(tmp, path)
     except OSError:
         pass

@@ -62,6 +62,7 @@ class ImportReport:
     unknown_examples: list[str] = field(default_factory=list)
     duplicates: int = 0
     positives: int = 0
+    empty_files: list[str] = field(default_factory=list)  # files without a single row (said, not silent)
 
     def reject(self, file: str, line: int, reason: str) -> None:
         self.rejected_total += 1
@@ -72,7 +73,7 @@ class ImportReport:
         return {"imported": self.imported, "updated": self.updated, "unchanged": self.unchanged,
                 "rejected": self.rejected_total, "rejections": [str(r) for r in self.rejected],
                 "unknown_items": self.unknown_items, "unknown_examples": self.unknown_examples,
-                "duplicates": self.duplicates, "positives": self.positives}
+                "duplicates": self.duplicates, "positives": self.positives, "empty_files": self.empty_files}
 
     def __str__(self) -> str:
         text = f"imported {self.imported}, updated {self.updated}, unchanged {self.unchanged}, " \
@@ -279,6 +280,12 @@ def _upsert_items(session: Session, batch: dict[str, dict[str, Any]], report: Im
     report.updated += len(updates)
 
 
+def _note_empty(path: Path, rows: int, report: ImportReport) -> None:
+    if rows == 0:
+        log.warning("%s has no rows (an empty file, or only a header?)", path)
+        report.empty_files.append(str(path))
+
+
 def import_items(session: Session, paths: Iterable[str | Path]) -> ImportReport:
     """Upsert items from CSV/JSONL/MIND news.tsv files by item_id; changed text makes the item's vector stale.
 
@@ -290,9 +297,11 @@ def import_items(session: Session, paths: Iterable[str | Path]) -> ImportReport:
     for raw in paths:
         path = Path(raw)
         batch: dict[str, dict[str, Any]] = {}
+        rejected_before, rows = report.rejected_total, 0
         with tqdm(desc=f"items {path.name}", unit="rows", disable=None) as bar:
             for row in _item_rows(path, report):
                 batch[row["item_id"]] = row  # the last row for an id wins
+                rows += 1
                 bar.update()
                 if len(batch) >= BATCH:
                     _upsert_items(session, batch, report)
@@ -300,6 +309,7 @@ def import_items(session: Session, paths: Iterable[str | Path]) -> ImportReport:
             if batch:
                 _upsert_items(session, batch, report)
         session.flush()
+        _note_empty(path, rows + report.rejected_total - rejected_before, report)
     log.info("catalog import: %s", report)
     return report
 
@@ -444,8 +454,10 @@ def import_interaction_files(session: Session, paths: Iterable[str | Path], posi
     for raw in paths:
         path = Path(raw)
         batch: list[dict[str, Any]] = []
+        rejected_before, rows = report.rejected_total, 0
         with tqdm(desc=f"interactions {path.name}", unit="rows", disable=None) as bar:
             for row in _interaction_rows(path, report):
+                rows += 1
                 bar.update()
                 if row["item_id"] not in known:
                     report.unknown_items += 1
@@ -460,6 +472,7 @@ def import_interaction_files(session: Session, paths: Iterable[str | Path], posi
             if batch:
                 _insert_interactions(session, batch, report, positive_rating)
         session.flush()
+        _note_empty(path, rows + report.rejected_total - rejected_before, report)
     if report.unknown_items:
         log.warning("%d interactions name items not in the catalog (e.g. %s); they were skipped",
                     report.unknown_items, ", ".join(report.unknown_examples[:5]))

@@ -95,6 +95,8 @@ class GuardedJSONProvider(DefaultJSONProvider):
         return inputs.loads(s, strings=False)
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 # Endpoints that check the strings of each item themselves (a bad item is dead-lettered, its batch kept).
 PER_ITEM_ENDPOINTS = frozenset({"api.ingest"})
 
@@ -154,7 +156,8 @@ def _install_hooks(app: Flask) -> None:
             response.headers.setdefault("Content-Security-Policy", CSP)
         if hasattr(g, "started"):
             endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics.observe(endpoint, request.method, response.status_code, time.perf_counter() - g.started)
+            method = request.method if request.method in HTTP_METHODS else "OTHER"  # no series per invented verb
+            metrics.observe(endpoint, method, response.status_code, time.perf_counter() - g.started)
         return response
 
 
@@ -194,6 +197,12 @@ def _register_template_helpers(app: Flask) -> None:
         if state == "firing" and getattr(alert, "acknowledged_at", None):
             return "acknowledged"
         return state
+
+    @app.template_filter("http_url")
+    def _http_url(value: Any) -> str:
+        """An http(s) URL as is, anything else (javascript:, data:, stored before imports checked) as ''."""
+        text = value if isinstance(value, str) else ""
+        return text if text[:8].lower().startswith(("http://", "https://")) else ""
 
     @app.template_filter("num")
     def _num(value: Any) -> str:

@@ -133,7 +133,8 @@ def retrain(task: str) -> Any:
     require_valid_form()
     with db_session() as session:
         run_id = _finetune().request_retrain(session, _task(task), current_user.username)
-    flash(f"Queued {task} training run #{run_id}; the worker picks it up.", "info")
+    flash(f"Queued {task} training run #{run_id}; the worker picks it up (requests while a run of the task is "
+          "queued or running join that run).", "info")
     return redirect(url_for("console.index"))
 
 

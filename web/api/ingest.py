@@ -39,6 +39,7 @@ def ingest() -> Response:
     if bad:
         raise InvalidInput("some messages are not JSON objects", {"rejected": bad})
     source = "api:" + re.sub(r"[^A-Za-z0-9._:-]", "_", g.api_user.username)[:60]
+    payloads = services().monitor.bind_source(payloads, source)  # a token writes under its own source only
     if settings().redis_url:
         queued = services().monitor.enqueue_messages(settings(), payloads, source)
         return ok({"queued": queued, "stored": 0, "duplicates": 0, "rejected": []}, 202)

@@ -76,3 +76,11 @@ def test_a_file_that_is_not_utf8_is_one_error_line_and_nothing_imported(settings
     assert len(errors) == 1 and f"{path}:302:" in errors[0] and "UTF-8" in errors[0], result.output
     assert "Traceback" not in result.output and "internal error" not in result.output
     assert (_count(settings.database_url, Item), _count(settings.database_url, Interaction)) == before
+
+
+def test_an_empty_file_is_a_warning_not_a_silent_imported_0(settings: Settings, db_url: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("item_id,title\n")
+    result = _run(settings, "catalog", "import", str(empty))
+    assert result.exit_code == 0
+    assert f"Warning: {empty} has no rows" in result.output

@@ -487,3 +487,73 @@ def test_serve_stops_on_ctrl_c_and_sigterm(settings: Settings, db_url: str, args
     assert time.monotonic() - started < 12
     assert proc.returncode == 0, out[-2000:]
     assert "Traceback" not in out and "AttributeError" not in out and "internal error" not in out
+
+
+# Weaker points ---------------------------------------------------------------------------------------------------
+
+def test_an_ingest_token_writes_under_its_own_source_only(client: FlaskClient, tokens: dict, db_url: str) -> None:
+    """`source` in a payload is kept under the token's source: no pre-empting or re-tagging another feed's ids."""
+    from sqlalchemy import select
+
+    from monitor import service as monitor
+    from monitor.tables import Message
+    from newsdesk.db import session_scope
+
+    with session_scope(db_url) as session:  # the real feed stored tweet 42 under AAPL
+        monitor.ingest_messages(session, None, [{"id": "42", "text": "$AAPL beats", "ticker": "AAPL",
+                                                 "source": "twitter"}], "replay")
+        monitor.ingest_messages(session, None, [{"text": "same words", "ticker": "AAPL", "ts": "2026-11-30T10:00:00"}],
+                                "replay")
+    response = client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json=[
+        {"id": "42", "text": "$TSLA fake", "ticker": "TSLA", "source": "twitter"},
+        {"text": "same words", "ticker": "TSLA", "ts": "2026-11-30T10:00:00"}])
+    assert response.status_code == 202
+    with session_scope(db_url) as session:
+        rows = {(m.source, m.source_id): m.tickers for m in session.scalars(select(Message))}
+    assert rows[("twitter", "42")] == "AAPL"  # untouched
+    assert rows[("api:analyst:twitter", "42")] == "TSLA"  # the token's own message
+    assert rows[("replay", None)] == "AAPL"  # a content-hash duplicate from another source is not re-tagged
+
+
+def test_item_urls_other_than_http_never_reach_an_href(app: Flask) -> None:
+    http_url = app.jinja_env.filters["http_url"]
+    assert http_url("https://example.com/a") == "https://example.com/a"
+    assert http_url("HTTP://example.com/") == "HTTP://example.com/"
+    for bad in ("javascript:alert(1)", "data:text/html,x", " javascript:alert(1)", "//evil.example", None, 5):
+        assert http_url(bad) == ""
+
+
+def test_metrics_method_label_is_bounded(client: FlaskClient) -> None:
+    for verb in ("FOO", "BAR", "PROPFIND"):
+        client.open("/healthz", method=verb)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'method="FOO"' not in text and 'method="PROPFIND"' not in text and 'method="OTHER"' in text
+
+
+def test_retrain_requests_are_coalesced_per_task(client: FlaskClient, tokens: dict) -> None:
+    ids = set()
+    for _ in range(5):
+        response = client.post("/api/v1/models/sentiment/retrain", headers=bearer(tokens["admin"]))
+        assert response.status_code == 202
+        ids.add(response.get_json()["run_id"])
+    assert len(ids) == 1
+    other = client.post("/api/v1/models/recsys/retrain", headers=bearer(tokens["admin"])).get_json()["run_id"]
+    assert other not in ids
+
+
+def test_files_are_private_from_the_start(tmp_path) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "home"
+    env = {**os.environ, "NEWSDESK_HOME": str(home)}
+    env.pop("NEWSDESK_SECRET_KEY", None)
+    env.pop("NEWSDESK_DATABASE_URL", None)
+    subprocess.run([str(Path(sys.executable).with_name("newsdesk")), "init"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    assert stat.S_IMODE((home / "secret_key").stat().st_mode) == 0o600
+    for path in [home / "newsdesk.db", *home.glob("logs/*")]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0, path
