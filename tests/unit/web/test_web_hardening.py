@@ -563,3 +563,21 @@ def test_files_are_private_from_the_start(tmp_path) -> None:
     assert stat.S_IMODE((home / "secret_key").stat().st_mode) == 0o600
     for path in [home / "newsdesk.db", *home.glob("logs/*")]:
         assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0, path
+
+
+def test_openapi_declares_413_404_and_empty_parameters(client: FlaskClient, tokens: dict) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            if path == "/openapi.json":
+                continue
+            assert "422" in operation["responses"], (method, path)
+            if method == "post":
+                assert "413" in operation["responses"], (method, path)
+            if "{" in path:
+                assert "404" in operation["responses"], (method, path)
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query":
+                    assert parameter["allowEmptyValue"] is True, (path, parameter["name"])
+    response = client.get("/api/v1/alerts?limit=&offset=&since=", headers=bearer(tokens["analyst"]))
+    assert response.status_code == 200 and response.get_json()["limit"] == 50
