@@ -16,9 +16,10 @@ from typing import Any
 
 from monitor.enrich import TICKER
 from monitor.language import detect_language
+from monitor.vocabulary import normalise_ticker
 from newsdesk import inputs
 from newsdesk.db import utcnow
-from newsdesk.errors import InvalidInput
+from newsdesk.errors import InvalidInput, PayloadTooLarge
 
 MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 128
@@ -27,13 +28,6 @@ MAX_TICKERS = 20
 MAX_META_DEPTH = 16
 KNOWN_FIELDS = ("text", "id", "tweet_id", "ts", "source", "ticker", "tickers")
 _SOURCE = re.compile(r"^[\w.:\-]{1,64}$")
-
-
-class PayloadTooLarge(InvalidInput):
-    """The request body is over the configured size limit."""
-
-    http_status = 413
-    code = "payload_too_large"
 
 
 @dataclass
@@ -138,7 +132,8 @@ def bind_source(payloads: list[Any], source: str) -> list[Any]:
     for item in payloads:
         if isinstance(item, dict) and item.get("source") not in (None, ""):
             claimed = item["source"]
-            item = {**item, "source": f"{source}:{claimed}"[:MAX_SOURCE_CHARS] if isinstance(claimed, str) else claimed}
+            bound = f"{source}:{claimed}"[:MAX_SOURCE_CHARS] if isinstance(claimed, str) else claimed
+            item = {**item, "source": bound}
         out.append(item)
     return out
 
@@ -154,7 +149,7 @@ def _tickers(item: dict[str, Any]) -> list[str]:
         raise InvalidInput(f"more than {MAX_TICKERS} tickers")
     out = []
     for v in values:
-        t = v.strip().lstrip("$").upper()
+        t = normalise_ticker(v)
         if not TICKER.match(t):
             raise InvalidInput(f"'ticker' {v!r} is not a ticker symbol")
         out.append(t)

@@ -14,6 +14,7 @@ from werkzeug.routing import IntegerConverter
 
 from newsdesk import inputs
 from newsdesk.errors import InvalidInput
+from newsdesk.runtime import Runtime
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,16 +24,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
-def create_app(settings: Settings, *, start_worker: bool = False, testing: bool = False,
-               services: dict[str, Any] | None = None) -> Flask:
+def create_app(settings: Settings, *, runtime: Runtime | None = None, start_worker: bool = False,
+               testing: bool = False) -> Flask:
     """Build the app: config, extensions, blueprints, error handlers (and the in-process worker if asked).
 
-    `services` replaces service modules by package name (tests only, for packages not built yet).
+    `runtime` is the process's composition root (built here when not given; tests pass one built with fakes);
+    with `start_worker` the worker runs in this process and shares the runtime's classifier handle.
     """
     from web import api, auth, console, dashboard, events, feed, health, rules
     from web.errors import register_error_handlers
     from web.extensions import RequestMetrics, csrf, login_manager
-    from web.services import Services
     from web.throttle import LoginThrottle
 
     app = Flask(__name__)
@@ -60,7 +61,8 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
         n = settings.web.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.jinja_env.autoescape = True  # also for non-.html templates; item text and tweets are untrusted
-    app.extensions["newsdesk_services"] = Services(settings, services)
+    runtime = runtime if runtime is not None else Runtime(settings)
+    app.extensions["newsdesk_runtime"] = runtime
     app.extensions["newsdesk_throttle"] = LoginThrottle(settings)
     app.extensions["newsdesk_metrics"] = RequestMetrics()
     app.extensions["newsdesk_event_slots"] = events.StreamSlots(settings.web.event_stream_slots)
@@ -80,11 +82,7 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
     _register_template_helpers(app)
 
     if start_worker:
-        from newsdesk.worker import Worker
-
-        worker = Worker(settings)
-        worker.start()
-        app.extensions["newsdesk_worker"] = worker
+        runtime.start_worker()
     return app
 
 
@@ -115,7 +113,7 @@ def _guard_request() -> None:
     check(request.path, "path")
     for key, value in request.args.items(multi=True):
         check(key, "query"), check(value, "query")
-    for key, value in request.headers.items():
+    for _, value in request.headers.items():
         check(value, "headers")
     if request.method in ("POST", "PUT", "PATCH", "DELETE"):
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):

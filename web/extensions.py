@@ -1,4 +1,4 @@
-"""Unbound extension objects (Flask-Login, CSRF) and the in-process request metrics."""
+"""Unbound extension objects (Flask-Login, CSRF), the process runtime and request metrics."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from flask import current_app
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFProtect
 
+from newsdesk.runtime import Runtime
+
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
+def runtime() -> Runtime:
+    """The process's composition root (classifier handle, recommender, worker), handed to `create_app`."""
+    return current_app.extensions["newsdesk_runtime"]
 
 
 @dataclass

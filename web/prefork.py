@@ -39,17 +39,41 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
+def serve_until_stopped(server: Any, app: Any) -> None:
+    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close.
+
+    `app` is passed in because waitress may wrap what it serves (`server.application` is not always the Flask app).
+    SIGTERM becomes the same KeyboardInterrupt as Ctrl-C (waitress then ends its loop and its threads).
+    """
+    import threading
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _interrupt)
+    try:
+        server.run()  # returns (waitress catches the KeyboardInterrupt) or raises it
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info("stopping the server")
+        runtime = app.extensions.get("newsdesk_runtime")
+        if runtime is not None:
+            runtime.stop_worker()
+        server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _child(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, threads: int) -> None:
     """Runs in a forked child: build the app, serve on the inherited socket, exit when told."""
     from waitress import create_server
-
-    from web.cli import _run
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     app = make_app(first)
     server = create_server(app, sockets=[sock], threads=threads, ident="newsdesk")
-    _run(server, app)
+    serve_until_stopped(server, app)
 
 
 def _spawn(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, threads: int) -> int:

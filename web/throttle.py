@@ -124,8 +124,8 @@ class LoginThrottle:
         self.clock = clock
         self.database = DatabaseStore(settings.database_url)
         # Redis keys under the deployment's stream name (`newsdesk:messages:login-failures:a:alice`).
-        self.redis: RedisStore | None = (RedisStore(settings.redis_url, f"{settings.monitor.stream_name}:login-failures:")
-                                         if settings.redis_url else None)
+        prefix = f"{settings.monitor.stream_name}:login-failures:"
+        self.redis: RedisStore | None = RedisStore(settings.redis_url, prefix) if settings.redis_url else None
 
     @staticmethod
     def account_key(username: str) -> str:

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from newsdesk.cli import cli
 from newsdesk.settings import Settings
 
-GOOD_CSV = "text,label\n" + "".join(f"good news number {n},positive\nbad news number {n},negative\n" for n in range(60))
+GOOD_CSV = "text,label\n" + "".join(f"good news number {n},positive\nbad news number {n},negative\n"
+                                     for n in range(60))
 
 
 def _files(tmp_path: Path) -> dict[str, tuple[Path, int]]:

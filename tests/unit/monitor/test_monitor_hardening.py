@@ -69,8 +69,8 @@ def test_bad_items_are_dead_lettered_and_the_rest_stored_on_postgres(pg_url: str
 
 
 def _replay(settings: Settings, path: Path, *args: str):
-    return CliRunner().invoke(cli, ["stream", "replay", str(path), *args],
-                              env={"NEWSDESK_HOME": str(settings.home), "NEWSDESK_DATABASE_URL": settings.database_url})
+    env = {"NEWSDESK_HOME": str(settings.home), "NEWSDESK_DATABASE_URL": settings.database_url}
+    return CliRunner().invoke(cli, ["stream", "replay", str(path), *args], env=env)
 
 
 def _check_replay(settings: Settings, tmp_path: Path) -> None:
