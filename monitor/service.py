@@ -34,12 +34,13 @@ from monitor.alerting import (  # noqa: F401
     upsert_watch,
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
-from monitor.ingest import ValidMessage, raw_text, validate_payload
+from monitor.ingest import ValidMessage, bind_source, raw_text, validate_payload  # noqa: F401 - bind_source
 from monitor.tables import Alert, DeadLetter, Message, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
 from monitor.vocabulary import MessageStatus, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
+from newsdesk.inputs import scrub
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,12 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     for index, raw in enumerate(payloads):
         try:
             valid.append((index, validate_payload(raw, source, now)))
-        except InvalidInput as exc:
-            result.rejected.append({"index": index, "reason": exc.message})
+        except (InvalidInput, ValueError, OverflowError, RecursionError) as exc:  # one bad item never sinks the rest
+            reason = exc.message if isinstance(exc, InvalidInput) else f"invalid item: {type(exc).__name__}: {exc}"
+            reason = scrub(reason)[:500]
+            result.rejected.append({"index": index, "reason": reason})
             if dead_letter:
-                add_dead_letter(session, source, "validate", exc.message, raw,
+                add_dead_letter(session, source, "validate", reason, raw,
                                 stream_ids[index] if stream_ids else None)
                 result.dead_lettered += 1
     fresh = _deduplicate(session, valid, result)
@@ -94,6 +97,39 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     return result
 
 
+def ingest_batch(database_url: str, classifier: Classifier | None, payloads: list[Any], source: str, *,
+                 batch_size: int = 64) -> IngestResult:
+    """`ingest_messages` in its own transaction; when the database refuses the batch for something validation did
+    not foresee, each item is retried in its own transaction and the ones still refused become dead letters, so one
+    bad item never costs the good ones beside it (the direct path: `POST /api/v1/ingest`, `stream replay`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsdesk.db import session_scope
+
+    try:
+        with session_scope(database_url) as session:
+            return ingest_messages(session, classifier, payloads, source, batch_size=batch_size)
+    except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+        log.warning("ingest batch of %d refused (%s: %s); retrying one by one", len(payloads), type(exc).__name__,
+                    scrub(str(exc))[:200])
+    total = IngestResult()
+    for index, raw in enumerate(payloads):
+        try:
+            with session_scope(database_url) as session:
+                one = ingest_messages(session, classifier, [raw], source, batch_size=batch_size)
+        except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+            reason = scrub(f"refused by the database: {type(exc).__name__}: {exc}")[:500]
+            with session_scope(database_url) as session:
+                add_dead_letter(session, source, "process", reason, raw)
+            one = IngestResult(dead_lettered=1)
+            one.rejected.append({"index": 0, "reason": reason})
+        for item in one.rejected:
+            item["index"] = index
+        total.add(one)
+        total.message_ids += one.message_ids
+    return total
+
+
 def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result: IngestResult,
                  ) -> list[tuple[int, ValidMessage]]:
     """Drop items whose key is already stored or earlier in the batch; link any new ticker they name."""
@@ -103,13 +139,17 @@ def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result
             first[msg.key].ticker_hints = sorted(set(first[msg.key].ticker_hints) | set(msg.ticker_hints))
         else:
             first[msg.key] = msg
-    existing = dict(session.execute(select(Message.key, Message.id).where(Message.key.in_(list(first)))).all()) \
-        if first else {}
+    query = select(Message.key, Message.id, Message.source).where(Message.key.in_(list(first)))
+    found = session.execute(query).all() if first else []
+    existing = {key: message_id for key, message_id, _ in found}
+    stored_source = {key: source for key, _, source in found}
     fresh, seen = [], set()
     for index, msg in valid:
         if msg.key in existing or msg.key in seen:
             result.duplicates += 1
-            if msg.key in existing and msg.ticker_hints:
+            # only the feed that stored a message may file it under more tickers (a content-hash key can match
+            # another source's message: that one is left as it is)
+            if msg.key in existing and msg.ticker_hints and stored_source[msg.key] == msg.source:
                 _link_tickers(session, existing[msg.key], msg.ticker_hints)
             continue
         seen.add(msg.key)
@@ -248,7 +288,8 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
 def add_dead_letter(session: Session, source: str, stage: str, reason: str, raw: Any,
                     stream_id: str | None = None, deliveries: int = 1) -> DeadLetter:
     """Keep a payload that could not be processed, with the reason, for the UI and a later replay."""
-    row = DeadLetter(source=source[:64], stage=stage, reason=reason, payload=raw_text(raw), stream_id=stream_id,
+    row = DeadLetter(source=scrub(source)[:64], stage=stage, reason=scrub(reason), payload=raw_text(raw),
+                     stream_id=stream_id,
                      deliveries=deliveries, status="open", created_at=utcnow())
     session.add(row)
     return row
