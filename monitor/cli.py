@@ -54,6 +54,8 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
     report = replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
                          token=token, skip=skip, retry_for_s=retry_for)
     click.echo(f"Replayed {report}")
+    if report.error:  # the lines before it are kept; say why the rest is not, in one line
+        raise InvalidInput(report.error, {"path": file})
 
 
 @stream_group.command("consume")

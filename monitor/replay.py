@@ -18,6 +18,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,10 +29,9 @@ from tqdm import tqdm
 from finetune.classifier import ClassifierHandle, SentimentClassifier
 from monitor import producer
 from monitor.ingest import parse_ts
-from monitor.service import ingest_messages
+from monitor.service import ingest_batch
 from monitor.views import IngestResult, ReplayReport
 from monitor.vocabulary import REPLAY_TARGETS, ReplayTarget
-from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
 
@@ -42,6 +42,7 @@ def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int
 
     Raises:
         NotFound: no such file.
+        InvalidInput: the file cannot be read on (a truncated or corrupt gzip), after the lines before it.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,9 +50,19 @@ def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int
     with path.open("rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     opener = gzip.open if gz else open
-    count = 0
+    count, number = 0, 0
     with opener(path, "rb") as fh:  # type: ignore[operator]
-        for number, raw in enumerate(fh, 1):
+        lines = iter(fh)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+                what = "truncated or corrupt gzip" if gz else "read error"
+                raise InvalidInput(f"{path}:{number + 1}: cannot read on ({what}: {exc})",
+                                   {"path": str(path), "line": number + 1}) from None
+            number += 1
             line = raw.decode("utf-8", errors="replace").strip()
             if not line:
                 continue
@@ -59,6 +70,15 @@ def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int
             count += 1
             if limit is not None and count >= limit:
                 return
+
+
+def _reading(lines: Iterator[tuple[int, str]], report: ReplayReport) -> Iterator[tuple[int, str]]:
+    """The lines until the file cannot be read on; then the error goes in `report.error` (what was read is kept)."""
+    try:
+        yield from lines
+    except InvalidInput as exc:
+        log.warning("replay stopped early: %s", exc.message)
+        report.error = exc.message
 
 
 def _line_ts(line: str) -> datetime | None:
@@ -98,7 +118,7 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
     first_ts: datetime | None = None
     batch: list[str] = []
     batch_started = time.monotonic()
-    lines = read_lines(path, None if limit is None else limit + skip)
+    lines = _reading(read_lines(path, None if limit is None else limit + skip), report)
     for n, (_, line) in enumerate(tqdm(lines, desc=f"replay -> {to}", unit="msg", disable=not progress,
                                        total=limit)):
         if n < skip:
@@ -159,9 +179,8 @@ def _sender(settings: Settings, to: str, source: str, url: str | None, token: st
 
         def send_direct(lines: list[str]) -> None:
             model = classifier if classifier is not None else current_classifier(handle)
-            with session_scope(settings.database_url) as session:
-                result: IngestResult = ingest_messages(session, model, list(lines), source,
-                                                       batch_size=settings.monitor.batch_size)
+            result: IngestResult = ingest_batch(settings.database_url, model, list(lines), source,
+                                                batch_size=settings.monitor.batch_size)
             report.ingest.add(result)
             report.sent += len(lines)
 

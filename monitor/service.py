@@ -34,12 +34,13 @@ from monitor.alerting import (  # noqa: F401
     upsert_watch,
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
-from monitor.ingest import ValidMessage, raw_text, validate_payload
+from monitor.ingest import ValidMessage, bind_source, raw_text, validate_payload  # noqa: F401 - bind_source
 from monitor.tables import Alert, DeadLetter, Message, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
 from monitor.vocabulary import MessageStatus, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
+from newsdesk.inputs import scrub
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,12 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     for index, raw in enumerate(payloads):
         try:
             valid.append((index, validate_payload(raw, source, now)))
-        except InvalidInput as exc:
-            result.rejected.append({"index": index, "reason": exc.message})
+        except (InvalidInput, ValueError, OverflowError, RecursionError) as exc:  # one bad item never sinks the rest
+            reason = exc.message if isinstance(exc, InvalidInput) else f"invalid item: {type(exc).__name__}: {exc}"
+            reason = scrub(reason)[:500]
+            result.rejected.append({"index": index, "reason": reason})
             if dead_letter:
-                add_dead_letter(session, source, "validate", exc.message, raw,
+                add_dead_letter(session, source, "validate", reason, raw,
                                 stream_ids[index] if stream_ids else None)
                 result.dead_lettered += 1
     fresh = _deduplicate(session, valid, result)
@@ -83,7 +86,7 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     touched: set[str] = set()
     newest: datetime | None = None
     todo = [(i, m) for i, m in fresh if not (i in preds and preds[i] is None)]  # None: dead-lettered by the model
-    for index, msg, row in _store_all(session, todo, tickers, preds, result):
+    for index, msg, _row in _store_all(session, todo, tickers, preds, result):
         touched.update(_links(msg, tickers[index]))
         newest = max(newest, msg.ts) if newest else msg.ts
     result.tickers = sorted(touched)
@@ -92,6 +95,39 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
         transitions = rule_runner.advance(session, late=touched)
         result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
     return result
+
+
+def ingest_batch(database_url: str, classifier: Classifier | None, payloads: list[Any], source: str, *,
+                 batch_size: int = 64) -> IngestResult:
+    """`ingest_messages` in its own transaction; when the database refuses the batch for something validation did
+    not foresee, each item is retried in its own transaction and the ones still refused become dead letters, so one
+    bad item never costs the good ones beside it (the direct path: `POST /api/v1/ingest`, `stream replay`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsdesk.db import session_scope
+
+    try:
+        with session_scope(database_url) as session:
+            return ingest_messages(session, classifier, payloads, source, batch_size=batch_size)
+    except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+        log.warning("ingest batch of %d refused (%s: %s); retrying one by one", len(payloads), type(exc).__name__,
+                    scrub(str(exc))[:200])
+    total = IngestResult()
+    for index, raw in enumerate(payloads):
+        try:
+            with session_scope(database_url) as session:
+                one = ingest_messages(session, classifier, [raw], source, batch_size=batch_size)
+        except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+            reason = scrub(f"refused by the database: {type(exc).__name__}: {exc}")[:500]
+            with session_scope(database_url) as session:
+                add_dead_letter(session, source, "process", reason, raw)
+            one = IngestResult(dead_lettered=1)
+            one.rejected.append({"index": 0, "reason": reason})
+        for item in one.rejected:
+            item["index"] = index
+        total.add(one)
+        total.message_ids += one.message_ids
+    return total
 
 
 def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result: IngestResult,
@@ -103,15 +139,20 @@ def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result
             first[msg.key].ticker_hints = sorted(set(first[msg.key].ticker_hints) | set(msg.ticker_hints))
         else:
             first[msg.key] = msg
-    existing = {key: (mid, flag) for key, mid, flag in session.execute(
-        select(Message.key, Message.id, Message.flag).where(Message.key.in_(list(first))))} if first else {}
+    query = select(Message.key, Message.id, Message.source, Message.flag).where(Message.key.in_(list(first)))
+    found = session.execute(query).all() if first else []
+    existing = {key: message_id for key, message_id, _, _ in found}
+    stored_source = {key: source for key, _, source, _ in found}
+    stored_flag = {key: flag for key, _, _, flag in found}
     fresh, seen = [], set()
     for index, msg in valid:
         if msg.key in existing or msg.key in seen:
             result.duplicates += 1
-            message_id, flag = existing.get(msg.key, (None, None))
-            if message_id is not None and flag is None and msg.ticker_hints:
-                _link_tickers(session, message_id, msg.ticker_hints)  # flagged (spam, empty): stays as stored
+            # only the feed that stored a message may file it under more tickers (a content-hash key can match
+            # another source's message: that one is left as it is), and a flagged one (spam, empty) stays as stored
+            if msg.key in existing and msg.ticker_hints and stored_source[msg.key] == msg.source \
+                    and stored_flag[msg.key] is None:
+                _link_tickers(session, existing[msg.key], msg.ticker_hints)
             continue
         seen.add(msg.key)
         fresh.append((index, msg))
@@ -254,7 +295,8 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
 def add_dead_letter(session: Session, source: str, stage: str, reason: str, raw: Any,
                     stream_id: str | None = None, deliveries: int = 1) -> DeadLetter:
     """Keep a payload that could not be processed, with the reason, for the UI and a later replay."""
-    row = DeadLetter(source=source[:64], stage=stage, reason=reason, payload=raw_text(raw), stream_id=stream_id,
+    row = DeadLetter(source=scrub(source)[:64], stage=stage, reason=scrub(reason), payload=raw_text(raw),
+                     stream_id=stream_id,
                      deliveries=deliveries, status="open", created_at=utcnow())
     session.add(row)
     return row

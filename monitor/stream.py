@@ -220,12 +220,14 @@ class Consumer:
         ids = [e[0] for e in entries]
 
         def touch() -> None:
-            while not done.wait(every):
+            while True:
                 try:
                     self.client.xclaim(keys.stream(self.settings), keys.group(self.settings), self.name, 0, ids,
                                        justid=True)
                 except RedisError as exc:
                     log.warning("consumer %s: cannot extend the claim on %d entries: %s", self.name, len(ids), exc)
+                if done.wait(every):
+                    return
 
         thread = None
         if every > 0:

@@ -187,6 +187,7 @@ class ReplayReport:
     sent: int = 0
     ingest: IngestResult = field(default_factory=IngestResult)
     seconds: float = 0.0
+    error: str = ""  # why the file could not be read to its end (what was read before it is kept)
 
     @property
     def rate(self) -> float:

@@ -110,13 +110,13 @@ def test_a_slow_batch_keeps_its_claim(fault_settings) -> None:
 
     class Slow(FakeClassifier):
         def predict(self, texts, batch_size=64):
-            time.sleep(1.5)  # five times the claim idle time below
+            time.sleep(3.0)  # three times the claim idle time below
             return super().predict(texts, batch_size)
 
     slow_clf = Slow()
-    slow = stream.Consumer(fault_settings, lambda: slow_clf, name="slow", claim_idle_ms=300)
+    slow = stream.Consumer(fault_settings, lambda: slow_clf, name="slow", claim_idle_ms=1000)
     other_clf = FakeClassifier()
-    other = stream.Consumer(fault_settings, lambda: other_clf, name="other", claim_idle_ms=300)
+    other = stream.Consumer(fault_settings, lambda: other_clf, name="other", claim_idle_ms=1000)
     worker = threading.Thread(target=slow.poll_once, kwargs={"block_ms": 100})
     worker.start()
     claimed = 0
