@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
@@ -14,8 +14,10 @@ from werkzeug.routing import IntegerConverter
 
 from newsdesk import inputs
 from newsdesk.errors import InvalidInput
-from newsdesk.runtime import Runtime
 from newsdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from newsdesk.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, start_work
     `runtime` is the process's composition root (built here when not given; tests pass one built with fakes);
     with `start_worker` the worker runs in this process and shares the runtime's classifier handle.
     """
+    from newsdesk.runtime import Runtime  # here, not at the top: `import web.tables` must not load the models
     from web import api, auth, console, dashboard, events, feed, health, rules
     from web.errors import register_error_handlers
     from web.extensions import RequestMetrics, csrf, login_manager
@@ -178,7 +181,9 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("when")
     def _when(value: Any) -> str:
-        return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ("" if value is None else str(value))
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M")
+        return "" if value is None else str(value)
 
     @app.template_filter("urlencode_without")
     def _urlencode_without(args: Any, key: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFProtect
 
-from newsdesk.runtime import Runtime
+if TYPE_CHECKING:
+    from newsdesk.runtime import Runtime
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
