@@ -141,8 +141,36 @@ def dead_letters() -> Any:
     page_no = int(page_no) if is_ascii_int(page_no) and 0 < int(page_no) < 100_000 else 1
     with db_session() as session:
         rows, total = monitor_service.list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+        notes, notes_total = monitor_service.undelivered_notifications(session, PAGE_SIZE)
     return render_template("dead_letters.html", rows=rows, total=total, page=page_no, page_size=PAGE_SIZE,
-                           form=ActionForm())
+                           notes=notes, notes_total=notes_total, form=ActionForm())
+
+
+@bp.route("/dead-letters/replay-all", methods=["POST"])
+@role_required("analyst")
+def replay_all() -> Any:
+    """Replay every open dead letter (e.g. after an outage or a fix); those still invalid stay open."""
+    require_valid_form()
+    classifier = runtime().classifier()
+    reason = (request.form.get("reason") or "").strip()[:200] or None
+    with flashed_errors("Replay failed: "):
+        with db_session() as session:
+            out = monitor_service.replay_dead_letters(session, classifier, reason=reason)
+        flash(f"Replayed {out['replayed']} dead letters ({out['still_invalid']} still invalid).", "info")
+    return redirect(url_for("dashboard.dead_letters"))
+
+
+@bp.route("/notifications/retry", methods=["POST"])
+@role_required("analyst")
+def retry_notifications() -> Any:
+    """Send undelivered webhook notifications again now (one with `id`, else all)."""
+    require_valid_form()
+    raw = request.form.get("id") or ""
+    ids = [int(raw)] if raw.isdigit() and len(raw) < 10 else None
+    with db_session() as session:
+        n = monitor_service.retry_notifications(session, ids, actor=current_user.username)
+    flash(f"{n} notification{'s' if n != 1 else ''} queued for another try.", "info")
+    return redirect(url_for("dashboard.dead_letters"))
 
 
 @bp.route("/dead-letters/<id:dead_letter_id>/replay", methods=["POST"])
