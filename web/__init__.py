@@ -14,6 +14,7 @@ from werkzeug.routing import IntegerConverter
 from newsdesk.settings import Settings
 
 if TYPE_CHECKING:
+    from monitor.views import AlertInfo
     from newsdesk.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def _install_hooks(app: Flask) -> None:
 def _register_template_helpers(app: Flask) -> None:
     from datetime import datetime
 
+    from monitor.vocabulary import AlertState
     from newsdesk.db import utcnow
 
     @app.template_filter("ago")
@@ -135,14 +137,13 @@ def _register_template_helpers(app: Flask) -> None:
         return urlencode([(k, v) for k, v in args.items(multi=True) if k != key])
 
     @app.template_filter("alert_state")
-    def _alert_state(alert: Any) -> str:
+    def _alert_state(alert: AlertInfo) -> str:
         """firing alerts may be acknowledged or silenced: show the most telling state."""
-        state = getattr(alert, "state", "")
-        if state == "firing" and getattr(alert, "silence_id", None):
-            return "silenced"
-        if state == "firing" and getattr(alert, "acknowledged_at", None):
-            return "acknowledged"
-        return state
+        if alert.state == AlertState.FIRING and alert.silence_id:
+            return AlertState.SILENCED
+        if alert.state == AlertState.FIRING and alert.acknowledged_at:
+            return AlertState.ACKNOWLEDGED
+        return alert.state
 
     @app.template_filter("num")
     def _num(value: Any) -> str:

@@ -42,7 +42,7 @@ def ingest() -> Response:
     classifier = runtime().classifier()
     with db_session() as session:
         result = monitor_service.ingest_messages(session, classifier, payloads, source)
-    rejected = list(getattr(result, "rejected", []) or [])
+    rejected = result.rejected
     if rejected and len(rejected) == len(payloads):
         raise InvalidInput("every message was rejected", {"rejected": rejected})
     return ok({"queued": 0, "stored": result.stored, "duplicates": result.duplicates, "rejected": rejected}, 202)
