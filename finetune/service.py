@@ -51,6 +51,8 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
     settings.ensure_dirs()
     with registry.task_lock(settings, task):
         with session_scope(url) as session:
+            registry.reclaim_dead_runs(session, task)  # we hold the lock: a run still "running" was killed
+            session.flush()
             work_dir = _resume_dir(session, task) if resume else None
             run = session.get(TrainingRun, run_id) if run_id else None
             if run_id and run is None:

@@ -3,6 +3,11 @@
 Each line is a JSON object with `text` and optional `ts`, `id` (or `tweet_id`), `source`, `ticker`. With
 `speed`, lines are paced by their timestamps (speed 60: one minute of stream per second); without, as fast as the
 target takes them. Lines that are not valid JSON are sent as they are, so the pipeline dead-letters them.
+
+A target that goes away (Redis restarted, the database or the web app down) pauses the replay: the batch is sent
+again with capped exponential backoff for up to `retry_for_s`, and the replay goes on from there (a batch sent twice
+is harmless: storage is idempotent). If the target stays down longer, the error names the lines already sent, and
+`skip` continues after them.
 """
 
 from __future__ import annotations
@@ -84,29 +89,40 @@ def _line_ts(line: str) -> datetime | None:
         return None
 
 
+RETRY_FOR_S = 600.0  # how long one batch is retried while its target is down
+MAX_BACKOFF_S = 30.0
+
+
 def replay_file(settings: Settings, path: str | Path, *, speed: float | None = None, to: str = "direct",
                 limit: int | None = None, source: str = "replay", url: str | None = None, token: str = "",
-                classifier: Any = None, progress: bool = True) -> ReplayReport:
-    """Send the file's lines to `to` in micro-batches (batch_size lines or batch_wait_ms, whichever first).
+                classifier: Any = None, progress: bool = True, skip: int = 0,
+                retry_for_s: float = RETRY_FOR_S) -> ReplayReport:
+    """Send the file's lines to `to` in micro-batches (batch_size lines or batch_wait_ms, whichever first), after
+    skipping the first `skip` lines; an unreachable target is retried with backoff for `retry_for_s` per batch.
 
     Raises:
-        InvalidInput: unknown target or a non-positive speed.
+        InvalidInput: unknown target, a non-positive speed or a negative skip.
         NotFound: no such file.
-        Unavailable: Redis, the HTTP endpoint or the database cannot be reached.
+        Unavailable: Redis, the HTTP endpoint or the database stayed unreachable for `retry_for_s`.
     """
     if to not in REPLAY_TARGETS:
         raise InvalidInput(f"--to must be one of {', '.join(REPLAY_TARGETS)}", {"field": "to"})
     if speed is not None and speed <= 0:
         raise InvalidInput("--speed must be positive", {"field": "speed"})
+    if skip < 0:
+        raise InvalidInput("--skip must not be negative", {"field": "skip"})
     report = ReplayReport(path=str(path), to=to)
-    send = _sender(settings, to, source, url, token, classifier, report)
+    send = _retrying(_sender(settings, to, source, url, token, classifier, report), report, skip, retry_for_s)
     cfg = settings.monitor
     started = time.monotonic()
     first_ts: datetime | None = None
     batch: list[str] = []
     batch_started = time.monotonic()
-    lines = _reading(read_lines(path, limit), report)
-    for _, line in tqdm(lines, desc=f"replay -> {to}", unit="msg", disable=not progress, total=limit):
+    lines = _reading(read_lines(path, None if limit is None else limit + skip), report)
+    for n, (_, line) in enumerate(tqdm(lines, desc=f"replay -> {to}", unit="msg", disable=not progress,
+                                       total=limit)):
+        if n < skip:
+            continue
         report.read += 1
         if speed is not None:
             ts = _line_ts(line)
@@ -130,6 +146,30 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
     report.seconds = time.monotonic() - started
     log.info("replayed %d lines from %s to %s in %.1f s", report.read, path, to, report.seconds)
     return report
+
+
+def _retrying(send: Callable[[list[str]], None], report: ReplayReport, skip: int,
+              retry_for_s: float) -> Callable[[list[str]], None]:
+    """`send`, retried with capped exponential backoff (0.5 s, 1 s, ... 30 s) while its target is unavailable."""
+
+    def send_with_retry(lines: list[str]) -> None:
+        deadline = time.monotonic() + retry_for_s
+        delay = 0.5
+        while True:
+            try:
+                send(lines)
+                return
+            except Unavailable as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    done = skip + report.sent
+                    raise Unavailable(f"{exc.message}; gave up after {retry_for_s:.0f} s with {report.sent} lines "
+                                      f"sent: continue with --skip {done}", {"sent": done}) from exc
+                log.warning("replay paused (%s); retrying in %.1f s", exc.message, min(delay, left))
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    return send_with_retry
 
 
 def _sender(settings: Settings, to: str, source: str, url: str | None, token: str, classifier: Any,

@@ -57,6 +57,8 @@ class MonitorSettings:
     batch_wait_ms: int = 200
     max_deliveries: int = 5
     webhook_urls: tuple[str, ...] = ()
+    webhook_retry_hours: float = 24.0  # a failing webhook is retried (capped exponential backoff) this long
+    webhook_max_backoff_s: float = 300.0  # the longest wait between two attempts
     ingest_max_bytes: int = 1_000_000
     rule_interval_s: int = 30
 

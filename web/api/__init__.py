@@ -18,7 +18,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def register(app: Flask) -> None:
     """Attach every resource module's routes, then the blueprint."""
-    from web.api import alerts, feedback, ingest, models, openapi, recommendations  # noqa: F401 - routes
+    from web.api import alerts, delivery, feedback, ingest, models, openapi, recommendations  # noqa: F401 - routes
 
     app.register_blueprint(bp)
 

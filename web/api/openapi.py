@@ -114,6 +114,28 @@ def document() -> dict[str, Any]:
                 "requestBody": _body({"type": "object", "properties": {"note": {"type": "string",
                                                                                 "maxLength": 2000}}}),
                 "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 409, 422, 503)}}},
+            "/dead-letters/replay": {"post": {
+                "summary": "Replay every open dead letter (optionally by reason text or stage)",
+                "operationId": "replayDeadLetters",
+                "requestBody": _body({"type": "object", "properties": {
+                    "reason": {"type": "string", "maxLength": 200},
+                    "stage": {"type": "string", "enum": ["validate", "classify", "process"]}}}),
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "replayed": {"type": "integer"}, "still_invalid": {"type": "integer"},
+                    "ids": {"type": "array", "items": {"type": "integer"}}}}), **_errors(401, 403, 422, 503)}}},
+            "/notifications/undelivered": {"get": {
+                "summary": "Webhook notifications not delivered yet (failed, or pending after a failure)",
+                "operationId": "undeliveredNotifications",
+                "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
+                "responses": {"200": _json(PAGE), **_errors(401, 403, 422, 503)}}},
+            "/notifications/retry": {"post": {
+                "summary": "Send undelivered notifications again now (all, or the ids given)",
+                "operationId": "retryNotifications",
+                "requestBody": _body({"type": "object", "properties": {
+                    "ids": {"type": "array", "maxItems": 1000,
+                            "items": {"type": "integer", "minimum": 1, "maximum": 2147483647}}}}),
+                "responses": {"200": _json({"type": "object", "properties": {"queued": {"type": "integer"}}}),
+                              **_errors(401, 403, 422, 503)}}},
             "/alerts/{alert_id}/silence": {"post": {
                 "summary": "Silence alerts like this one (same ticker and rule) until a time",
                 "operationId": "silenceAlert", "parameters": [ALERT_ID],
