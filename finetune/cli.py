@@ -84,8 +84,10 @@ def sentiment_command(settings: Settings, train_files: tuple[str, ...], pretrain
 @pass_settings
 def recsys_command(settings: Settings, dev_file: str | None, promote: str, resume: bool,
                    positive_rating: float | None, max_steps: int | None, extra: tuple[str, ...]) -> None:
-    """Fine-tune the encoder on the interactions in the database (items liked by the same users come close)."""
+    """Fine-tune the encoder so that item texts land where behaviour puts the items (EASE targets), gated on the
+    served ranking of a cold-item dev split (`--arg objective=pairs`: the earlier liked-pairs fine-tune)."""
     from finetune.service import retrain
+    from newsdesk.cli import behaviour_source
 
     args = {"positive_rating": settings.recsys.positive_rating, **_parse_args(extra)}
     if positive_rating is not None:
@@ -93,7 +95,8 @@ def recsys_command(settings: Settings, dev_file: str | None, promote: str, resum
     if max_steps is not None:
         args["max_steps"] = max_steps
     _print_outcome(retrain(settings, "recsys", dev_file=dev_file, promote=promote, args=args, trigger="cli",
-                           resume=resume))
+                           resume=resume, behaviour=behaviour_source(settings, dev_file or
+                                                                     settings.finetune.recsys_dev_path or None)))
 
 
 @click.group("models")

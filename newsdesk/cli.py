@@ -154,6 +154,19 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None, device: 
     setup_logging("DEBUG" if verbose else settings.log_level, settings.logs_dir)
 
 
+def behaviour_source(settings: Settings, dev_file: str | Path | None) -> Callable[[Any], Any]:
+    """Composition root for the recsys behaviour fine-tune: a factory (parsed BehaviourArgs -> recsys's
+    `ServedBehaviour`) that gives finetune its collaborative targets and the served-ranking evaluation, so that
+    finetune never imports recsys."""
+
+    def make(args: Any) -> Any:
+        from recsys.behaviour import ServedBehaviour
+
+        return ServedBehaviour(settings, dev_file, args)
+
+    return make
+
+
 @click.command("init")
 @pass_settings
 def init_command(settings: Settings) -> None:

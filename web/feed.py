@@ -21,7 +21,8 @@ EVENT_KINDS = ("click", "not_interested")
 
 
 class OnboardingForm(FlaskForm):
-    """Topics come as checkboxes, tickers as free text; only the CSRF token is declared here."""
+    """Topics come as checkboxes; tickers from a searchable list of every ticker in the catalog (checkboxes named
+    "ticker", filtered as you type) or as free text ("tickers"); only the CSRF token is declared here."""
 
 
 def _services() -> Any:
@@ -63,15 +64,17 @@ def index() -> Any:
 @bp.route("/onboarding", methods=["GET", "POST"])
 @login_required
 def onboarding() -> Any:
-    """Pick topics and tickers so that the first feed is not empty."""
+    """Pick topics and tickers (two separate choices): they shape the first feed and keep a share of it until the
+    reader's behaviour takes over (recsys.serving.with_interests)."""
     form = OnboardingForm()
     with db_session() as session:
         user = require_user(session, current_user.username)
         if form.validate_on_submit():
             chosen = request.form.getlist("topic")
-            tickers = [t.strip().upper().lstrip("$") for t in request.form.get("tickers", "").replace(",", " ").split()]
+            picked = request.form.getlist("ticker") + request.form.get("tickers", "").replace(",", " ").split()
+            tickers = [t.strip().upper().lstrip("$") for t in picked if t.strip().lstrip("$")]
             try:
-                saved = set_topics(session, user, chosen + [f"${t}" for t in tickers if t])
+                saved = set_topics(session, user, chosen + [f"${t}" for t in dict.fromkeys(tickers)])
             except InvalidInput as exc:
                 flash(exc.message, "error")
                 return redirect(url_for("feed.onboarding"))
@@ -79,15 +82,15 @@ def onboarding() -> Any:
                   "info")
             return redirect(url_for("feed.index"))
         try:
-            available = _services().recsys.list_topics(session)
+            interests = _services().recsys.list_interests(session)
         except Unavailable as exc:
-            available, problem = [], exc.message
+            topics, tickers, problem = [], [], exc.message
         else:
-            problem = None
+            topics, tickers, problem = interests.topics, interests.tickers, None
         current = list(user.topics or [])
-    tickers = [t[1:] for t in current if t.startswith("$")]
-    return render_template("onboarding.html", form=form, available=available, current=current,
-                           current_tickers=tickers, problem=problem)
+    current_tickers = [t[1:] for t in current if t.startswith("$")]
+    return render_template("onboarding.html", form=form, topics=topics, tickers=tickers, current=current,
+                           current_tickers=current_tickers, problem=problem)
 
 
 @bp.route("/events", methods=["POST"])
