@@ -3,7 +3,7 @@
 Usage (from the repo root; --home is a NEWSDESK_HOME where benchmarks/recsys_movielens.py imported the catalog and
 built the base-encoder index, so the base vectors are read from its database):
     nice -n 10 .venv/bin/python benchmarks/recsys_cold.py --home /tmp/newsdesk-bench-recsys --seeds 0,1,2
-        [--tuned SEED=FOLDER ...] [--train-tuned] [--gammas 3,6,10]
+        [--train-tuned] [--blends 3:0,2:1] [--tuned-blends 3:0,2:1]
 
 Per seed, 300 items with a description (and an interaction) are drawn and every train interaction of them removed
 (recsys.offline.cold_item_split), as the hidden test does; their dev likes are new-item targets. Every dev user with
@@ -107,16 +107,29 @@ def baselines(split, item_ids):
             "EASE (lambda=250)": scorer_metrics(ease, split, item_ids)}
 
 
-def served(split, item_ids, vectors, meta, gammas, label):
+def served(split, item_ids, vectors, meta, blends, label):
+    """The served ranking (recsys.rank on an in-memory snapshot) for each (gamma, new-item slots) blend."""
     from recsys.offline import evaluate_served, memory_snapshot, with_new_item_weight
+    from recsys.rank import RankParams
 
     snap = memory_snapshot(item_ids, vectors, split.train, titles=[meta[i]["title"] for i in item_ids],
                            categories=[meta[i]["genres"] for i in item_ids], version=label)
     out = {}
-    for g in gammas:
+    for g, slots in blends:
         t = time.perf_counter()
-        out[f"{label}, gamma={g:g}"] = evaluate_served(with_new_item_weight(snap, g), split.train, split.dev)
-        log.info("%s gamma=%g: %s (%.0fs)", label, g, out[f"{label}, gamma={g:g}"], time.perf_counter() - t)
+        name = f"{label}, gamma={g:g}, slots={slots}"
+        out[name] = evaluate_served(with_new_item_weight(snap, g), split.train, split.dev,
+                                    params=RankParams(new_item_slots=slots))
+        log.info("%s: %s (%.0fs)", name, out[name], time.perf_counter() - t)
+    return out
+
+
+def _blends(text: str) -> list[tuple[float, int]]:
+    """"3:0,2:1" -> [(3.0, 0), (2.0, 1)] (gamma:new-item slots; slots default 0)."""
+    out = []
+    for part in text.split(","):
+        g, _, slots = part.partition(":")
+        out.append((float(g), int(slots or 0)))
     return out
 
 
@@ -155,8 +168,8 @@ def main() -> None:
     parser.add_argument("--home", default="/tmp/newsdesk-bench-recsys")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-cold", type=int, default=300)
-    parser.add_argument("--gammas", default="3")
-    parser.add_argument("--tuned-gammas", default=None, help="gammas for the tuned vectors (default: --gammas)")
+    parser.add_argument("--blends", default="3:0,2:1", help="gamma:new-item-slots pairs for the served ranking")
+    parser.add_argument("--tuned-blends", default=None, help="blends for the tuned vectors (default: --blends)")
     parser.add_argument("--train-tuned", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "recsys_cold.json"))
     args = parser.parse_args()
@@ -166,15 +179,15 @@ def main() -> None:
     home = Path(args.home)
     settings, item_ids, base, meta, train, dev = load(home)
     described = {i for i, r in meta.items() if (r.get("description") or "").strip()}
-    gammas = [float(g) for g in args.gammas.split(",")]
-    tuned_gammas = [float(g) for g in (args.tuned_gammas or args.gammas).split(",")]
+    blends = _blends(args.blends)
+    tuned_blends = _blends(args.tuned_blends or args.blends)
     result = {"command": "python " + " ".join(sys.argv), "load_average_start": list(os.getloadavg()), "seeds": []}
     for seed in [int(s) for s in args.seeds.split(",")]:
         split = cold_item_split(train, dev, described, n_items=args.n_cold, seed=seed)
-        rows = {**baselines(split, item_ids), **served(split, item_ids, base, meta, gammas, "served, base map")}
+        rows = {**baselines(split, item_ids), **served(split, item_ids, base, meta, blends, "served, base map")}
         if args.train_tuned:
             vecs = train_tuned(settings, split, item_ids, meta, base, seed, home / f"tuned-seed{seed}")
-            rows.update(served(split, item_ids, vecs, meta, tuned_gammas, "served, tuned encoder"))
+            rows.update(served(split, item_ids, vecs, meta, tuned_blends, "served, tuned encoder"))
         result["seeds"].append({"split": split.summary(), "methods": rows})
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -107,8 +107,9 @@ class ServedBehaviour:
             self._dev_info = {"holdout": "newest 10% of each user's interactions", "rows": len(dev)}
         if not any(r.rating >= args.positive_rating for r in train):
             raise InvalidInput("no positive interactions to train on: import interactions first")
-        self.split: ColdSplit = cold_item_split(train, dev, self.catalog.described, n_items=args.cold_items,
-                                                seed=args.cold_seed)
+        pool = len(self.catalog.described & ({r.item_id for r in train} | {r.item_id for r in dev}))
+        self.split: ColdSplit = cold_item_split(train, dev, self.catalog.described,  # at most a fifth of the pool
+                                                n_items=min(args.cold_items, pool // 5), seed=args.cold_seed)
         self.args = args
         self.collab_args = CollabArgs()
         if ids == self.catalog.item_ids:

@@ -88,3 +88,33 @@ def test_behaviour_args_validate_the_collab_fields() -> None:
         BehaviourArgs(objective="magic")
     with pytest.raises(InvalidInput, match="freeze_layers"):
         BehaviourArgs(freeze_layers=9)
+
+
+def test_worse_served_candidate_is_kept_with_the_reason_on_the_version(settings, session) -> None:
+    """finish() with the served rule: a candidate whose served recall falls is registered, not promoted, and the
+    reason is in its metrics (what the console shows) and in the model events."""
+    import json
+
+    from finetune import registry
+    from finetune.pipeline import Prepared, finish
+
+    settings.ensure_dirs()
+    champion = {"version": "base", "recall@10": 0.13, "new_item_hit_rate": 0.01}
+    staged = registry.staging_dir(settings, "recsys", "v1")
+    staged.mkdir(parents=True)
+    metrics = {"recall@10": 0.11, "new_item_hit_rate": 0.09, "champion": champion}
+    outcome = finish(session, settings, "recsys", "v1", 1,
+                     Prepared(staged, metrics, 0.13, "base", {}, 1, 1.0, {}, rule=ServedRule(k=10,
+                                                                                         champion_label="base encoder")),
+                     {}, "auto", "test")
+    assert not outcome.promoted and "falls more than 1%" in outcome.reason and "base encoder 0.1300" in outcome.reason
+    assert outcome.primary_metric == "recall@10" and outcome.primary_value == 0.11
+    stored = json.loads((outcome.path / "metrics.json").read_text())
+    assert stored["gate"]["promote"] is False and stored["gate"]["reason"] == outcome.reason
+    assert registry.current_row(session, "recsys") is None
+    staged = registry.staging_dir(settings, "recsys", "v2")
+    staged.mkdir(parents=True)
+    better = {"recall@10": 0.1295, "new_item_hit_rate": 0.05, "champion": champion}
+    outcome = finish(session, settings, "recsys", "v2", 2, Prepared(staged, better, 0.13, "base", {}, 1, 1.0, {},
+                                                                    rule=ServedRule()), {}, "auto", "test")
+    assert outcome.promoted and registry.current_row(session, "recsys").version == "v2"
