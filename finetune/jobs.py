@@ -127,7 +127,13 @@ def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> 
         return msg
     try:
         pretrain = sentiment_pretrain_sources(settings) if task == "sentiment" else []
-        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id, pretrain_files=pretrain)
+        behaviour = None
+        if task == "recsys":  # the collaborative targets and served evaluation, wired by the composition root
+            from newsdesk.cli import behaviour_source
+
+            behaviour = behaviour_source(settings, settings.finetune.recsys_dev_path or None)
+        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id, pretrain_files=pretrain,
+                          behaviour=behaviour)
     except Conflict as exc:
         log.info("%s retrain postponed: %s", task, exc)
         return f"postponed: {exc}"

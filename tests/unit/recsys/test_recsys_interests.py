@@ -86,3 +86,18 @@ def test_interest_share_schedule() -> None:
     assert interest_share(5, 0.5, 20) == 0.375
     assert interest_share(20, 0.5, 20) == 0.0 and interest_share(50) == 0.0
     assert np.isclose(interest_share(10, 0.4, 20), 0.2)
+
+
+def test_onboarding_lists_topics_and_every_ticker_apart(session, tmp_path) -> None:
+    from recsys import service
+    from recsys_fixtures import write_csv
+
+    rows = [[f"x{n}", f"Story {n} about ${'AAPL' if n == 0 else 'ZION'}", "", "markets" if n % 2 else "energy",
+             ",".join([f"T{n:03d}", "rates"]), "", "2026-11-01T00:00:00Z"] for n in range(120)]
+    path = write_csv(tmp_path / "items.csv", ["item_id", "title", "description", "category", "tags", "url",
+                                              "published_at"], rows)
+    service.import_catalog(session, [path])
+    interests = service.list_interests(session)
+    assert interests.topics[:3] == ["rates", "energy", "markets"]  # most used first, no ticker among them
+    assert len(interests.tickers) == 122 and {"AAPL", "ZION", "T000", "T119"} <= set(interests.tickers)
+    assert interests.tickers == sorted(interests.tickers)
