@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--blends", default="3:0,2:1", help="gamma:new-item-slots pairs for the served ranking")
     parser.add_argument("--tuned-blends", default=None, help="blends for the tuned vectors (default: --blends)")
     parser.add_argument("--train-tuned", action="store_true")
+    parser.add_argument("--tuned-seeds", default=None, help="seeds that get a tuned encoder (default: all)")
     parser.add_argument("--out", default=str(RESULTS / "recsys_cold.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -185,7 +186,7 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         split = cold_item_split(train, dev, described, n_items=args.n_cold, seed=seed)
         rows = {**baselines(split, item_ids), **served(split, item_ids, base, meta, blends, "served, base map")}
-        if args.train_tuned:
+        if args.train_tuned and (args.tuned_seeds is None or str(seed) in args.tuned_seeds.split(",")):
             vecs = train_tuned(settings, split, item_ids, meta, base, seed, home / f"tuned-seed{seed}")
             rows.update(served(split, item_ids, vecs, meta, tuned_blends, "served, tuned encoder"))
         result["seeds"].append({"split": split.summary(), "methods": rows})

@@ -65,6 +65,9 @@ class BehaviourSource(Protocol):
     def data_info(self) -> dict[str, Any]:
         """Which data the run used (files, split), for data.json."""
 
+    def keep_vectors(self, folder: Path, label: str) -> None:
+        """Store the catalog vectors evaluated for `label` in the model folder (the index build may reuse them)."""
+
 
 @dataclass
 class FitResult:

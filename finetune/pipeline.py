@@ -210,6 +210,7 @@ def _prepare_collab(session_url: str, settings: Settings, args: BehaviourArgs, *
                               device=settings.device)
     ours = behaviour.evaluate(staged, "challenger", args)
     theirs = behaviour.evaluate(champion[1] if champion else None, champion[0] if champion else "base", args)
+    behaviour.keep_vectors(staged, "challenger")  # the catalog vectors ship with the version (index build reuses)
     label = champion[0] if champion else "base"
     details = {**result.details, "steps": result.steps, "device": result.device}
     metrics = {**ours, "champion": {"version": label, **theirs}, **details}

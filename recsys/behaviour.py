@@ -26,7 +26,7 @@ from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 from recsys.collab import CollabArgs, ease_weights
-from recsys.embed import BASE_VERSION, load_vectors
+from recsys.embed import BASE_VERSION, load_vectors, save_catalog_vectors
 from recsys.offline import ColdSplit, Rating, cold_item_split, evaluate_served, memory_snapshot
 from recsys.rank import RankParams
 from recsys.tables import Interaction, Item
@@ -83,8 +83,8 @@ class ServedBehaviour:
     def __init__(self, settings: Settings, dev_file: str | Path | None, args: BehaviourArgs) -> None:
         self.settings = settings
         with session_scope(settings.database_url) as session:
-            rows = session.execute(sa.select(Item.item_id, Item.title, Item.category, Item.description)
-                                   .order_by(Item.item_id)).all()
+            rows = session.execute(sa.select(Item.item_id, Item.title, Item.category, Item.description,
+                                             Item.text_hash).order_by(Item.item_id)).all()
             if not rows:
                 raise InvalidInput("the catalog is empty: import items first (newsdesk catalog import)")
             self.catalog = Catalog([r.item_id for r in rows], [item_text(r.title, r.category, r.description)
@@ -118,6 +118,7 @@ class ServedBehaviour:
             log.info("embedding the catalog with the base encoder (%d items)", len(self.catalog.item_ids))
             self.base_vectors = encode_texts(None, self.catalog.texts, device=settings.device)
         self._vectors: dict[str, np.ndarray] = {}
+        self._hashes = [r.text_hash for r in rows]
 
     def data_info(self) -> dict[str, Any]:
         return {"items": len(self.catalog.item_ids), "dev": self._dev_info,
@@ -166,6 +167,12 @@ class ServedBehaviour:
             self._vectors[label] = encode_texts(folder, self.catalog.texts, device=self.settings.device,
                                                 max_length=self.args.max_length)
         return self._vectors[label]
+
+    def keep_vectors(self, folder: Path, label: str) -> None:
+        """Store the catalog vectors computed for `label` in the model folder, so that `newsdesk index build`
+        reuses them (recsys.embed.embed_stale) instead of embedding the catalog again."""
+        if label in self._vectors:
+            save_catalog_vectors(folder, self.catalog.item_ids, self._hashes, self._vectors[label])
 
     def evaluate(self, encoder_folder: Path | None, label: str, args: BehaviourArgs) -> dict[str, Any]:
         """Served Recall/NDCG@k and new-item hit rate on the cold-item dev split."""

@@ -115,3 +115,25 @@ def test_registry_on_postgres(pg_settings: Settings) -> None:
     with session_scope(settings.database_url) as s:
         assert service.list_training_runs(s)[0].id == run_id
         assert Path(service.current_version(s, "sentiment").path).name == "v1"
+
+
+@pytest.mark.slow
+def test_index_build_reuses_the_vectors_shipped_with_the_version(settings: Settings, db_url: str) -> None:
+    """The collab run embeds the catalog to evaluate the challenger; promoted, `index build` reuses those vectors."""
+    from newsdesk.cli import behaviour_source
+    from recsys import service as recsys_service
+    from recsys.embed import load_vectors
+
+    seed_catalog(db_url)
+    outcome = service.retrain(settings, "recsys", args={"max_steps": 1, "batch_size": 4, "max_length": 32,
+                                                        "min_item_positives": 1}, promote="force",
+                              behaviour=behaviour_source(settings, None))
+    assert (outcome.path / "catalog_vectors.npz").is_file()
+    with session_scope(db_url) as s:
+        status = recsys_service.rebuild_index(s, settings)
+        ids, vectors = load_vectors(s, outcome.version)
+    assert status.model_version == outcome.version and len(ids) == 20
+    import numpy as np
+
+    shipped = np.load(outcome.path / "catalog_vectors.npz")
+    assert np.allclose(vectors, shipped["vectors"][np.argsort(shipped["item_ids"])], atol=1e-6)
