@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from finetune.args import BehaviourArgs
+from finetune.gate import GateDecision
 from newsdesk.device import native_bf16, resolve_device
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,13 @@ class ServedRule:
     def metric(self) -> str:
         return f"recall@{self.k}"
 
+    def judge(self, task: str, candidate: dict[str, Any], champion: dict[str, Any] | None) -> GateDecision:
+        """`finetune.gate.Rule`: the structured decision (figures in `details`)."""
+        ok, reason, figures = self.verdict(candidate, champion)
+        return GateDecision(ok, task, self.metric, _num(candidate.get(self.metric)),
+                            _num((champion or {}).get(self.metric)), self.max_recall_drop, reason,
+                            details={"rule": "served", **figures})
+
     def verdict(self, candidate: dict[str, Any], champion: dict[str, Any] | None) -> tuple[bool, str, dict[str, Any]]:
         """(promote?, one-line reason, figures)."""
         recall, hit = candidate.get(self.metric), candidate.get("new_item_hit_rate")
@@ -212,3 +220,7 @@ class ServedRule:
         if hit <= best_hit:
             return False, f"kept, not promoted: new-item hit rate does not rise: {shown}", figures
         return True, f"promoted: {shown}", figures
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsdesk.cli import pass_settings
+from finetune.vocabulary import PROMOTE_MODES, TASKS
+from newsdesk.cli_context import pass_settings
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 
-PROMOTE = click.Choice(["auto", "never", "force"])
+if TYPE_CHECKING:
+    from finetune.pipeline import TrainOutcome
+
+PROMOTE = click.Choice(PROMOTE_MODES)
 
 
 def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -30,11 +34,14 @@ def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _print_outcome(outcome: Any) -> None:
+def _print_outcome(outcome: TrainOutcome) -> None:
+    """Prints the run's result; a candidate the gate refused then exits 5 with the reason (GateRejected)."""
     value = f"{outcome.primary_value:.4f}" if outcome.primary_value is not None else "n/a"
     click.echo(f"run {outcome.run_id}: {outcome.task} {outcome.version} {outcome.primary_metric}={value} "
                f"in {outcome.train_seconds:.0f}s -> {outcome.reason}")
     click.echo(f"saved to {outcome.path}")
+    if outcome.gate is not None:
+        outcome.gate.raise_if_refused()  # exit 5: the version stays registered as a candidate
 
 
 @click.group("finetune")
@@ -73,39 +80,13 @@ def sentiment_command(settings: Settings, train_files: tuple[str, ...], pretrain
                            args=args, trigger="cli", resume=resume, pretrain_files=pretrain_files))
 
 
-@finetune_group.command("recsys")
-@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
-              help="Dev interactions CSV (user_id,item_id,rating,timestamp); default: each user's newest likes.")
-@click.option("--promote", type=PROMOTE, default="auto", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
-@click.option("--positive-rating", type=float, default=None, help="A rating at or above this is a like.")
-@click.option("--max-steps", type=int, default=None)
-@click.option("--arg", "extra", multiple=True, help="Any BehaviourArgs field as key=value (repeatable).")
-@pass_settings
-def recsys_command(settings: Settings, dev_file: str | None, promote: str, resume: bool,
-                   positive_rating: float | None, max_steps: int | None, extra: tuple[str, ...]) -> None:
-    """Fine-tune the encoder so that item texts land where behaviour puts the items (EASE targets), gated on the
-    served ranking of a cold-item dev split (`--arg objective=pairs`: the earlier liked-pairs fine-tune)."""
-    from finetune.service import retrain
-    from newsdesk.cli import behaviour_source
-
-    args = {"positive_rating": settings.recsys.positive_rating, **_parse_args(extra)}
-    if positive_rating is not None:
-        args["positive_rating"] = positive_rating
-    if max_steps is not None:
-        args["max_steps"] = max_steps
-    _print_outcome(retrain(settings, "recsys", dev_file=dev_file, promote=promote, args=args, trigger="cli",
-                           resume=resume, behaviour=behaviour_source(settings, dev_file or
-                                                                     settings.finetune.recsys_dev_path or None)))
-
-
 @click.group("models")
 def models_group() -> None:
     """List, inspect, promote and roll back model versions."""
 
 
 @models_group.command("list")
-@click.option("--task", type=click.Choice(["sentiment", "recsys"]), default=None)
+@click.option("--task", type=click.Choice(TASKS), default=None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_settings
 def list_command(settings: Settings, task: str | None, as_json: bool) -> None:
@@ -133,7 +114,7 @@ def _version_dict(v: Any) -> dict[str, Any]:
 
 
 @models_group.command("show")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version", required=False)
 @pass_settings
 def show_command(settings: Settings, task: str, version: str | None) -> None:
@@ -150,7 +131,7 @@ def show_command(settings: Settings, task: str, version: str | None) -> None:
 
 
 @models_group.command("promote")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version")
 @pass_settings
 def promote_command(settings: Settings, task: str, version: str) -> None:
@@ -164,7 +145,7 @@ def promote_command(settings: Settings, task: str, version: str) -> None:
 
 
 @models_group.command("rollback")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @pass_settings
 def rollback_command(settings: Settings, task: str) -> None:
     """Serve the previously promoted version of TASK again."""

@@ -186,3 +186,12 @@ class ServedBehaviour:
         log.info("served ranking with %s: %s", label, result)
         return {"served": True, **result}
 
+
+
+def behaviour_source(settings: Settings, dev_file: str | Path | None) -> Any:
+    """A factory (parsed BehaviourArgs -> `ServedBehaviour`) for `finetune.service.retrain(behaviour=...)`."""
+
+    def make(args: BehaviourArgs) -> ServedBehaviour:
+        return ServedBehaviour(settings, dev_file, args)
+
+    return make

@@ -9,7 +9,10 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
+from monitor.vocabulary import normalise_ticker
 from newsdesk.errors import InvalidInput, Unavailable
+from newsdesk.interactions import FEEDBACK_KINDS
+from recsys import service as recsys_service
 from web.auth import db_session
 from web.users import require_user, set_topics
 
@@ -17,7 +20,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("feed", __name__, url_prefix="/feed")
 
 FEED_SIZE = 20
-EVENT_KINDS = ("click", "not_interested")
 
 
 class OnboardingForm(FlaskForm):
@@ -25,16 +27,12 @@ class OnboardingForm(FlaskForm):
     "ticker", filtered as you type) or as free text ("tickers"); only the CSRF token is declared here."""
 
 
-def _services() -> Any:
-    return current_app.extensions["newsdesk_services"]
-
-
 def _needs_onboarding(session: Any, username: str, topics: list[str] | None) -> bool:
     """A user who never chose topics and has no history yet gets the onboarding page first."""
     if topics is not None:
         return False
     try:
-        return not _services().recsys.user_history(session, username, limit=1)
+        return not recsys_service.user_history(session, username, limit=1)
     except Unavailable:
         return True
 
@@ -52,10 +50,10 @@ def index() -> Any:
         if _needs_onboarding(session, user.username, topics):
             return redirect(url_for("feed.onboarding"))
         try:
-            recsys = _services().recsys
-            recs = recsys.recommend_for_user(session, settings, user.username, k=FEED_SIZE, topics=tuple(topics or ()))
+            recs = recsys_service.recommend_for_user(session, settings, user.username, k=FEED_SIZE,
+                                                     topics=tuple(topics or ()))
             if recs:
-                recsys.log_events(session, user.username, [(r.item_id, "impression") for r in recs])
+                recsys_service.log_events(session, user.username, [(r.item_id, "impression") for r in recs])
         except Unavailable as exc:
             problem = exc.message
     return render_template("feed.html", recs=recs, topics=topics or [], problem=problem), 503 if problem else 200
@@ -65,16 +63,16 @@ def index() -> Any:
 @login_required
 def onboarding() -> Any:
     """Pick topics and tickers (two separate choices): they shape the first feed and keep a share of it until the
-    reader's behaviour takes over (recsys.serving.with_interests)."""
+    reader's behaviour takes over (recsys.recommender.with_interests)."""
     form = OnboardingForm()
     with db_session() as session:
         user = require_user(session, current_user.username)
         if form.validate_on_submit():
             chosen = request.form.getlist("topic")
             picked = request.form.getlist("ticker") + request.form.get("tickers", "").replace(",", " ").split()
-            tickers = [t.strip().upper().lstrip("$") for t in picked if t.strip().lstrip("$")]
+            tickers = [normalise_ticker(t) for t in picked]
             try:
-                saved = set_topics(session, user, chosen + [f"${t}" for t in dict.fromkeys(tickers)])
+                saved = set_topics(session, user, chosen + [f"${t}" for t in dict.fromkeys(tickers) if t])
             except InvalidInput as exc:
                 flash(exc.message, "error")
                 return redirect(url_for("feed.onboarding"))
@@ -82,7 +80,7 @@ def onboarding() -> Any:
                   "info")
             return redirect(url_for("feed.index"))
         try:
-            interests = _services().recsys.list_interests(session)
+            interests = recsys_service.list_interests(session)
         except Unavailable as exc:
             topics, tickers, problem = [], [], exc.message
         else:
@@ -100,8 +98,8 @@ def events() -> Any:
     data = request.get_json(silent=True)
     data = data if isinstance(data, dict) else {}
     item_id, kind = data.get("item_id"), data.get("kind")
-    if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in EVENT_KINDS:
+    if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in FEEDBACK_KINDS:
         raise InvalidInput("send {item_id, kind} with kind click or not_interested", {"field": "kind"})
     with db_session() as session:
-        logged = _services().recsys.log_events(session, current_user.username, [(item_id, kind)])
+        logged = recsys_service.log_events(session, current_user.username, [(item_id, kind)])
     return {"logged": logged, "kind": kind, "item_id": item_id}, 202

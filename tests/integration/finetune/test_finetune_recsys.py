@@ -43,7 +43,7 @@ def test_collab_fine_tune_is_gated_on_the_served_ranking(settings: Settings, db_
     of the cold-item dev split; the gate's reason is stored with the version."""
     import json
 
-    from newsdesk.cli import behaviour_source
+    from recsys.behaviour import behaviour_source
 
     seed_catalog(db_url)
     outcome = service.retrain(settings, "recsys", args={"max_steps": 3, "batch_size": 4, "max_length": 32,
@@ -91,7 +91,7 @@ def test_behaviour_fine_tune_registers_an_encoder(settings: Settings, db_url: st
 def test_recsys_without_catalog_is_a_clear_error(settings: Settings, db_url: str) -> None:
     from newsdesk.errors import InvalidInput
 
-    from newsdesk.cli import behaviour_source
+    from recsys.behaviour import behaviour_source
 
     with pytest.raises(InvalidInput, match="catalog is empty"):
         service.retrain(settings, "recsys", behaviour=behaviour_source(settings, None))
@@ -120,7 +120,7 @@ def test_registry_on_postgres(pg_settings: Settings) -> None:
 @pytest.mark.slow
 def test_index_build_reuses_the_vectors_shipped_with_the_version(settings: Settings, db_url: str) -> None:
     """The collab run embeds the catalog to evaluate the challenger; promoted, `index build` reuses those vectors."""
-    from newsdesk.cli import behaviour_source
+    from recsys.behaviour import behaviour_source
     from recsys import service as recsys_service
     from recsys.embed import load_vectors
 

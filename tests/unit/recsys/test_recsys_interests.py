@@ -12,7 +12,7 @@ from recsys.interests import interest_share, match_mask
 from recsys.offline import Rating, memory_snapshot
 from recsys.profile import Event, build_profile
 from recsys.rank import RankParams
-from recsys.serving import with_interests
+from recsys.recommender import with_interests
 
 NOW = time.time()
 
