@@ -34,7 +34,7 @@ class CollabArgs:
     ease_lambda: float = 250.0  # L2 of EASE; 250 is the usual value for MovieLens-sized data
     ridge_mu: float = 10.0  # L2 of the projection onto the text space
     text_weight: float = 0.5  # α: weight of the text-space score for items that have positives
-    new_item_weight: float = 2.0  # γ: weight of the text-space score for items without positives
+    new_item_weight: float = 3.0  # γ: weight of the text-space score for items without positives
     max_items: int = 10_000  # most popular items kept in the dense EASE solve (memory: 8·n² bytes while fitting)
     min_positives: int = 20  # below this many positive pairs no map is fitted (text similarity serves)
 

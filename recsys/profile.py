@@ -29,7 +29,7 @@ class CollabRows:
     ease: np.ndarray | None = None
     active: np.ndarray | None = None
     text_weight: float = 0.5
-    new_item_weight: float = 2.0
+    new_item_weight: float = 3.0
 
 
 @dataclass(frozen=True)
