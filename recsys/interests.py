@@ -121,8 +121,11 @@ def interest_items(snap: Snapshot, interests: Sequence[str], seen: set[str], n: 
                 if p is None or not allowed[p] or mask[p]:
                     continue
                 near = anchors[np.argsort(-(snap.vectors[anchors] @ snap.vectors[p]), kind="stable")[:4]]
-                near_queue.append((p, [f"close to \u201c{snap.titles[a]}\u201d ({name})" for a in near]
-                              + [f"related to {name}"]))
+                category = (split_values(snap.categories[p]) or ["news"])[0]
+                near_queue.append((p, [f"close to \u201c{snap.titles[a][:60]}\u201d ({name})" for a in near]
+                                   + [f"related to {name}", f"{category} near {name}",
+                                      f"read alongside {name} stories",
+                                      f"related to {name}: \u201c{snap.titles[p][:50]}\u201d"]))
         queues.append(queue)
         nears.append(near_queue)
     out: list[Scored] = []

@@ -101,3 +101,17 @@ def test_onboarding_lists_topics_and_every_ticker_apart(session, tmp_path) -> No
     assert interests.topics[:3] == ["rates", "energy", "markets"]  # most used first, no ticker among them
     assert len(interests.tickers) == 122 and {"AAPL", "ZION", "T000", "T119"} <= set(interests.tickers)
     assert interests.tickers == sorted(interests.tickers)
+
+
+def test_a_ticker_with_one_item_still_gets_varied_reasons() -> None:
+    rows = _catalog()
+    rows = [r for r in rows if r[0] not in ("a1", "a2", "a3", "a4", "a5")]  # one AAPL item left
+    ids = [r[0] for r in rows]
+    vecs = FakeEncoder().encode([f"{r[1]}. {r[2]}. {r[4]}" for r in rows])
+    snap = memory_snapshot(ids, vecs, _crowd(), titles=[r[1] for r in rows], categories=[r[2] for r in rows],
+                           tags=[r[3] for r in rows])
+    recs = with_interests(snap, build_profile([], snap.position, snap.vectors, snap.collab), ["$AAPL"], 20,
+                          RankParams(), NOW)
+    assert recs[0].item_id == "a0" and len(recs) == 20
+    assert max(Counter(r.reason for r in recs).values()) <= 5
+    assert all("AAPL" in r.reason for r in recs)  # every card names the interest it comes from
