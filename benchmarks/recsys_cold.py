@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from newsdesk import db  # noqa: E402
-from newsdesk.settings import Settings  # noqa: E402
+from newsdesk import db
+from newsdesk.settings import Settings
 
 DATA = ROOT.parent / "shared" / "data" / "recsys" / "movielens"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -196,15 +196,16 @@ def main() -> None:
         out.with_suffix(".tmp").write_text(json.dumps(result, indent=2))
         os.replace(out.with_suffix(".tmp"), out)
     methods = list(result["seeds"][0]["methods"])
-    print(f"\n{'method':44s} {'Recall@10':>10s} {'NDCG@10':>9s} {'new-item hit':>13s}   (mean over {len(result['seeds'])}"
+    seeds = len(result["seeds"])
+    print(f"\n{'method':44s} {'Recall@10':>10s} {'NDCG@10':>9s} {'new-item hit':>13s}   (mean over {seeds}"
           f" seeds; per seed)")
     for m in methods:
         vals = [s["methods"][m] for s in result["seeds"] if m in s["methods"]]
         r = np.mean([v["recall@10"] for v in vals])
         n = np.mean([v["ndcg@10"] for v in vals])
         h = np.mean([v["new_item_hit_rate"] for v in vals])
-        print(f"{m:44s} {r:10.4f} {n:9.4f} {h:13.4f}   " + " ".join(f"{v['recall@10']:.4f}/{v['new_item_hit_rate']:.4f}"
-                                                              for v in vals))
+        per_seed = " ".join(f"{v['recall@10']:.4f}/{v['new_item_hit_rate']:.4f}" for v in vals)
+        print(f"{m:44s} {r:10.4f} {n:9.4f} {h:13.4f}   {per_seed}")
 
 
 if __name__ == "__main__":

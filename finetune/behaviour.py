@@ -103,8 +103,11 @@ def train_to_targets(base_path: Path | str, data: TargetData, args: BehaviourArg
     warmup = int(round(total * args.warmup_ratio))
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: (s + 1) / max(warmup, 1) if s < warmup else max(0.0, (total - s) / max(total - warmup, 1)))
+
+    def lr_factor(s: int) -> float:  # linear warm-up, then linear decay to 0
+        return (s + 1) / max(warmup, 1) if s < warmup else max(0.0, (total - s) / max(total - warmup, 1))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
     use_bf16 = args.train_precision != "float32" and (args.train_precision == "bfloat16" or native_bf16(dev))
     model.train()
     started = time.monotonic()
@@ -133,7 +136,8 @@ def train_to_targets(base_path: Path | str, data: TargetData, args: BehaviourArg
                 step += 1
                 history.append(float(loss.detach()))
                 bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}", items_s=f"{step * args.batch_size / max(time.monotonic() - started, 1e-6):.1f}", refresh=False)
+                rate = step * args.batch_size / max(time.monotonic() - started, 1e-6)
+                bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}", items_s=f"{rate:.1f}", refresh=False)
                 if progress is not None:
                     progress(step, total)
     seconds = time.monotonic() - started
@@ -207,7 +211,8 @@ class ServedRule:
         if recall is None or hit is None:
             return False, f"kept: no served {self.metric} / new-item hit rate measured", {}
         if champion is None or champion.get(self.metric) is None:
-            return True, f"promoted: first recsys model (served {self.metric} {recall:.4f}, new-item hit {hit:.4f})", {}
+            return True, (f"promoted: first recsys model (served {self.metric} {recall:.4f}, "
+                          f"new-item hit {hit:.4f})"), {}
         best, best_hit = float(champion[self.metric]), float(champion.get("new_item_hit_rate") or 0.0)
         floor = best * (1.0 - self.max_recall_drop)
         figures = {"recall": recall, "champion_recall": best, "recall_floor": round(floor, 4),

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from finetune import gate, registry
 from finetune.args import BehaviourArgs, SentimentArgs
+from finetune.behaviour import BehaviourSource, ServedRule, train_to_targets
 from finetune.data import (
     Positive,
     consecutive_pairs,
@@ -24,7 +25,6 @@ from finetune.data import (
     read_labelled,
     split_dev,
 )
-from finetune.behaviour import BehaviourSource, ServedRule, train_to_targets
 from finetune.evaluate import PRIMARY, classification_report, evaluate_encoder_ranking
 from finetune.gate import GateDecision
 from newsdesk.db import session_scope, utcnow

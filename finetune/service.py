@@ -34,7 +34,8 @@ __all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "
 def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] = (), dev_file: str | Path | None = None,
             promote: str = "auto", args: Mapping[str, Any] | None = None, trigger: str = "cli",
             run_id: int | None = None, resume: bool = False, actor: str = "",
-            pretrain_files: Sequence[str | Path] = (), behaviour: Callable[[Any], BehaviourSource] | None = None) -> TrainOutcome:
+            pretrain_files: Sequence[str | Path] = (),
+            behaviour: Callable[[Any], BehaviourSource] | None = None) -> TrainOutcome:
     """Train a new version of `task`, evaluate it against the current one, register it and promote it if better.
 
     Runs under the task's lock. A failure or interruption marks the run failed/interrupted and leaves what is served

@@ -90,7 +90,6 @@ def test_behaviour_fine_tune_registers_an_encoder(settings: Settings, db_url: st
 
 def test_recsys_without_catalog_is_a_clear_error(settings: Settings, db_url: str) -> None:
     from newsdesk.errors import InvalidInput
-
     from recsys.behaviour import behaviour_source
 
     with pytest.raises(InvalidInput, match="catalog is empty"):
@@ -120,8 +119,8 @@ def test_registry_on_postgres(pg_settings: Settings) -> None:
 @pytest.mark.slow
 def test_index_build_reuses_the_vectors_shipped_with_the_version(settings: Settings, db_url: str) -> None:
     """The collab run embeds the catalog to evaluate the challenger; promoted, `index build` reuses those vectors."""
-    from recsys.behaviour import behaviour_source
     from recsys import service as recsys_service
+    from recsys.behaviour import behaviour_source
     from recsys.embed import load_vectors
 
     seed_catalog(db_url)

@@ -103,10 +103,9 @@ def test_worse_served_candidate_is_kept_with_the_reason_on_the_version(settings,
     staged = registry.staging_dir(settings, "recsys", "v1")
     staged.mkdir(parents=True)
     metrics = {"recall@10": 0.11, "new_item_hit_rate": 0.09, "champion": champion}
-    outcome = finish(session, settings, "recsys", "v1", 1,
-                     Prepared(staged, metrics, 0.13, "base", {}, 1, 1.0, {}, rule=ServedRule(k=10,
-                                                                                         champion_label="base encoder")),
-                     {}, "auto", "test")
+    rule = ServedRule(k=10, champion_label="base encoder")
+    outcome = finish(session, settings, "recsys", "v1", 1, Prepared(staged, metrics, 0.13, "base", {}, 1, 1.0, {},
+                                                                    rule=rule), {}, "auto", "test")
     assert not outcome.promoted and "falls more than 1%" in outcome.reason and "base encoder 0.1300" in outcome.reason
     assert outcome.primary_metric == "recall@10" and outcome.primary_value == 0.11
     stored = json.loads((outcome.path / "metrics.json").read_text())

@@ -89,8 +89,9 @@ def test_interest_share_schedule() -> None:
 
 
 def test_onboarding_lists_topics_and_every_ticker_apart(session, tmp_path) -> None:
-    from recsys import service
     from recsys_fixtures import write_csv
+
+    from recsys import service
 
     rows = [[f"x{n}", f"Story {n} about ${'AAPL' if n == 0 else 'ZION'}", "", "markets" if n % 2 else "energy",
              ",".join([f"T{n:03d}", "rates"]), "", "2026-11-01T00:00:00Z"] for n in range(120)]
