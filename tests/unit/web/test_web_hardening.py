@@ -583,3 +583,59 @@ def test_openapi_declares_413_404_and_empty_parameters(client: FlaskClient, toke
                     assert parameter["allowEmptyValue"] is True, (path, parameter["name"])
     response = client.get("/api/v1/alerts?limit=&offset=&since=", headers=bearer(tokens["analyst"]))
     assert response.status_code == 200 and response.get_json()["limit"] == 50
+
+
+def test_kill_9_of_the_web_process_mid_ingest_loses_and_duplicates_nothing(settings: Settings, db_url: str,
+                                                                           tokens: dict) -> None:
+    """A batch being stored when the server is killed -9 is either all there or not at all; the client's retry
+    against a fresh server then stores exactly what is missing (idempotency keys), never a duplicate."""
+    import signal
+    import threading
+    import time
+    import urllib.request
+
+    from sqlalchemy import func, select
+
+    from monitor.tables import Message
+    from newsdesk.db import dispose_engines, session_scope
+
+    body = json.dumps([{"id": f"k{i}", "text": f"message {i} on $AAPL and $MSFT, nothing more"}
+                       for i in range(1000)]).encode()
+
+    def post(port: int) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/ingest", data=body, method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {tokens['ingest']}"})
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(request, timeout=30).read()
+
+    dispose_engines()
+    proc = _serve(settings, "--no-worker")
+    line = proc.stdout.readline()
+    while "serving on" not in line and line:
+        line = proc.stdout.readline()
+    port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+    assert _wait_healthy(port)
+    sender = threading.Thread(target=post, args=(port,))
+    sender.start()
+    time.sleep(0.4)  # the request is being validated and stored
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    sender.join(timeout=30)
+    with session_scope(db_url) as session:
+        stored = session.scalar(select(func.count(Message.id)))
+    assert stored in (0, 1000)  # one transaction: all or nothing
+    proc = _serve(settings, "--no-worker")
+    try:
+        line = proc.stdout.readline()
+        while "serving on" not in line and line:
+            line = proc.stdout.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert _wait_healthy(port)
+        post(port)  # the client retries
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    with session_scope(db_url) as session:
+        keys = list(session.scalars(select(Message.key)))
+    assert len(keys) == 1000 and len(set(keys)) == 1000
