@@ -25,7 +25,10 @@ from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TASKS = ("sentiment", "recsys")
+TASKS = ("sentiment", "topic", "recsys")  # what versions are served for
+JOINT = "multitask"  # a run training one model for sentiment and topic; its version is registered under both
+JOINT_TASKS = ("sentiment", "topic")
+RUN_TASKS = (*TASKS, JOINT)
 PROMOTE_MODES = ("auto", "never", "force")
 
 
@@ -64,9 +67,11 @@ class RunInfo:
     error: str | None
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise InvalidInput(f"unknown task {task!r} (expected {' or '.join(TASKS)})", {"field": "task"})
+def check_task(task: str, *, runs: bool = False) -> str:
+    """`task` if it is a served task (or, with `runs`, a task a training run may have). Raises InvalidInput."""
+    allowed = RUN_TASKS if runs else TASKS
+    if task not in allowed:
+        raise InvalidInput(f"unknown task {task!r} (expected {', '.join(allowed)})", {"field": "task"})
     return task
 
 
@@ -113,11 +118,11 @@ def lock_is_free(settings: Settings, task: str) -> bool:
         return False
 
 
-def new_version_name(session: Session, task: str) -> str:
-    """`v<UTC timestamp>`, with a numeric suffix if that name is taken."""
+def new_version_name(session: Session, *tasks: str) -> str:
+    """`v<UTC timestamp>`, with a numeric suffix if that name is taken (by a version of any of `tasks`)."""
     base = "v" + utcnow().strftime("%Y%m%d-%H%M%S")
     name, n = base, 1
-    while session.scalar(select(ModelVersion.id).where(ModelVersion.task == task, ModelVersion.version == name)):
+    while session.scalar(select(ModelVersion.id).where(ModelVersion.task.in_(tasks), ModelVersion.version == name)):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -191,6 +196,36 @@ def decide(task: str, mode: str, challenger: float | None, champion: float | Non
     if is_better(task, challenger, champion, margin, relative):
         return True, f"promoted: {metric} {challenger:.4f} beats current {champion:.4f} by >= {by}"
     return False, f"kept, not promoted: {metric} {challenger:.4f} does not beat current {champion:.4f} by {by}"
+
+
+def decide_joint(mode: str, scores: dict[str, tuple[float | None, float | None]], margin: float = 0.0
+                 ) -> tuple[bool, str]:
+    """(promote?, reason) for a joint version: `scores` maps each task to (challenger, champion) on the same dev
+    rows. With `auto` it is promoted (for every task at once) only if it loses on none of them: each task's
+    challenger is at least its champion minus `margin` (a task with no champion yet cannot lose).
+    """
+    if mode not in PROMOTE_MODES:
+        raise InvalidInput(f"promote must be one of {', '.join(PROMOTE_MODES)}, got {mode!r}", {"field": "promote"})
+    parts, lost = [], []
+    for task, (challenger, champion) in scores.items():
+        metric, _ = PRIMARY[task]
+        if challenger is None:
+            lost.append(task)
+            parts.append(f"{task} {metric} not measured")
+        elif champion is None:
+            parts.append(f"{task} {metric} {challenger:.4f} (first {task} model)")
+        else:
+            if not is_better(task, challenger, champion, -margin):
+                lost.append(task)
+            parts.append(f"{task} {metric} {challenger:.4f} vs current {champion:.4f}")
+    summary = "; ".join(parts)
+    if mode == "never":
+        return False, f"kept: promotion disabled (--promote never); {summary}"
+    if mode == "force":
+        return True, f"promoted: forced (--promote force); {summary}"
+    if lost:
+        return False, f"kept, not promoted: loses on {' and '.join(lost)} ({summary})"
+    return True, f"promoted for {' and '.join(scores)}: loses on neither ({summary})"
 
 
 def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = "promoted",

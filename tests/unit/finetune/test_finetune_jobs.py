@@ -34,7 +34,7 @@ def test_register_adds_persistent_jobs(settings: Settings, db_url: str) -> None:
     scheduler = BackgroundScheduler(timezone="UTC")
     jobs.register(scheduler, settings, threading.Event())
     ids = {job.id for job in scheduler.get_jobs()}
-    assert ids == {"finetune:sentiment:cron", "finetune:recsys:cron", "finetune:queue"}
+    assert ids == {"finetune:sentiment:cron", "finetune:topic:cron", "finetune:recsys:cron", "finetune:queue"}
 
 
 def test_stale_running_rows_become_interrupted(settings: Settings, db_url: str) -> None:
@@ -109,5 +109,5 @@ def test_jobs_persist_in_the_database_job_store(settings: Settings, db_url: str)
         stored = {job.id: job for job in again.get_jobs()}
     finally:
         again.shutdown(wait=False)
-    assert set(stored) == {"finetune:sentiment:cron", "finetune:recsys:cron", "finetune:queue"}
+    assert set(stored) == {"finetune:sentiment:cron", "finetune:topic:cron", "finetune:recsys:cron", "finetune:queue"}
     assert stored["finetune:sentiment:cron"].args[1] == "sentiment"

@@ -87,7 +87,7 @@ def test_failed_run_keeps_what_is_served(settings: Settings, db_url: str, monkey
         (staged / "half-written").write_text("x")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("finetune.service.prepare_sentiment", crash)
+    monkeypatch.setattr("finetune.service.prepare_classifier", crash)
     data = tmp_path / "t.csv"
     data.write_text("text,label\na,neutral\n")
     with pytest.raises(RuntimeError):
@@ -105,7 +105,7 @@ def test_interrupted_run_is_marked_interrupted(settings: Settings, db_url: str,
     def interrupt(*_a, **_kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("finetune.service.prepare_sentiment", interrupt)
+    monkeypatch.setattr("finetune.service.prepare_classifier", interrupt)
     with pytest.raises(KeyboardInterrupt):
         service.retrain(settings, "sentiment", train_files=[tmp_path / "x.csv"])
     with session_scope(db_url) as s:
