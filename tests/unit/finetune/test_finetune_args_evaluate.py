@@ -112,3 +112,20 @@ def test_weighted_f1_weighs_classes_by_support() -> None:
     report = classification_report(["a", "a", "a", "b"], ["a", "a", "a", "a"], ("a", "b"))
     assert report["macro_f1"] == pytest.approx((6 / 7 + 0) / 2, abs=1e-3)
     assert report["weighted_f1"] == pytest.approx(3 * (6 / 7) / 4, abs=1e-3)
+
+
+def test_joint_args_default_to_two_epochs_and_the_demo_slices_fit_a_joint_run() -> None:
+    from pathlib import Path
+
+    from finetune.args import JointArgs
+    from finetune.data import read_labelled
+
+    assert isinstance(build_args("multitask", {}), JointArgs) and build_args("multitask", {}).epochs == 2.0
+    assert build_args("multitask", {"preset": "demo"}).epochs <= 2 and build_args("topic", {}).epochs == 3.0
+    demo = Path(__file__).resolve().parents[3] / "newsdesk" / "demo"
+    train = read_labelled([demo / "topic_train.csv"], None)
+    labels = tuple(sorted({r.label for r in train}))
+    assert len(labels) == 20 and len(train) <= 500  # every topic, and small enough for a quick demo run
+    dev = read_labelled([demo / "topic_dev.csv"], labels)  # raises on a dev label the training slice lacks
+    assert {r.label for r in dev} == set(labels)
+    assert not {r.text for r in train} & {r.text for r in dev}
