@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -185,11 +183,3 @@ def load_classifier_model(folder: Path, device: str = "cpu") -> tuple[Classifier
     model.heads.load_state_dict(saved)
     model.to(device).eval()
     return model, tokenizer, meta
-
-
-def copy_tree_atomic(src: Path, dst: Path) -> None:
-    """Copy a folder to `dst` via a sibling temp folder and one rename."""
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    os.replace(tmp, dst)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,19 @@ def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
 
     result = runner.invoke(cli, ["models", "list"], obj=settings)
     assert result.exit_code == 0 and f"* sentiment {first.version}" in result.output
+
+    # a folder saved before heads had task names (one unnamed head, no "tasks") still loads and predicts the same
+    from safetensors.torch import load_file, save_file
+
+    old = folder.parent / "old-format"
+    shutil.copytree(folder, old)
+    head = load_file(str(old / "head.safetensors"))
+    save_file({"weight": head["sentiment.weight"], "bias": head["sentiment.bias"]}, str(old / "head.safetensors"))
+    meta = json.loads((old / "classifier.json").read_text())
+    del meta["tasks"]
+    (old / "classifier.json").write_text(json.dumps(meta))
+    legacy = SentimentClassifier(old, precision="float32")
+    assert legacy.tasks == ("sentiment",) and legacy.predict(probe) == plain.predict(probe)
 
 
 def test_cli_rejects_bad_labels_with_row_and_exit_code(settings: Settings, db_url: str, tmp_path: Path) -> None:

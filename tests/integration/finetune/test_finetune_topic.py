@@ -105,6 +105,10 @@ def test_topic_train_classify_eval_from_the_cli(settings: Settings, db_url: str,
     assert sum(map(sum, report["confusion"]["matrix"])) == 6 and 0 <= report["weighted_f1"] <= 1
     result = runner.invoke(cli, ["eval", "topic", "--data", str(files["topic_dev"])], obj=settings)
     assert result.exit_code == 0 and "Legal | Regulation" in result.output and "macro-F1" in result.output
+    unknown = files["topic_dev"].with_name("unknown.csv")
+    unknown.write_text("text,label\nGold hits a record,Gold | Metals | Materials\n")
+    result = runner.invoke(cli, ["eval", "topic", "--data", str(unknown)], obj=settings)
+    assert result.exit_code == 3 and f"{unknown}:2: unknown label 'Gold | Metals | Materials'" in result.output
 
 
 @pytest.mark.parametrize("content, message", [
