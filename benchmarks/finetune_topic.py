@@ -115,10 +115,11 @@ def speed(joint: Path, baseline: Path, n: int, rounds: int) -> dict[str, Any]:
     from finetune.classifier import TextClassifier
 
     with gzip.open(DATA / "stream" / "stocknet_tweets_stream.jsonl.gz", "rt", encoding="utf-8") as handle:
-        texts = [json.loads(line)["text"] for _, line in zip(range(n), handle)]
+        texts = [json.loads(line)["text"] for _, line in zip(range(n), handle, strict=False)]
     models = {"joint predict_tasks": TextClassifier(joint, precision="auto"),
               "sentiment-only predict": TextClassifier(baseline, precision="auto")}
-    calls = {"joint predict_tasks": lambda m: m.predict_tasks(texts), "sentiment-only predict": lambda m: m.predict(texts)}
+    calls = {"joint predict_tasks": lambda m: m.predict_tasks(texts),
+             "sentiment-only predict": lambda m: m.predict(texts)}
     for name, model in models.items():  # warm-up
         calls[name](model)
     seconds: dict[str, list[float]] = {name: [] for name in models}

@@ -19,7 +19,8 @@ class ClassifierArgs:
     picked on dev, so the dev score is not flattered). On PhraseBank dev over ten seeds it averages 0.830 macro-F1
     against 0.813 for the CLS-pooler recipe of `AutoModelForSequenceClassification` (five seeds); weight averaging,
     a soup of seeds, R-Drop and a k-NN memory were measured too, were no better, and are gone from the product
-    (their figures stay in docs/benchmarks.md). The dev file only reports and gates. Given labelled text from a related source as pretraining files (`--pretrain`, e.g. the
+    (their figures stay in docs/benchmarks.md). The dev file only reports and gates. Given labelled text from a
+    related source as pretraining files (`--pretrain`, e.g. the
     financial tweets before PhraseBank news), the same recipe first trains on them for `pretrain_epochs` and then
     on the training files from there (intermediate-task transfer): on PhraseBank dev, tweets first raised the mean
     of eight seeds from 0.830 to 0.839 (seven of eight seeds higher; docs/benchmarks.md).

@@ -28,7 +28,7 @@ class Prediction:
 def _predictions(labels: Sequence[str], probs: torch.Tensor) -> list[Prediction]:
     preds = []
     for row in probs.tolist():
-        scores = {label: round(p, 6) for label, p in zip(labels, row)}
+        scores = {label: round(p, 6) for label, p in zip(labels, row, strict=True)}
         preds.append(Prediction(max(scores, key=scores.get), scores))
     return preds
 

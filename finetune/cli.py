@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsdesk.cli import pass_settings
+from finetune.vocabulary import PROMOTE_MODES, TASKS, Task
+from newsdesk.cli_context import pass_settings
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 
-PROMOTE = click.Choice(["auto", "never", "force"])
-TASK = click.Choice(["sentiment", "topic", "recsys"])
-LABEL_TASK = click.Choice(["sentiment", "topic"])
+if TYPE_CHECKING:
+    from finetune.pipeline import TrainOutcome
+
+PROMOTE = click.Choice(PROMOTE_MODES)
+LABEL_TASK = click.Choice([Task.SENTIMENT, Task.TOPIC])
 
 
 def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -33,7 +36,8 @@ def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _print_outcome(outcome: Any) -> None:
+def _print_outcome(outcome: TrainOutcome) -> None:
+    """Prints the run's result; a candidate the gate refused then exits 5 with the reason (GateRejected)."""
     if outcome.per_task:
         value = " ".join(f"{task}_{outcome.primary_metric}={v:.4f}" if v is not None else f"{task}=n/a"
                          for task, v in outcome.per_task.items())
@@ -43,6 +47,8 @@ def _print_outcome(outcome: Any) -> None:
     click.echo(f"run {outcome.run_id}: {outcome.task} {outcome.version} {value} "
                f"in {outcome.train_seconds:.0f}s -> {outcome.reason}")
     click.echo(f"saved to {outcome.path}")
+    if outcome.gate is not None:
+        outcome.gate.raise_if_refused()  # exit 5: the version stays registered as a candidate
 
 
 def _classifier_args(extra: tuple[str, ...], **given: Any) -> dict[str, Any]:
@@ -171,7 +177,7 @@ def models_group() -> None:
 
 
 @models_group.command("list")
-@click.option("--task", type=TASK, default=None)
+@click.option("--task", type=click.Choice(TASKS), default=None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_settings
 def list_command(settings: Settings, task: str | None, as_json: bool) -> None:
@@ -199,7 +205,7 @@ def _version_dict(v: Any) -> dict[str, Any]:
 
 
 @models_group.command("show")
-@click.argument("task", type=TASK)
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version", required=False)
 @pass_settings
 def show_command(settings: Settings, task: str, version: str | None) -> None:
@@ -216,7 +222,7 @@ def show_command(settings: Settings, task: str, version: str | None) -> None:
 
 
 @models_group.command("promote")
-@click.argument("task", type=TASK)
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version")
 @pass_settings
 def promote_command(settings: Settings, task: str, version: str) -> None:
@@ -230,7 +236,7 @@ def promote_command(settings: Settings, task: str, version: str) -> None:
 
 
 @models_group.command("rollback")
-@click.argument("task", type=TASK)
+@click.argument("task", type=click.Choice(TASKS))
 @pass_settings
 def rollback_command(settings: Settings, task: str) -> None:
     """Serve the previously promoted version of TASK again."""
@@ -287,7 +293,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
         click.echo(f"{label:<{width}} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8}")
     labels = report["confusion"]["labels"]
     click.echo("confusion (rows = gold, columns = predicted): " + ", ".join(labels))
-    for label, row in zip(labels, report["confusion"]["matrix"]):
+    for label, row in zip(labels, report["confusion"]["matrix"], strict=True):
         click.echo(f"  {label:<{width}} " + " ".join(f"{n:>6}" for n in row))
 
 

@@ -78,7 +78,7 @@ def train_classifier(base_path: Path, data: dict[str, TaskData], args: Classifie
             enc = tokenizer([r.text for r in rows], truncation=True, max_length=args.max_length)
             ids = {label: offsets[task] + i for i, label in enumerate(tasks[task])}
             out += [{"input_ids": i, "attention_mask": m, "labels": ids[r.label]}
-                    for i, m, r in zip(enc["input_ids"], enc["attention_mask"], rows)]
+                    for i, m, r in zip(enc["input_ids"], enc["attention_mask"], rows, strict=True)]
         return out
 
     train_ds = encode({task: d.train for task, d in data.items()})

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.rules import RuleResult
-from monitor.tables import Alert, AlertEvidence, AlertRule, AlertState, Notification, Silence
+from monitor.tables import Alert, AlertEvidence, AlertRule, Notification, Silence
+from monitor.vocabulary import AlertState
 from newsdesk.db import utcnow
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ def topic_slice(data: Path, train_rows: int = 400, dev_rows: int = 200, seed: in
         by_label.setdefault(r["label"], []).append(r)
     share = (train_rows + dev_rows) / len(rows)
     train, dev, seen = [], [], set()
-    for label, group in sorted(by_label.items()):
+    for _, group in sorted(by_label.items()):
         want = max(6, round(len(group) * share))  # at least a few rows of the rarest topics
         n_dev = max(2, round(want * dev_rows / (train_rows + dev_rows)))
         picked = 0

@@ -6,32 +6,30 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from monitor import service as monitor_service
+from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Unavailable
 from web.auth import db_session, role_required
+from web.extensions import runtime
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-STATES = ("firing", "acknowledged", "resolved", "silenced")
 PAGE_SIZE = 25
 WINDOWS = {"6": 6, "24": 24, "72": 72, "168": 168, "720": 720}  # hours offered in the filters
 
 
-def _monitor() -> Any:
-    return current_app.extensions["newsdesk_services"].monitor
-
-
 def _filters() -> dict[str, Any]:
     state = request.args.get("state") or None
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
     rule = request.args.get("rule_id") or ""
     hours = request.args.get("hours") or ""
-    return {"state": state if state in STATES else None, "ticker": ticker,
+    return {"state": state if state in ALERT_STATES else None, "ticker": ticker,
             "rule_id": int(rule) if rule.isdigit() and len(rule) < 10 else None,
             "since": utcnow() - timedelta(hours=WINDOWS[hours]) if hours in WINDOWS else None}
 
@@ -47,16 +45,17 @@ def index() -> Any:
                                "problem": None}
     try:
         with db_session() as session:
-            monitor = _monitor()
-            alerts, total = monitor.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, **filters)
-            context.update(alerts=alerts, total=total, messages=monitor.latest_messages(session, limit=20),
-                           rules=monitor.list_rules(session), silences=monitor.list_silences(session, active_only=True))
+            alerts, total = monitor_service.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE,
+                                                        **filters)
+            context.update(alerts=alerts, total=total, messages=monitor_service.latest_messages(session, limit=20),
+                           rules=monitor_service.list_rules(session),
+                           silences=monitor_service.list_silences(session, active_only=True))
     except Unavailable as exc:
         context["problem"] = exc.message
     tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
                      {t for m in context["messages"] for t in _tickers_of(m)})
     return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
-                           states=STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
+                           states=ALERT_STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
                            chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
                            **context), 503 if context["problem"] else 200
 
@@ -72,14 +71,14 @@ def _tickers_of(message: Any) -> list[str]:
 @role_required("analyst")
 def series() -> Any:
     """Sentiment counts per time bucket for one ticker (or all), for the chart."""
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
     hours = request.args.get("hours", "168")
     hours_n = WINDOWS.get(hours, 168)
     bucket = "hour" if hours_n <= 72 else "day"
     until = utcnow()
     since = until - timedelta(hours=hours_n)
     with db_session() as session:
-        rows = _monitor().sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
+        rows = monitor_service.sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
     out = []
     for row in rows:
         row = dict(row)
@@ -95,7 +94,7 @@ def series() -> Any:
 def alert(alert_id: int) -> Any:
     """One alert: its values, evidence messages with scores, acknowledge and silence forms."""
     with db_session() as session:
-        detail = _monitor().get_alert(session, alert_id)
+        detail = monitor_service.get_alert(session, alert_id)
     return render_template("alert.html", alert=detail, form=ActionForm())
 
 
@@ -106,7 +105,7 @@ def acknowledge(alert_id: int) -> Any:
     note = request.form.get("note", "").strip()[:2000]
     with flashed_errors(reraise_status=(404,)):
         with db_session() as session:
-            _monitor().acknowledge_alert(session, alert_id, current_user.username, note=note)
+            monitor_service.acknowledge_alert(session, alert_id, current_user.username, note=note)
         flash(f"Alert #{alert_id} acknowledged.", "info")
     return redirect(request.form.get("back") if request.form.get("back", "").startswith("/dashboard") else
                     url_for("dashboard.alert", alert_id=alert_id))
@@ -126,11 +125,10 @@ def silence(alert_id: int) -> Any:
         return redirect(url_for("dashboard.alert", alert_id=alert_id))
     comment = request.form.get("comment", "").strip()[:2000]
     with db_session() as session:
-        monitor = _monitor()
-        detail = monitor.get_alert(session, alert_id)
+        detail = monitor_service.get_alert(session, alert_id)
         matchers = {k: getattr(detail, k) for k in ("ticker", "rule_id") if getattr(detail, k, None) not in (None, "")}
-        monitor.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
-                               comment=comment)
+        monitor_service.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
+                                       comment=comment)
     flash(f"Silenced {', '.join(f'{k}={v}' for k, v in matchers.items())} for {hours_f:g} h.", "info")
     return redirect(url_for("dashboard.alert", alert_id=alert_id))
 
@@ -141,8 +139,7 @@ def dead_letters() -> Any:
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
     with db_session() as session:
-        result = _monitor().list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
-    rows, total = result if isinstance(result, tuple) else (result, None)
+        rows, total = monitor_service.list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
     return render_template("dead_letters.html", rows=rows, total=total, page=page_no, page_size=PAGE_SIZE,
                            form=ActionForm())
 
@@ -151,10 +148,10 @@ def dead_letters() -> Any:
 @role_required("analyst")
 def replay(dead_letter_id: int) -> Any:
     require_valid_form()
-    classifier = current_app.extensions["newsdesk_services"].classifier()
+    classifier = runtime().classifier()
     with flashed_errors(f"Replay of #{dead_letter_id} failed: "):
         with db_session() as session:
-            _monitor().replay_dead_letter(session, classifier, dead_letter_id)
+            monitor_service.replay_dead_letter(session, classifier, dead_letter_id)
         flash(f"Dead letter #{dead_letter_id} replayed.", "info")
     return redirect(url_for("dashboard.dead_letters"))
 
@@ -165,6 +162,6 @@ def expire_silence(silence_id: int) -> Any:
     """End a silence now."""
     require_valid_form()
     with db_session() as session:
-        _monitor().expire_silence(session, silence_id, current_user.username)
+        monitor_service.expire_silence(session, silence_id, current_user.username)
     flash(f"Silence #{silence_id} ended.", "info")
     return redirect(url_for("dashboard.index"))

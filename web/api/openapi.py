@@ -6,6 +6,9 @@ from typing import Any
 
 from flask.wrappers import Response
 
+from finetune.vocabulary import TASKS
+from monitor.vocabulary import ALERT_STATES
+from newsdesk.interactions import LIVE_KINDS
 from web.api import bp, ok
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -35,7 +38,7 @@ PAGE = {"type": "object", "properties": {"items": {"type": "array", "items": OBJ
                                          "limit": {"type": "integer"}, "offset": {"type": "integer"},
                                          "next_offset": {"type": "integer", "nullable": True}}}
 ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string", "enum": ["sentiment", "recsys"]}}
+TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string", "enum": list(TASKS)}}
 USER_Q = _query("user", {"type": "string", "maxLength": 128}, "another user's (admins only)")
 
 
@@ -72,7 +75,7 @@ def document() -> dict[str, Any]:
                         "type": "object", "required": ["item_id", "kind"],
                         "properties": {"item_id": {"type": "string", "minLength": 1, "maxLength": 128},
                                        "kind": {"type": "string",
-                                                "enum": ["impression", "click", "not_interested"]}}}}}}),
+                                                "enum": list(LIVE_KINDS)}}}}}}),
                 "responses": {"202": _json(OBJ, "Logged"), **_errors(401, 422, 503)}}},
             "/ingest": {"post": {
                 "summary": "Ingest financial messages (ingest token)", "operationId": "ingest",
@@ -81,7 +84,7 @@ def document() -> dict[str, Any]:
             "/alerts": {"get": {
                 "summary": "Alerts, newest first, with filters and pagination", "operationId": "listAlerts",
                 "parameters": [
-                    _query("state", {"type": "string", "enum": ["firing", "acknowledged", "resolved", "silenced"]}),
+                    _query("state", {"type": "string", "enum": list(ALERT_STATES)}),
                     _query("ticker", {"type": "string", "maxLength": 16}),
                     _query("rule_id", {"type": "integer", "minimum": 1}),
                     _query("since", {"type": "string", "format": "date-time"}),
@@ -106,11 +109,11 @@ def document() -> dict[str, Any]:
                 "responses": {"201": _json(OBJ, "Silence created"), **_errors(401, 403, 404, 422, 503)}}},
             "/models": {"get": {
                 "summary": "Model versions (per task)", "operationId": "listModels",
-                "parameters": [_query("task", {"type": "string", "enum": ["sentiment", "recsys"]})],
+                "parameters": [_query("task", {"type": "string", "enum": list(TASKS)})],
                 "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 503)}}},
             "/models/runs": {"get": {
                 "summary": "Training runs, newest first", "operationId": "listRuns",
-                "parameters": [_query("task", {"type": "string", "enum": ["sentiment", "recsys"]}),
+                "parameters": [_query("task", {"type": "string", "enum": list(TASKS)}),
                                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
                 "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 422, 503)}}},
             "/models/{task}/promote": {"post": {
