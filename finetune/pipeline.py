@@ -30,6 +30,7 @@ from finetune.data import (
 )
 from finetune.evaluate import PRIMARY, classification_report, evaluate_encoder_ranking
 from finetune.gate import GateDecision
+from finetune.vocabulary import ModelEventKind
 from newsdesk.db import session_scope, utcnow
 from newsdesk.encoders import base_model_path
 from newsdesk.errors import InvalidInput
@@ -264,7 +265,7 @@ def finish(session: Session, settings: Settings, task: str, version: str, run_id
     if ok:
         registry.set_current(session, task, version, actor=actor, detail={"reason": reason})
     else:
-        registry.add_event(session, task, version, "kept", actor, reason=reason)
+        registry.add_event(session, task, version, ModelEventKind.KEPT, actor, reason=reason)
     log.info("%s %s: %s", task, version, reason)
     return TrainOutcome(run_id, task, version, prepared.metrics, metric, value, ok, reason,
                         prepared.train_seconds, path, decision)

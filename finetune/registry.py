@@ -1,4 +1,7 @@
-"""Versions on disk and in the database: staging, atomic publish, register, current, promote, rollback (the gate: `finetune.gate`)."""
+"""Versions on disk and in the database: staging, atomic publish, register, current, promote, rollback.
+
+Whether a new version is promoted is `finetune.gate`'s decision.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
-from finetune.vocabulary import JOINT_TASKS, MULTITASK, RUN_TASKS, TASKS, ModelStatus
+from finetune.vocabulary import JOINT_TASKS, MULTITASK, RUN_TASKS, TASKS, ModelEventKind, ModelStatus, RunStatus
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 from newsdesk.settings import Settings
@@ -102,10 +105,31 @@ def task_lock(settings: Settings, task: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise Conflict(f"a {task} training run is already in progress") from exc
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise Conflict(f"a {task} training run is already in progress"
+                           + (f" (process {holder})" if holder.isdigit() else "")) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
         yield
     finally:
         handle.close()
+
+
+def reclaim_dead_runs(session: Session, task: str) -> int:
+    """Runs of `task` still marked running become "interrupted" (resumable). Call it only while holding the
+    task's lock: then no live process is running any of them (a killed trainer, even by kill -9, lost the lock)."""
+    n = 0
+    for run in session.scalars(select(TrainingRun).where(TrainingRun.task == task,
+                                                         TrainingRun.status == RunStatus.RUNNING)):
+        run.status, run.finished_at = RunStatus.INTERRUPTED, utcnow()
+        run.error = run.error or "the process running it stopped"
+        n += 1
+    if n:
+        log.info("%d %s run(s) left running by a dead process marked interrupted", n, task)
+    return n
 
 
 def lock_is_free(settings: Settings, task: str) -> bool:
@@ -154,8 +178,8 @@ def register(session: Session, *, task: str, version: str, path: Path, metrics: 
                        primary_metric=metric, primary_value=metrics.get(metric), args=args, data=data,
                        train_seconds=train_seconds, run_id=run_id, created_at=utcnow())
     session.add(row)
-    session.add(ModelEvent(task=task, version=version, kind="registered", actor="", detail={"metric": metric,
-                           "value": metrics.get(metric)}, created_at=utcnow()))
+    session.add(ModelEvent(task=task, version=version, kind=ModelEventKind.REGISTERED, actor="",
+                           detail={"metric": metric, "value": metrics.get(metric)}, created_at=utcnow()))
     session.flush()
     return row
 
@@ -176,7 +200,7 @@ def get_row(session: Session, task: str, version: str) -> ModelVersion:
     return row
 
 
-def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = "promoted",
+def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = ModelEventKind.PROMOTED,
                 detail: dict[str, Any] | None = None) -> ModelVersion:
     """Make `version` the served one; the previous current becomes `archived` (or `rolled_back`)."""
     row = get_row(session, task, version)
@@ -184,7 +208,7 @@ def set_current(session: Session, task: str, version: str, *, actor: str, kind: 
         raise NotFound(f"model folder {row.path} of {task} {version} is missing", {"version": version})
     previous = current_row(session, task)
     if previous is not None and previous.id != row.id:
-        previous.status = ModelStatus.ROLLED_BACK if kind == "rolled_back" else ModelStatus.ARCHIVED
+        previous.status = ModelStatus.ROLLED_BACK if kind == ModelEventKind.ROLLED_BACK else ModelStatus.ARCHIVED
     row.status = ModelStatus.CURRENT
     row.promoted_at = utcnow()
     session.add(ModelEvent(task=task, version=version, kind=kind, actor=actor,
@@ -209,7 +233,7 @@ def rollback(session: Session, task: str, *, actor: str) -> ModelVersion:
         ModelVersion.status != ModelStatus.ROLLED_BACK).order_by(ModelVersion.promoted_at.desc())).all()
     for candidate in earlier:
         if Path(candidate.path).is_dir():
-            return set_current(session, task, candidate.version, actor=actor, kind="rolled_back",
+            return set_current(session, task, candidate.version, actor=actor, kind=ModelEventKind.ROLLED_BACK,
                                detail={"from": current.version})
     raise NotFound(f"no earlier promoted {task} model to roll back to")
 

@@ -8,9 +8,11 @@ from flask import g, request
 from flask.wrappers import Response
 
 from monitor import service as monitor_service
+from monitor.views import AlertInfo
 from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput
+from newsdesk.inputs import strict_int
 from web.api import bp, datetime_arg, int_arg, json_body, ok, page, parse_datetime
 from web.auth import db_session, token_required
 
@@ -31,9 +33,7 @@ def alert_filters() -> dict:
         raise InvalidInput(f"ticker is at most {TICKER_MAX} characters", {"field": "ticker"})
     rule_id = request.args.get("rule_id") or None
     if rule_id is not None:
-        if not rule_id.isdigit() or len(rule_id) > 9:
-            raise InvalidInput("rule_id must be a positive integer", {"field": "rule_id"})
-        rule_id = int(rule_id)
+        rule_id = strict_int(rule_id, "rule_id", 1, 2**31 - 1)
     return {"state": state, "ticker": ticker, "rule_id": rule_id, "since": datetime_arg("since")}
 
 
@@ -84,14 +84,10 @@ def silence_end(body: dict) -> object:
     return utcnow() + timedelta(minutes=minutes)
 
 
-def silence_matchers(alert: object) -> dict:
+def silence_matchers(alert: AlertInfo) -> dict[str, str | int]:
     """Silence what this alert is about: its ticker and rule."""
-    matchers = {}
-    for key in ("ticker", "rule_id"):
-        value = getattr(alert, key, None)
-        if value not in (None, ""):
-            matchers[key] = value
-    return matchers
+    return {key: value for key, value in (("ticker", alert.ticker), ("rule_id", alert.rule_id))
+            if value not in (None, "")}
 
 
 @bp.post("/alerts/<id:alert_id>/silence")

@@ -62,7 +62,8 @@ def test_reader_cannot_read_another_users_feed_or_history(client: FlaskClient, s
 def test_feedback_changes_the_feed(client: FlaskClient, seeded: dict) -> None:
     token = seeded["tokens"]["reader"]
     response = client.post("/api/v1/feedback", headers=bearer(token), json={"events": [
-        {"item_id": "s1", "kind": "click"}, {"item_id": "s2", "kind": "click"}, {"item_id": "m1", "kind": "not_interested"}]})
+        {"item_id": "s1", "kind": "click"}, {"item_id": "s2", "kind": "click"},
+        {"item_id": "m1", "kind": "not_interested"}]})
     assert response.status_code == 202 and response.get_json() == {"logged": 3}
     items = client.get("/api/v1/recommendations?k=4", headers=bearer(token)).get_json()["items"]
     ids = [i["item_id"] for i in items]
@@ -264,7 +265,8 @@ def test_users_tokens_and_api_on_postgres(pg_settings) -> None:
 API_ROLES = [("GET", "/api/v1/alerts", "analyst"), ("GET", "/api/v1/alerts/1", "analyst"),
              ("POST", "/api/v1/alerts/1/ack", "analyst"), ("POST", "/api/v1/alerts/1/silence", "analyst"),
              ("GET", "/api/v1/models", "admin"), ("GET", "/api/v1/models/runs", "admin"),
-             ("POST", "/api/v1/models/sentiment/promote", "admin"), ("POST", "/api/v1/models/sentiment/rollback", "admin"),
+             ("POST", "/api/v1/models/sentiment/promote", "admin"),
+             ("POST", "/api/v1/models/sentiment/rollback", "admin"),
              ("POST", "/api/v1/models/sentiment/retrain", "admin")]
 
 
@@ -280,3 +282,29 @@ def test_role_checks_on_every_api_route(client: FlaskClient, tokens: dict, role:
     for method, path in (("GET", "/api/v1/recommendations"), ("GET", "/api/v1/history"), ("POST", "/api/v1/feedback")):
         assert client.open(path, method=method, json={}).status_code == 401
     assert client.post("/api/v1/ingest", json={}, headers=bearer(tokens["admin"])).status_code == 401
+
+
+def test_dead_letters_bulk_replay_and_undelivered_notifications(client: FlaskClient, app: Flask, seeded: dict) -> None:
+    from monitor import service
+    from monitor.tables import Notification
+    from web.auth import db_session
+
+    tokens = seeded["tokens"]
+    client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json=[{"id": "ok", "text": "$A"}, {"id": 1}])
+    with app.app_context(), db_session() as session:
+        service.add_dead_letter(session, "test", "process", "failed 6 deliveries (limit 5)",
+                                '{"id": "lost", "text": "$XYZ numbers today"}')
+        note = session.query(Notification).first()
+        note.url, note.status, note.attempts = "http://127.0.0.1:9/x", "failed", [{"status_code": 503, "error": ""}]
+    assert client.post("/api/v1/dead-letters/replay", json={}, headers=bearer(tokens["reader"])).status_code == 403
+    bad = client.post("/api/v1/dead-letters/replay", json={"stage": "nope"}, headers=bearer(tokens["analyst"]))
+    assert bad.status_code == 422 and error_of(bad)["details"]["field"] == "stage"
+    response = client.post("/api/v1/dead-letters/replay", json={}, headers=bearer(tokens["analyst"]))
+    assert response.status_code == 200 and response.get_json()["replayed"] == 1
+    assert response.get_json()["still_invalid"] == 1  # {"id": 1} has no text: stays open
+    undelivered = client.get("/api/v1/notifications/undelivered", headers=bearer(tokens["analyst"])).get_json()
+    assert undelivered["total"] == 1 and undelivered["items"][0]["last_error"] == "HTTP 503"
+    bad = client.post("/api/v1/notifications/retry", json={"ids": ["x"]}, headers=bearer(tokens["analyst"]))
+    assert bad.status_code == 422
+    retried = client.post("/api/v1/notifications/retry", json={}, headers=bearer(tokens["analyst"]))
+    assert retried.get_json() == {"queued": 1}

@@ -120,8 +120,9 @@ def test_event_stream_sends_an_alert_change(app: Flask, client: FlaskClient, see
 def test_rule_editor_creates_updates_and_rejects_bad_params(client: FlaskClient, seeded: dict) -> None:
     login(client, "analyst")
     token = page_csrf(client, "/dashboard/rules/")
-    response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Tesla burst", "kind": "negative_burst",
-                                                      "tickers": "TSLA", "severity": "critical", "repeat_minutes": "60",
+    response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Tesla burst",
+                                                      "kind": "negative_burst", "tickers": "TSLA",
+                                                      "severity": "critical", "repeat_minutes": "60",
                                                       "params": '{"min_negative": 6}', "enabled": "on"},
                            follow_redirects=True)
     html = response.get_data(as_text=True)
@@ -135,7 +136,8 @@ def test_rule_editor_creates_updates_and_rejects_bad_params(client: FlaskClient,
 
 
 def test_dead_letters_listed_and_replayed(client: FlaskClient, seeded: dict) -> None:
-    client.post("/api/v1/ingest", headers=bearer(seeded["tokens"]["ingest"]), json=[{"id": "ok", "text": "$A"}, {"id": 1}])
+    client.post("/api/v1/ingest", headers=bearer(seeded["tokens"]["ingest"]),
+                json=[{"id": "ok", "text": "$A"}, {"id": 1}])
     login(client, "analyst")
     html = client.get("/dashboard/dead-letters").get_data(as_text=True)
     assert "missing field" in html and "Replay" in html
@@ -200,3 +202,24 @@ def test_pages_survive_garbage_query_strings(client: FlaskClient, seeded: dict) 
         assert response.status_code == 422, body
     for path in ("/dashboard/alerts/99999999999", "/dashboard/alerts/0", "/api/v1/alerts/-1"):
         assert client.get(path).status_code == 404, path
+
+
+def test_dead_letters_page_replays_all_and_retries_notifications(client: FlaskClient, app, seeded: dict) -> None:
+    from monitor.tables import Notification
+    from web.auth import db_session
+
+    with app.app_context(), db_session() as session:
+        note = session.query(Notification).first()
+        note.url, note.status = "http://127.0.0.1:9/x", "failed"
+        note.attempts = [{"status_code": None, "error": "ConnectionRefusedError: refused"}]
+    client.post("/api/v1/ingest", headers=bearer(seeded["tokens"]["ingest"]), json=[{"id": 1}])
+    login(client, "analyst")
+    html = client.get("/dashboard/dead-letters").get_data(as_text=True)
+    assert 'id="undelivered"' in html and "ConnectionRefusedError" in html and "Replay all open" in html
+    token = page_csrf(client, "/dashboard/dead-letters")
+    response = client.post("/dashboard/dead-letters/replay-all", data={"csrf_token": token}, follow_redirects=True)
+    assert "Replayed 0 dead letters (1 still invalid)." in response.get_data(as_text=True)
+    response = client.post("/dashboard/notifications/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert "1 notification queued for another try." in response.get_data(as_text=True)
+    with app.app_context(), db_session() as session:
+        assert session.query(Notification).filter_by(status="pending").count() >= 1
