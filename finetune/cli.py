@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from finetune.pipeline import TrainOutcome
 
 PROMOTE = click.Choice(PROMOTE_MODES)
-LABEL_TASK = click.Choice([Task.SENTIMENT, Task.TOPIC])
+LABEL_TASK = click.Choice([Task.SENTIMENT.value, Task.TOPIC.value])
 
 
 def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
