@@ -192,11 +192,11 @@ def test_resume_after_kill_9_continues_from_the_checkpoint(settings: Settings, d
     class Stop(Exception):
         pass
 
-    def fake_prepare(url, settings, train_files, dev_file, parsed, *, work_dir, staged, resume, pretrain_files):
+    def fake_prepare(url, settings, files, parsed, *, work_dir, staged, resume, pretrain_files):
         seen.update(work_dir=work_dir, resume=resume)
         raise Stop
 
-    monkeypatch.setattr(service, "prepare_sentiment", fake_prepare)
+    monkeypatch.setattr(service, "prepare_classifier", fake_prepare)
     with pytest.raises(Stop):
         service.retrain(settings, "sentiment", train_files=["x.csv"], resume=True)
     assert seen == {"work_dir": work, "resume": True}
