@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 
 QUEUE_INTERVAL_S = 30
 LABEL_SUFFIXES = (".csv", ".jsonl")
+
+
+# recsys's collaborative targets and served evaluation for the recsys retrain: (settings, dev file) -> factory.
+# The worker (composition root) sets it to `recsys.behaviour.behaviour_source`; finetune never imports recsys.
+behaviour_source: Callable[[Settings, str | None], Any] | None = None
 
 
 def register(scheduler: Any, settings: Settings, stop_event: threading.Event) -> None:
@@ -167,10 +173,13 @@ def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> 
             return msg
         if run_id is not None and planned.task != task:  # a queued request for a task a joint model serves
             _retarget(settings, run_id, planned.task)
+        behaviour = None
+        if task == "recsys" and behaviour_source is not None:  # set by the worker (the composition root)
+            behaviour = behaviour_source(settings, settings.finetune.recsys_dev_path or None)
         files = planned.files
         outcome = retrain(settings, planned.task, train_files=files.get("sentiment", files.get("topic", [])),
                           topic_train_files=files.get("topic", []) if planned.task == registry.JOINT else (),
-                          trigger=trigger, run_id=run_id, pretrain_files=planned.pretrain)
+                          trigger=trigger, run_id=run_id, pretrain_files=planned.pretrain, behaviour=behaviour)
     except Conflict as exc:
         log.info("%s retrain postponed: %s", task, exc)
         return f"postponed: {exc}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from finetune import gate, registry
 from finetune.args import build_args
+from finetune.behaviour import BehaviourSource
 from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier, TextClassifier
 from finetune.pipeline import TaskFiles, TrainOutcome, finish, finish_joint, prepare_classifier, prepare_recsys
 from finetune.registry import JOINT, JOINT_TASKS, RunInfo, VersionInfo, check_task, run_info, version_info
@@ -36,7 +37,8 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
             dev_file: str | Path | None = None, promote: str = "auto", args: Mapping[str, Any] | None = None,
             trigger: str = "cli", run_id: int | None = None, resume: bool = False, actor: str = "",
             pretrain_files: Sequence[str | Path] = (), topic_train_files: Sequence[str | Path] = (),
-            topic_dev_file: str | Path | None = None) -> TrainOutcome:
+            topic_dev_file: str | Path | None = None,
+            behaviour: Callable[[Any], BehaviourSource] | None = None) -> TrainOutcome:
     """Train a new version of `task`, evaluate it against the current one, register it and promote it if better.
 
     `task` "sentiment" or "topic" trains a single-task classifier on `train_files`; "multitask" trains one joint
@@ -47,6 +49,8 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
     and evaluated). `run_id` runs an existing queued row; `resume` continues the newest interrupted run's
     checkpoints. `pretrain_files` (sentiment rows): labelled text from a related source, learned first
     (intermediate-task transfer).
+    `behaviour` (recsys, objective "collab"): a factory (parsed args -> source) of the targets and the served
+    evaluation (recsys's `ServedBehaviour`, handed in by the composition root; finetune never imports recsys).
 
     Raises:
         InvalidInput: bad data, arguments or promote mode.  Conflict: a run of this task is already in progress.
@@ -79,7 +83,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
         try:
             if task == "recsys":
                 prepared = prepare_recsys(url, settings, dev_file, parsed, work_dir=work_dir, staged=staged,
-                                          resume=resume)
+                                          resume=resume, behaviour=behaviour(parsed) if behaviour else None)
             else:
                 files = {"sentiment": TaskFiles(tuple(train_files), dev_file)} if task != "topic" else {}
                 if task == "topic":
