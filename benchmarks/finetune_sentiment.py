@@ -1,7 +1,7 @@
 """finetune benchmark: sentiment methods side by side on PhraseBank dev (and tweets held out for two-source models).
 
 Usage (from the repo root):
-    .venv/bin/python benchmarks/finetune_sentiment.py [--methods frozen_lr,plain,ours,cls3,soup5]
+    .venv/bin/python benchmarks/finetune_sentiment.py [--methods frozen_lr,plain,ours,cls3,transfer]
         [--two-source ours --two-source-epochs 2] [--seeds 42,43] [--max-steps N]
 
 Methods:
@@ -12,10 +12,9 @@ Methods:
   ours       SentimentArgs() defaults: mean pooling + linear head, 3 epochs, last weights (selection-free)
   transfer   `ours` after a first stage of one epoch on the tweets (minus the held-out 10%): intermediate-task
              transfer, what `newsdesk finetune sentiment --pretrain TWEETS --train ...` does
-  soup5      five `ours` runs (seeds s..s+4) with their weights averaged into one model (`soup=5`)
-  mean_avg   (earlier default) mean pooling, balanced class weights, weight averaging along one run
-Every fine-tuned row is also scored with a k-NN vote over the training rows' vectors mixed 50/50 into the head
-("+knn" rows). `--two-source M` also trains method M on PhraseBank + tweets (minus a stratified 10% of the tweets,
+The soup, weight-averaging, R-Drop and k-NN-memory variants measured earlier (docs/benchmarks.md) are no longer
+in the product, so this script no longer runs them; their figures stay in docs/benchmarks.md. `--two-source M` also
+trains method M on PhraseBank + tweets (minus a stratified 10% of the tweets,
 held out) and reports both PhraseBank dev and tweets-held-out macro-F1. Training uses bfloat16 mixed precision
 where the CPU computes it natively (`train_precision=auto`). Prints a table, writes
 benchmarks/results/finetune_sentiment.json.
@@ -43,12 +42,9 @@ from newsdesk.encoders import base_model_path, load_sentence_encoder
 
 DATA = ROOT.parent / "shared" / "data" / "sentiment"
 RESULTS = ROOT / "benchmarks" / "results"
-PLAIN = {"pooling": "cls", "weight_averaging": 0.0, "class_weights": "none", "early_stopping_patience": 0,
-         "epochs": 4.0, "knn_mix": 1.0, "soup": 1, "select_best": True}
-MEAN_AVG = {"pooling": "mean", "weight_averaging": 0.5, "class_weights": "balanced", "knn_mix": 1.0, "soup": 1,
-            "epochs": 4.0, "early_stopping_patience": 2, "select_best": True}
+PLAIN = {"pooling": "cls", "class_weights": "none", "early_stopping_patience": 0, "epochs": 4.0, "select_best": True}
 METHODS: dict[str, dict[str, Any]] = {"plain": PLAIN, "cls3": {"pooling": "cls"}, "ours": {},
-                                      "transfer": {"_pretrain": True}, "soup5": {"soup": 5}, "mean_avg": MEAN_AVG}
+                                      "transfer": {"_pretrain": True}}
 
 
 def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -> dict[str, Any]:
@@ -66,24 +62,6 @@ def frozen_lr(train: list[LabelledText], evals: dict[str, list[LabelledText]]) -
     return {"train_seconds": round(seconds, 1), "scores": scores}
 
 
-def knn_variant(folder: Path, train: list[LabelledText], evals: dict[str, list[LabelledText]],
-                k: int = 10, lam: float = 0.5, temperature: float = 0.05) -> dict[str, Any]:
-    """Scores when the head's probabilities are mixed (lam) with a k-NN vote over the training rows' vectors."""
-    from finetune.model import KnnMemory, encode_pooled, load_sentiment_model
-
-    model, tokenizer, meta = load_sentiment_model(folder)
-    started = time.monotonic()
-    memory = KnnMemory.build(model, tokenizer, [r.text for r in train], [LABELS.index(r.label) for r in train],
-                             meta["max_length"], k=k, mix=lam, temperature=temperature)
-    out = {}
-    for name, rows in evals.items():
-        pooled, probs = encode_pooled(model, tokenizer, [r.text for r in rows], meta["max_length"])
-        mixed = memory.combine(pooled, probs)
-        out[name] = classification_report([r.label for r in rows], [LABELS[i] for i in mixed.argmax(1).tolist()],
-                                          LABELS)
-    return {"scores": out, "extra_seconds": round(time.monotonic() - started, 1)}
-
-
 def fine_tune(train: list[LabelledText], dev: list[LabelledText], evals: dict[str, list[LabelledText]],
               overrides: dict[str, Any], keep: Path | None = None,
               pretrain: list[LabelledText] | None = None) -> dict[str, Any]:
@@ -96,12 +74,11 @@ def fine_tune(train: list[LabelledText], dev: list[LabelledText], evals: dict[st
         result = train_sentiment(base_model_path(), train, dev, args, work_dir=Path(tmp) / "work", out_dir=out,
                                  device="auto", pretrain_rows=pretrain)
         scores = {name: evaluate_sentiment_folder(out, rows) for name, rows in evals.items()}
-        knn = knn_variant(out, train, evals) if args.knn_mix >= 1 and overrides.get("_knn", True) else None
         if keep is not None:
             shutil.rmtree(keep, ignore_errors=True)
             shutil.copytree(out, keep)
     return {"train_seconds": result.train_seconds, "steps": result.steps, "device": result.device,
-            "details": result.details, "args": args.to_dict(), "scores": scores, "knn": knn}
+            "details": result.details, "args": args.to_dict(), "scores": scores}
 
 
 def main() -> None:
@@ -111,9 +88,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--max-steps", type=int, default=-1, help="cap every fine-tune (smoke runs)")
     parser.add_argument("--two-source-epochs", type=float, default=2.0, help="epochs over PhraseBank + tweets")
-    parser.add_argument("--two-source-soup", type=int, default=0, help="soup size for two-source runs (0 = method's)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (1 avoids oversubscription on a busy box)")
-    parser.add_argument("--no-knn", action="store_true", help="skip the +knn rows")
     parser.add_argument("--keep-models", default="", help="copy each trained model into this folder")
     parser.add_argument("--table", nargs="*", default=None, help="only print the table of these result files")
     parser.add_argument("--out", default=str(RESULTS / "finetune_sentiment.json"))
@@ -141,11 +116,9 @@ def main() -> None:
             if method == "frozen_lr":
                 res = frozen_lr(train, evals)
             else:
-                overrides = {**METHODS[method], "seed": seed, **({"_knn": False} if opts.no_knn else {})}
+                overrides = {**METHODS[method], "seed": seed}
                 if source != "phrasebank":
                     overrides["epochs"] = opts.two_source_epochs
-                    if opts.two_source_soup:
-                        overrides["soup"] = opts.two_source_soup
                 if opts.max_steps > 0:
                     overrides["max_steps"] = opts.max_steps
                 keep = Path(opts.keep_models) / f"{method}-{source}-{seed}" if opts.keep_models else None
@@ -175,12 +148,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['method']:<10} {r['source']:<18} {r['seed']:>4} {r['scores']['phrasebank_dev']['macro_f1']:>9.4f} "
               f"{r['scores']['phrasebank_dev']['accuracy']:>7.4f} {tw if tw is not None else '-':>9} "
               f"{r['train_seconds']:>8.0f}")
-        if r.get("knn"):
-            kn = r["knn"]["scores"]
-            tw = kn.get("tweets_heldout", {}).get("macro_f1")
-            print(f"{r['method'] + '+knn':<10} {r['source']:<18} {r['seed']:>4} {kn['phrasebank_dev']['macro_f1']:>9.4f} "
-                  f"{kn['phrasebank_dev']['accuracy']:>7.4f} {tw if tw is not None else '-':>9} "
-                  f"{r['train_seconds'] + r['knn']['extra_seconds']:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,12 @@
-"""Trainer callbacks: a tqdm bar with loss and throughput, and uniform weight averaging saved with checkpoints."""
+"""Trainer callbacks: a tqdm bar with loss, throughput and the last dev scores."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
-
-AVERAGE_FILE = "weight_average.pt"
 
 
 class ProgressBar(TrainerCallback):
@@ -47,49 +43,3 @@ class ProgressBar(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-class WeightAveraging(TrainerCallback):
-    """Uniform average of the weights seen every `every` steps after `start` (a fraction of the run).
-
-    A cheap "soup" along one training trajectory: the averaged model generalises better than the last or the best
-    checkpoint (flatter optimum). The running sum is saved into every checkpoint so `--resume` continues it.
-    """
-
-    def __init__(self, start: float, every: int) -> None:
-        self.start, self.every = start, every
-        self.total: dict[str, torch.Tensor] | None = None
-        self.count = 0
-        self.resume_from: Path | None = None
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        if self.resume_from is not None and (self.resume_from / AVERAGE_FILE).is_file():
-            saved = torch.load(self.resume_from / AVERAGE_FILE, weights_only=True)
-            self.total, self.count = saved["total"], int(saved["count"])
-
-    def on_step_end(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None,
-                    **_: Any) -> None:
-        if model is None or state.global_step < self.start * state.max_steps or state.global_step % self.every:
-            return
-        with torch.no_grad():
-            current = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
-            if self.total is None:
-                self.total = {k: v.clone() for k, v in current.items()}
-            else:
-                for key, value in current.items():
-                    self.total[key] += value
-        self.count += 1
-
-    def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.total is not None and folder.is_dir():
-            torch.save({"total": self.total, "count": self.count}, folder / AVERAGE_FILE)
-
-    def apply(self, model: torch.nn.Module) -> bool:
-        """Load the averaged weights into `model`; False when nothing was averaged."""
-        if not self.count or self.total is None:
-            return False
-        state = model.state_dict()
-        model.load_state_dict({k: (self.total[k] / self.count).to(state[k].dtype).to(state[k].device)
-                               for k in state})
-        return True

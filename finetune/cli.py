@@ -1,4 +1,5 @@
-"""Commands: `finetune sentiment|recsys`, `models list|show|promote|rollback`, `classify`, `eval sentiment`."""
+"""Commands: `finetune sentiment|topic|multitask|recsys`, `models list|show|promote|rollback`, `classify`,
+`eval sentiment|topic`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from finetune.vocabulary import PROMOTE_MODES, TASKS
+from finetune.vocabulary import PROMOTE_MODES, TASKS, Task
 from newsdesk.cli_context import pass_settings
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from finetune.pipeline import TrainOutcome
 
 PROMOTE = click.Choice(PROMOTE_MODES)
+LABEL_TASK = click.Choice([Task.SENTIMENT.value, Task.TOPIC.value])
 
 
 def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -36,17 +38,29 @@ def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 def _print_outcome(outcome: TrainOutcome) -> None:
     """Prints the run's result; a candidate the gate refused then exits 5 with the reason (GateRejected)."""
-    value = f"{outcome.primary_value:.4f}" if outcome.primary_value is not None else "n/a"
-    click.echo(f"run {outcome.run_id}: {outcome.task} {outcome.version} {outcome.primary_metric}={value} "
+    if outcome.per_task:
+        value = " ".join(f"{task}_{outcome.primary_metric}={v:.4f}" if v is not None else f"{task}=n/a"
+                         for task, v in outcome.per_task.items())
+    else:
+        value = f"{outcome.primary_metric}=" + (f"{outcome.primary_value:.4f}" if outcome.primary_value is not None
+                                                else "n/a")
+    click.echo(f"run {outcome.run_id}: {outcome.task} {outcome.version} {value} "
                f"in {outcome.train_seconds:.0f}s -> {outcome.reason}")
     click.echo(f"saved to {outcome.path}")
     if outcome.gate is not None:
         outcome.gate.raise_if_refused()  # exit 5: the version stays registered as a candidate
 
 
+def _classifier_args(extra: tuple[str, ...], **given: Any) -> dict[str, Any]:
+    args = _parse_args(extra)
+    args.update({key: value for key, value in given.items() if value is not None})
+    return args
+
+
 @click.group("finetune")
 def finetune_group() -> None:
-    """Fine-tune the sentiment classifier or the behaviour encoder, evaluate, register and gate."""
+    """Fine-tune the sentiment/topic classifiers (or one joint model) or the behaviour encoder, evaluate, register
+    and gate."""
 
 
 @finetune_group.command("sentiment")
@@ -72,12 +86,89 @@ def sentiment_command(settings: Settings, train_files: tuple[str, ...], pretrain
     """Fine-tune the 3-class sentiment classifier and register it as a new version."""
     from finetune.service import retrain
 
-    args = _parse_args(extra)
-    for key, value in (("epochs", epochs), ("max_steps", max_steps), ("seed", seed), ("preset", preset)):
-        if value is not None:
-            args[key] = value
+    args = _classifier_args(extra, epochs=epochs, max_steps=max_steps, seed=seed, preset=preset)
     _print_outcome(retrain(settings, "sentiment", train_files=train_files, dev_file=dev_file, promote=promote,
                            args=args, trigger="cli", resume=resume, pretrain_files=pretrain_files))
+
+
+@finetune_group.command("topic")
+@click.option("--train", "train_files", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="CSV (text,label) or JSONL training file; the label set is taken from it; repeatable.")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Dev file for the promotion gate (default: a 10% split of --train, near-duplicates grouped).")
+@click.option("--promote", type=PROMOTE, default="auto", show_default=True,
+              help="auto: only if it beats the current topic model by the configured margin.")
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
+@click.option("--epochs", type=float, default=None)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+@click.option("--seed", type=int, default=None)
+@click.option("--arg", "extra", multiple=True, help="Any ClassifierArgs field as key=value (repeatable).")
+@pass_settings
+def topic_command(settings: Settings, train_files: tuple[str, ...], dev_file: str | None, promote: str,
+                  resume: bool, epochs: float | None, max_steps: int | None, seed: int | None,
+                  extra: tuple[str, ...]) -> None:
+    """Fine-tune a topic classifier (labels from the training data) and register it as a new version."""
+    from finetune.service import retrain
+
+    args = _classifier_args(extra, epochs=epochs, max_steps=max_steps, seed=seed)
+    _print_outcome(retrain(settings, "topic", train_files=train_files, dev_file=dev_file, promote=promote,
+                           args=args, trigger="cli", resume=resume))
+
+
+@finetune_group.command("multitask")
+@click.option("--sentiment-train", "sentiment_files", multiple=True, required=True,
+              type=click.Path(dir_okay=False), help="Sentiment training file (text,label); repeatable.")
+@click.option("--topic-train", "topic_files", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Topic training file (text,label); repeatable.")
+@click.option("--sentiment-dev", type=click.Path(dir_okay=False), default=None,
+              help="Sentiment dev file (default: a grouped 10% split of the sentiment training rows).")
+@click.option("--topic-dev", type=click.Path(dir_okay=False), default=None,
+              help="Topic dev file (default: a grouped 10% split of the topic training rows).")
+@click.option("--pretrain", "pretrain_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Sentiment rows from a related source, learned first; repeatable.")
+@click.option("--promote", type=PROMOTE, default="auto", show_default=True,
+              help="auto: for both tasks, only if it loses on neither against the current models.")
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted joint run from its last checkpoint.")
+@click.option("--epochs", type=float, default=None)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+@click.option("--seed", type=int, default=None)
+@click.option("--preset", type=click.Choice(["demo"]), default=None, help="demo: a short run for the demo data.")
+@click.option("--arg", "extra", multiple=True, help="Any ClassifierArgs field as key=value (repeatable).")
+@pass_settings
+def multitask_command(settings: Settings, sentiment_files: tuple[str, ...], topic_files: tuple[str, ...],
+                      sentiment_dev: str | None, topic_dev: str | None, pretrain_files: tuple[str, ...],
+                      promote: str, resume: bool, epochs: float | None, max_steps: int | None, seed: int | None,
+                      preset: str | None, extra: tuple[str, ...]) -> None:
+    """Fine-tune one joint model (shared encoder, a sentiment and a topic head) and register it for both tasks."""
+    from finetune.service import retrain
+
+    args = _classifier_args(extra, epochs=epochs, max_steps=max_steps, seed=seed, preset=preset)
+    _print_outcome(retrain(settings, "multitask", train_files=sentiment_files, dev_file=sentiment_dev,
+                           topic_train_files=topic_files, topic_dev_file=topic_dev, promote=promote, args=args,
+                           trigger="cli", resume=resume, pretrain_files=pretrain_files))
+
+
+@finetune_group.command("recsys")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Dev interactions CSV (user_id,item_id,rating,timestamp); default: each user's newest likes.")
+@click.option("--promote", type=PROMOTE, default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
+@click.option("--positive-rating", type=float, default=None, help="A rating at or above this is a like.")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--arg", "extra", multiple=True, help="Any BehaviourArgs field as key=value (repeatable).")
+@pass_settings
+def recsys_command(settings: Settings, dev_file: str | None, promote: str, resume: bool,
+                   positive_rating: float | None, max_steps: int | None, extra: tuple[str, ...]) -> None:
+    """Fine-tune the encoder on the interactions in the database (items liked by the same users come close)."""
+    from finetune.service import retrain
+
+    args = {"positive_rating": settings.recsys.positive_rating, **_parse_args(extra)}
+    if positive_rating is not None:
+        args["positive_rating"] = positive_rating
+    if max_steps is not None:
+        args["max_steps"] = max_steps
+    _print_outcome(retrain(settings, "recsys", dev_file=dev_file, promote=promote, args=args, trigger="cli",
+                           resume=resume))
 
 
 @click.group("models")
@@ -161,36 +252,50 @@ def rollback_command(settings: Settings, task: str) -> None:
 @click.argument("source", type=click.Path(allow_dash=True))
 @click.option("--model", "version", default=None, help="Version to use (default: the current one).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--task", type=LABEL_TASK, default="sentiment", show_default=True, help="Which labels to predict.")
 @pass_settings
-def classify_command(settings: Settings, source: str, version: str | None, batch_size: int) -> None:
+def classify_command(settings: Settings, source: str, version: str | None, batch_size: int, task: str) -> None:
     """Classify SOURCE (CSV with a text column, JSONL with {"text": ...}, or - for stdin): one JSON line per text."""
     from finetune.data import read_texts
     from finetune.service import classify_texts
 
     texts = read_texts(source, stdin=sys.stdin)
-    for pred in classify_texts(settings, texts, version=version, batch_size=batch_size):
+    for pred in classify_texts(settings, texts, version=version, batch_size=batch_size, task=task):
         click.echo(json.dumps({"label": pred.label, "scores": pred.scores}))
 
 
-@click.command("sentiment")
-@click.option("--data", "data_file", required=True, type=click.Path(dir_okay=False), help="Labelled CSV/JSONL.")
-@click.option("--model", "version", default=None, help="Version to evaluate (default: the current one).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-@pass_settings
-def eval_sentiment_command(settings: Settings, data_file: str, version: str | None, as_json: bool) -> None:
-    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of a sentiment version."""
-    from finetune.service import evaluate_version
+def _eval_command(task: str) -> click.Command:
+    @click.command(task)
+    @click.option("--data", "data_file", required=True, type=click.Path(dir_okay=False), help="Labelled CSV/JSONL.")
+    @click.option("--model", "version", default=None, help="Version to evaluate (default: the current one).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+    @pass_settings
+    def command(settings: Settings, data_file: str, version: str | None, as_json: bool) -> None:
+        from finetune.service import evaluate_version
 
-    report = evaluate_version(settings, "sentiment", data_file, version=version)
+        _print_report(evaluate_version(settings, task, data_file, version=version), as_json)
+
+    command.help = (f"Accuracy, macro-F1, weighted F1, per-class precision/recall/F1 and the confusion matrix of a "
+                    f"{task} version.")
+    return command
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"model {report['version']} on {report['data']} ({report['n']} rows)")
-    click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
-    click.echo(f"{'label':<10} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
+    click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+               f"weighted F1 {report['weighted_f1']:.4f}")
+    width = max(10, *(len(label) for label in report["per_class"]))
+    click.echo(f"{'label':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for label, c in report["per_class"].items():
-        click.echo(f"{label:<10} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8}")
+        click.echo(f"{label:<{width}} {c['precision']:>9.4f} {c['recall']:>7.4f} {c['f1']:>7.4f} {c['support']:>8}")
     labels = report["confusion"]["labels"]
     click.echo("confusion (rows = gold, columns = predicted): " + ", ".join(labels))
-    for label, row in zip(labels, report["confusion"]["matrix"]):
-        click.echo(f"  {label:<10} " + " ".join(f"{n:>6}" for n in row))
+    for label, row in zip(labels, report["confusion"]["matrix"], strict=True):
+        click.echo(f"  {label:<{width}} " + " ".join(f"{n:>6}" for n in row))
+
+
+eval_sentiment_command = _eval_command("sentiment")
+eval_topic_command = _eval_command("topic")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import random
+import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -35,6 +37,15 @@ csv.field_size_limit(10_000_000)
 class LabelledText:
     text: str
     label: str
+
+
+@dataclass
+class TaskData:
+    """One classifier task's rows for a fine-tune: training rows, dev rows and the label set (head order)."""
+
+    train: list[LabelledText]
+    dev: list[LabelledText]
+    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -105,13 +116,18 @@ def _records(path: Path, handle: IO[Any]) -> Iterable[tuple[int, dict[str, Any]]
                            {"file": str(path), "line": reader.line_num}) from None
 
 
-def read_labelled(paths: Iterable[str | Path], labels: tuple[str, ...] = LABELS) -> list[LabelledText]:
+def read_labelled(paths: Iterable[str | Path], labels: tuple[str, ...] | None = LABELS) -> list[LabelledText]:
     """All `text,label` rows of CSV/JSONL files, in order.
 
+    `labels`: the allowed label set (sentiment labels are matched case-insensitively, as lower case); None accepts
+    any non-empty label as written (a task whose label set comes from its training data, such as topic).
+
     Raises:
-        InvalidInput: a missing/empty file, a missing column, an empty text or an unknown label (naming file and line).
+        InvalidInput: a missing/empty file, a missing column, an empty text, an empty or unknown label (naming file
+            and line).
     """
     rows: list[LabelledText] = []
+    lower = labels is not None and all(label == label.lower() for label in labels)
     for raw in paths:
         path = Path(raw)
         if not path.is_file():
@@ -123,16 +139,24 @@ def read_labelled(paths: Iterable[str | Path], labels: tuple[str, ...] = LABELS)
                 if "text" not in rec or "label" not in rec:
                     raise InvalidInput(f"{path}:{lineno}: needs the fields text and label", where)
                 text = str(rec["text"] or "").strip()
-                label = str(rec["label"] or "").strip().lower()
+                label = str(rec["label"] if rec["label"] is not None else "").strip()
+                label = label.lower() if lower else label
                 if not text:
                     raise InvalidInput(f"{path}:{lineno}: empty text", where)
-                if label not in labels:
+                if not label:
+                    raise InvalidInput(f"{path}:{lineno}: empty label", where)
+                if labels is not None and label not in labels:
                     raise InvalidInput(f"{path}:{lineno}: unknown label {rec['label']!r} (expected one of "
                                        f"{', '.join(labels)})", where)
                 rows.append(LabelledText(text, label))
         if len(rows) == before:
             raise InvalidInput(f"{path}: no labelled rows (empty file?)", {"file": str(path)})
     return rows
+
+
+def label_set(rows: Iterable[LabelledText]) -> tuple[str, ...]:
+    """The sorted distinct labels of rows (a task's label set when it comes from the training data)."""
+    return tuple(sorted({r.label for r in rows}))
 
 
 def read_texts(source: str | Path, stdin: TextIO | None = None) -> list[str]:
@@ -163,29 +187,52 @@ def read_texts(source: str | Path, stdin: TextIO | None = None) -> list[str]:
     return texts
 
 
+_LINK = re.compile(r"https?://\S+|www\.\S+")
+_NON_WORD = re.compile(r"[^0-9a-z$%]+")
+
+
+def group_key(text: str) -> str:
+    """The text with links removed, entities unescaped, lower-cased and spacing/punctuation collapsed: tweets that
+    differ only in a t.co link (templates, re-posts) get one key."""
+    return _NON_WORD.sub(" ", html.unescape(_LINK.sub(" ", text)).lower()).strip()
+
+
 def split_dev(rows: list[LabelledText], fraction: float, seed: int) -> tuple[list[LabelledText], list[LabelledText]]:
-    """(train, dev): a stratified `fraction` of each label held out, reproducibly."""
+    """(train, dev): about `fraction` of each label held out, reproducibly, whole groups at a time.
+
+    Rows with the same `group_key` (near-duplicates differing in a link, say) always land on the same side, so dev
+    does not score texts the model has seen in another spelling; a group counts under its most frequent label.
+    """
     rng = random.Random(seed)
-    by_label: dict[str, list[LabelledText]] = defaultdict(list)
+    groups: dict[str, list[LabelledText]] = defaultdict(list)
     for row in rows:
-        by_label[row.label].append(row)
+        groups[group_key(row.text)].append(row)
+    by_label: dict[str, list[list[LabelledText]]] = defaultdict(list)
+    for members in groups.values():
+        by_label[Counter(r.label for r in members).most_common(1)[0][0]].append(members)
     train, dev = [], []
     for label in sorted(by_label):
-        group = by_label[label][:]
-        rng.shuffle(group)
-        n_dev = max(1, round(len(group) * fraction)) if len(group) > 1 else 0
-        dev.extend(group[:n_dev])
-        train.extend(group[n_dev:])
+        label_groups = by_label[label][:]
+        rng.shuffle(label_groups)
+        size = sum(len(g) for g in label_groups)
+        target = max(1, round(size * fraction)) if len(label_groups) > 1 else 0
+        taken = 0
+        for members in label_groups:
+            if taken < target:
+                dev.extend(members)
+                taken += len(members)
+            else:
+                train.extend(members)
     return train, dev
 
 
-def file_fingerprint(path: str | Path) -> dict[str, Any]:
-    """sha256, size and row counts (per label when the file is labelled) of a data file."""
+def file_fingerprint(path: str | Path, labels: tuple[str, ...] | None = LABELS) -> dict[str, Any]:
+    """sha256, size and row counts (per label when the file is labelled with `labels`; None: any) of a data file."""
     path = Path(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     info: dict[str, Any] = {"path": str(path.resolve()), "sha256": digest, "bytes": path.stat().st_size}
     try:
-        rows = read_labelled([path])
+        rows = read_labelled([path], labels)
         info["rows"] = len(rows)
         info["labels"] = dict(Counter(r.label for r in rows))
     except InvalidInput:

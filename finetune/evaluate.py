@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 
 # task -> (primary metric, higher is better)
-PRIMARY: dict[str, tuple[str, bool]] = {"sentiment": ("macro_f1", True), "recsys": ("ndcg@10", True)}
+PRIMARY: dict[str, tuple[str, bool]] = {"sentiment": ("macro_f1", True), "topic": ("macro_f1", True),
+                                        "recsys": ("ndcg@10", True)}
 
 
 def classification_report(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows = gold)."""
+    """Accuracy, macro-F1, support-weighted F1, per-class precision/recall/F1/support and the confusion matrix
+    (rows = gold)."""
     index = {label: i for i, label in enumerate(labels)}
     matrix = np.zeros((len(labels), len(labels)), dtype=int)
     for g, p in zip(gold, pred, strict=True):
@@ -32,6 +34,8 @@ def classification_report(gold: Sequence[str], pred: Sequence[str], labels: Sequ
         "n": total,
         "accuracy": round(float(np.trace(matrix) / total), 4) if total else 0.0,
         "macro_f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 4),
+        "weighted_f1": round(float(sum(c["f1"] * c["support"] for c in per_class.values()) / total), 4)
+        if total else 0.0,
         "per_class": per_class,
         "confusion": {"labels": list(labels), "matrix": matrix.tolist()},
     }

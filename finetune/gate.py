@@ -91,6 +91,42 @@ class MarginRule:
                                f"{best:.4f} by {by}")
 
 
+@dataclass(frozen=True)
+class JointRule:
+    """A joint (multi-task) version, one model serving several tasks: promoted for all of them at once only if it
+    loses on none. `candidate` and `champion` map each task to its metrics on that task's dev rows (a champion of
+    None: no version of that task is current, so the task cannot lose); a task loses when its primary metric falls
+    below the current version's by more than `margin` (0: any drop loses)."""
+
+    tasks: tuple[str, ...]
+    margin: float = 0.0
+
+    def judge(self, task: str, candidate: Mapping[str, Any], champion: Mapping[str, Any] | None) -> GateDecision:
+        parts, lost, per_task = [], [], {}
+        for name in self.tasks:
+            metric, higher = PRIMARY[name]
+            value = _number((candidate.get(name) or {}).get(metric))
+            current = (champion or {}).get(name)
+            best = _number(current.get(metric)) if current is not None else None
+            per_task[name] = {"metric": metric, "candidate": value, "champion": best}
+            if value is None:
+                lost.append(name)
+                parts.append(f"{name} {metric} not measured")
+            elif best is None:
+                parts.append(f"{name} {metric} {value:.4f} (first {name} model)")
+            else:
+                if not MarginRule(metric, higher, -self.margin).beats(value, best):
+                    lost.append(name)
+                parts.append(f"{name} {metric} {value:.4f} vs current {best:.4f}")
+        summary = "; ".join(parts)
+        if lost:
+            reason = f"kept, not promoted: loses on {' and '.join(lost)} ({summary})"
+        else:
+            reason = f"promoted for {' and '.join(self.tasks)}: loses on neither ({summary})"
+        metric = PRIMARY[self.tasks[0]][0] if self.tasks else ""
+        return GateDecision(not lost, task, metric, None, None, self.margin, reason, details={"tasks": per_task})
+
+
 def check_mode(mode: str) -> None:
     """Raises:
         InvalidInput: `mode` is not auto, never or force.

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from finetune import registry
-from finetune.data import count_positives, read_labelled
+from finetune.data import LABELS, count_positives, read_labelled
 from finetune.tables import ModelVersion, TrainingRun
-from finetune.vocabulary import TASKS, RunStatus
+from finetune.vocabulary import MULTITASK, RUN_TASKS, RunStatus, Task
 from newsdesk.db import session_scope, utcnow
 from newsdesk.errors import Conflict, NewsdeskError
 from newsdesk.settings import Settings
@@ -34,7 +35,9 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event) ->
     from apscheduler.triggers.cron import CronTrigger
 
     mark_stale_runs(settings)
-    for task, cron in (("sentiment", settings.finetune.sentiment_cron), ("recsys", settings.finetune.recsys_cron)):
+    crons = (("sentiment", settings.finetune.sentiment_cron), ("topic", settings.finetune.topic_cron),
+             ("recsys", settings.finetune.recsys_cron))
+    for task, cron in crons:
         if not cron:
             continue
         scheduler.add_job(scheduled_retrain, CronTrigger.from_crontab(cron, timezone="UTC"),
@@ -47,58 +50,93 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event) ->
 def mark_stale_runs(settings: Settings) -> int:
     """Runs left "running" by a dead process (their task lock is free) become "interrupted"."""
     count = 0
-    for task in TASKS:
-        try:
-            with registry.task_lock(settings, task), session_scope(settings.database_url) as session:
+    for task in RUN_TASKS:
+        try:  # a joint run holds the sentiment lock (and the topic one)
+            with registry.task_lock(settings, Task.SENTIMENT if task == MULTITASK else task), \
+                    session_scope(settings.database_url) as session:
                 count += registry.reclaim_dead_runs(session, task)
         except Conflict:  # a live run holds the lock
             continue
     return count
 
 
-def _last_sentiment_files(settings: Settings, key: str) -> list[Path]:
-    """The `key` ("train" or "pretrain") file paths recorded in the newest sentiment version's data."""
-    with session_scope(settings.database_url) as session:
-        row = session.scalar(select(ModelVersion).where(ModelVersion.task == "sentiment")
-                             .order_by(ModelVersion.id.desc()).limit(1))
-        entries = (row.data or {}).get(key, []) if row is not None else []
-    return [Path(f["path"]) for f in entries if f.get("path")]
+@dataclass
+class Plan:
+    """What an unattended run of a task trains: the run's task ("multitask" when a joint model serves it) and its
+    files (training files per classifier task, sentiment pretraining files)."""
+
+    task: str
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    pretrain: list[Path] = field(default_factory=list)
+
+    def rows(self) -> int:
+        return sum(len(read_labelled(f, LABELS if t == "sentiment" else None)) for t, f in self.files.items() if f)
 
 
-def sentiment_sources(settings: Settings) -> list[Path]:
-    """Training files for unattended sentiment runs: the last version's files plus NEWSDESK_HOME/labels/sentiment/."""
-    files = _last_sentiment_files(settings, "train")
-    folder = settings.home / "labels" / "sentiment"
-    if folder.is_dir():
-        files += sorted(p for p in folder.iterdir() if p.suffix in LABEL_SUFFIXES)
+def _existing(files: list[Path]) -> list[Path]:
     seen: set[Path] = set()
     return [f for f in files if f.is_file() and not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
-def sentiment_pretrain_sources(settings: Settings) -> list[Path]:
-    """First-stage files of unattended sentiment runs: those of the last version (`--pretrain`), if still there."""
-    return [f for f in _last_sentiment_files(settings, "pretrain") if f.is_file()]
+def _paths(entries: list[dict[str, Any]]) -> list[Path]:
+    return [Path(f["path"]) for f in entries if f.get("path")]
 
 
-def new_data(settings: Settings, task: str) -> tuple[int, int]:
-    """(rows available now, rows used by the last successful run of `task`; 0 if none)."""
+def _newest_data(settings: Settings, task: str) -> dict[str, Any]:
+    """The data record of the newest version of `task` ({} if none)."""
+    with session_scope(settings.database_url) as session:
+        row = session.scalar(select(ModelVersion).where(ModelVersion.task == task)
+                             .order_by(ModelVersion.id.desc()).limit(1))
+        return dict(row.data or {}) if row is not None else {}
+
+
+def plan(settings: Settings, task: str) -> Plan:
+    """The unattended run for `task`: the newest version's training files plus NEWSDESK_HOME/labels/<task>/ (files
+    that are gone are dropped). Sentiment or topic served by a joint model retrain the joint model (both tasks'
+    files); "multitask" plans a joint run from the newest joint version's files."""
+    if task == "recsys":
+        return Plan("recsys")
+    data = _newest_data(settings, "sentiment" if task == registry.JOINT else task)
+    joint = data.get("joint") or ({"data": {}} if task == registry.JOINT else None)
+    run_task = registry.JOINT if joint is not None else task
+    records = joint["data"] if joint is not None else {task: data}
+    out = Plan(run_task)
+    for name in (registry.JOINT_TASKS if joint is not None else (task,)):
+        folder = settings.home / "labels" / name
+        extra = sorted(p for p in folder.iterdir() if p.suffix in LABEL_SUFFIXES) if folder.is_dir() else []
+        out.files[name] = _existing(_paths(records.get(name, {}).get("train", [])) + extra)
+    out.pretrain = _existing(_paths(records.get("sentiment", {}).get("pretrain", [])))
+    return out
+
+
+def sentiment_sources(settings: Settings) -> list[Path]:
+    """Training files for unattended sentiment runs: the last version's files plus NEWSDESK_HOME/labels/sentiment/."""
+    return plan(settings, "sentiment").files.get("sentiment", [])
+
+
+def new_data(settings: Settings, task: str, planned: Plan | None = None) -> tuple[int, int]:
+    """(rows available now, rows used by the last successful run of `task`, or of the joint run that serves it;
+    0 if none)."""
+    planned = planned or plan(settings, task)
     with session_scope(settings.database_url) as session:
         last = session.scalar(select(TrainingRun.data_rows).where(
-            TrainingRun.task == task, TrainingRun.status == RunStatus.SUCCEEDED)
+            TrainingRun.task == planned.task, TrainingRun.status == RunStatus.SUCCEEDED)
             .order_by(TrainingRun.id.desc()).limit(1))
         if task == "recsys":
-            now = count_positives(session, settings.recsys.positive_rating)
-    if task == "sentiment":
-        files = sentiment_sources(settings)
-        now = len(read_labelled(files)) if files else 0
-    return now, int(last or 0)
+            return count_positives(session, settings.recsys.positive_rating), int(last or 0)
+    return planned.rows(), int(last or 0)
 
 
 def scheduled_retrain(settings: Settings, task: str) -> str:
     """Cron entry point: retrain `task` if enough new labels/interactions arrived; returns what it did."""
-    needed = settings.finetune.min_new_labels if task == "sentiment" else settings.finetune.min_new_interactions
+    needed = settings.finetune.min_new_interactions if task == "recsys" else settings.finetune.min_new_labels
     try:
-        now, before = new_data(settings, task)
+        planned = plan(settings, task)
+        if task == "topic" and planned.task == registry.JOINT:
+            msg = "skipped: topic is served by a joint model, which the sentiment schedule retrains"
+            log.info("scheduled topic retrain %s", msg)
+            return msg
+        now, before = new_data(settings, task, planned)
     except NewsdeskError as exc:
         log.warning("scheduled %s retrain skipped: %s", task, exc)
         return f"skipped: {exc}"
@@ -112,7 +150,7 @@ def scheduled_retrain(settings: Settings, task: str) -> str:
 def run_queued(settings: Settings) -> list[str]:
     """Interval entry point: run each task's oldest queued request (one run per task at a time)."""
     done = []
-    for task in TASKS:
+    for task in RUN_TASKS:
         with session_scope(settings.database_url) as session:
             run_id = session.scalar(select(TrainingRun.id).where(TrainingRun.task == task,
                                                                  TrainingRun.status == RunStatus.QUEUED)
@@ -125,18 +163,23 @@ def run_queued(settings: Settings) -> list[str]:
 def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> str:
     from finetune.service import retrain
 
-    files = sentiment_sources(settings) if task == "sentiment" else []
-    if task == "sentiment" and not files:
-        msg = "failed: no sentiment training files (train once from the CLI or add NEWSDESK_HOME/labels/sentiment/)"
-        _fail_queued(settings, run_id, msg)
-        return msg
     try:
-        pretrain = sentiment_pretrain_sources(settings) if task == "sentiment" else []
+        planned = plan(settings, task)
+        if task != "recsys" and not all(planned.files.values()):
+            missing = ", ".join(t for t, f in planned.files.items() if not f)
+            msg = (f"failed: no {missing} training files (train once from the CLI or add "
+                   f"NEWSDESK_HOME/labels/{missing.split(',')[0]}/)")
+            _fail_queued(settings, run_id, msg)
+            return msg
+        if run_id is not None and planned.task != task:  # a queued request for a task a joint model serves
+            _retarget(settings, run_id, planned.task)
         behaviour = None
         if task == "recsys" and behaviour_source is not None:  # set by the worker (the composition root)
             behaviour = behaviour_source(settings, settings.finetune.recsys_dev_path or None)
-        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id, pretrain_files=pretrain,
-                          behaviour=behaviour)
+        files = planned.files
+        outcome = retrain(settings, planned.task, train_files=files.get("sentiment", files.get("topic", [])),
+                          topic_train_files=files.get("topic", []) if planned.task == registry.JOINT else (),
+                          trigger=trigger, run_id=run_id, pretrain_files=planned.pretrain, behaviour=behaviour)
     except Conflict as exc:
         log.info("%s retrain postponed: %s", task, exc)
         return f"postponed: {exc}"
@@ -145,6 +188,14 @@ def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> 
         _fail_queued(settings, run_id, str(exc))
         return f"failed: {exc}"
     return f"{outcome.version}: {outcome.reason}"
+
+
+def _retarget(settings: Settings, run_id: int, task: str) -> None:
+    """A queued run becomes a run of `task` (the joint model that serves the requested task)."""
+    with session_scope(settings.database_url) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is not None:
+            run.task = task
 
 
 def _fail_queued(settings: Settings, run_id: int | None, message: str) -> None:

@@ -6,19 +6,23 @@ import logging
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from finetune import gate, registry
-from finetune.args import BehaviourArgs, SentimentArgs
+from finetune.args import BehaviourArgs, ClassifierArgs
 from finetune.behaviour import BehaviourSource, ServedRule, train_to_targets
 from finetune.data import (
+    LABELS,
+    LabelledText,
     Positive,
+    TaskData,
     consecutive_pairs,
     file_fingerprint,
+    label_set,
     load_item_texts,
     load_positives,
     read_interactions_file,
@@ -49,6 +53,7 @@ class TrainOutcome:
     train_seconds: float = 0.0
     path: Path | None = None
     gate: GateDecision | None = None  # the structured decision behind `promoted` and `reason`
+    per_task: dict[str, float | None] = field(default_factory=dict)  # a joint version: task -> primary metric
 
 
 @dataclass
@@ -64,59 +69,112 @@ class Prepared:
     train_seconds: float
     details: dict[str, Any]
     rule: Any = None  # the task's own gate rule (None: the primary metric's margin rule)
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # a joint model: each task's metrics
+
+
+@dataclass(frozen=True)
+class TaskFiles:
+    """A classifier task's labelled files: training files and an optional dev file (else a split of them)."""
+
+    train: tuple[str | Path, ...]
+    dev: str | Path | None = None
+
+
+def evaluate_folder(folder: Path, task: str, rows: Sequence[LabelledText], device: str = "cpu") -> dict[str, Any]:
+    """Classification report of the `task` head of the model in `folder` on labelled rows (a gold label the model
+    does not know counts as an error)."""
+    from finetune.classifier import TextClassifier
+
+    clf = TextClassifier(folder, device=device)
+    labels = clf.labels_of(task)
+    preds = clf.predict([r.text for r in rows], task=task)
+    known = list(labels) + sorted({r.label for r in rows} - set(labels))
+    return classification_report([r.label for r in rows], [p.label for p in preds], known)
 
 
 def evaluate_sentiment_folder(folder: Path, rows: Sequence[Any], device: str = "cpu") -> dict[str, Any]:
     """Classification report of the sentiment model in `folder` on labelled rows."""
-    from finetune.classifier import SentimentClassifier
-
-    clf = SentimentClassifier(folder, device=device)
-    preds = clf.predict([r.text for r in rows])
-    return classification_report([r.label for r in rows], [p.label for p in preds], clf.labels)
+    return evaluate_folder(folder, "sentiment", rows, device)
 
 
-def prepare_sentiment(session_url: str, settings: Settings, train_files: Sequence[str | Path],
-                      dev_file: str | Path | None, args: SentimentArgs, *, work_dir: Path, staged: Path,
-                      resume: bool, pretrain_files: Sequence[str | Path] = ()) -> Prepared:
-    """Read data, fine-tune (after a first stage on `pretrain_files`, if any), evaluate the challenger and the
-    current model on the same dev rows."""
-    from finetune.train import train_sentiment
+def read_task_data(settings: Settings, task: str, files: TaskFiles, args: ClassifierArgs
+                   ) -> tuple[TaskData, dict[str, Any]]:
+    """(rows and labels, data record) of one classifier task: sentiment's three labels, or (topic) the label set of
+    the training files; dev from the dev file (the configured one if none is given) or a grouped split.
 
-    if not train_files:
-        raise InvalidInput("no training files given (--train FILE)", {"field": "train_files"})
-    rows = read_labelled(train_files)
+    Raises:
+        InvalidInput: no training files, a bad row (naming file and line), a dev label the training data lacks,
+            fewer than two labels.
+    """
+    if not files.train:
+        raise InvalidInput(f"no {task} training files given (--train FILE)", {"field": "train_files"})
+    rows = read_labelled(files.train, LABELS if task == "sentiment" else None)
+    labels = LABELS if task == "sentiment" else label_set(rows)
+    configured = {"sentiment": settings.finetune.sentiment_dev_path, "topic": settings.finetune.topic_dev_path}
+    dev_path = files.dev or configured.get(task) or None
+    if dev_path:
+        train_rows, dev_rows = rows, read_labelled([dev_path], labels)
+        dev_info: dict[str, Any] = file_fingerprint(dev_path, labels)
+    else:
+        train_rows, dev_rows = split_dev(rows, args.dev_fraction, args.seed)
+        dev_info = {"split_from_train": args.dev_fraction, "grouped": "link-stripped text", "rows": len(dev_rows),
+                    "seed": args.seed}
+    if len({r.label for r in train_rows}) < 2:
+        raise InvalidInput(f"{task} training data needs at least two different labels", {"field": "train_files"})
+    data = {"train": [file_fingerprint(f, labels) for f in files.train], "dev": dev_info, "labels": list(labels),
+            "train_rows": len(train_rows), "dev_rows": len(dev_rows)}
+    return TaskData(train_rows, dev_rows, labels), data
+
+
+def champion_score(session_url: str, task: str, dev_rows: Sequence[LabelledText]) -> tuple[float | None, str]:
+    """(primary metric, version) of the current `task` version on the very same dev rows; (None, "") if none."""
+    with session_scope(session_url) as session:
+        current = registry.current_row(session, task)
+        current_info = (current.version, Path(current.path)) if current is not None else None
+    if current_info is None:
+        return None, ""
+    return evaluate_folder(current_info[1], task, dev_rows)[PRIMARY[task][0]], current_info[0]
+
+
+def prepare_classifier(session_url: str, settings: Settings, files: dict[str, TaskFiles], args: ClassifierArgs, *,
+                       work_dir: Path, staged: Path, resume: bool, pretrain_files: Sequence[str | Path] = ()
+                       ) -> Prepared:
+    """Read each task's data, fine-tune one model with a head per task (after a first stage on `pretrain_files`,
+    sentiment rows, if any), evaluate the challenger and each task's current model on the same dev rows."""
+    from finetune.train import train_classifier
+
+    data, records = {}, {}
+    for task, task_files in files.items():
+        data[task], records[task] = read_task_data(settings, task, task_files, args)
     pretrain_rows = read_labelled(pretrain_files) if pretrain_files else []
     if pretrain_files and len({r.label for r in pretrain_rows}) < 2:
         raise InvalidInput("pretraining data needs at least two different labels", {"field": "pretrain_files"})
-    dev_path = dev_file or settings.finetune.sentiment_dev_path or None
-    if dev_path:
-        train_rows, dev_rows = rows, read_labelled([dev_path])
-        dev_info: dict[str, Any] = file_fingerprint(dev_path)
-    else:
-        train_rows, dev_rows = split_dev(rows, args.dev_fraction, args.seed)
-        dev_info = {"split_from_train": args.dev_fraction, "rows": len(dev_rows), "seed": args.seed}
-    if len({r.label for r in train_rows}) < 2:
-        raise InvalidInput("training data needs at least two different labels", {"field": "train_files"})
-    result = train_sentiment(base_model_path(settings.base_model_path), train_rows, dev_rows, args,
-                             work_dir=work_dir, out_dir=staged, device=settings.device, resume=resume,
-                             pretrain_rows=pretrain_rows or None)
-    report = evaluate_sentiment_folder(staged, dev_rows)
-    champion_value, champion_label = None, ""
-    with session_scope(session_url) as session:
-        current = registry.current_row(session, "sentiment")
-        current_info = (current.version, Path(current.path)) if current is not None else None
-    if current_info is not None:  # the champion is scored on the very same dev rows
-        champion_value = evaluate_sentiment_folder(current_info[1], dev_rows)["macro_f1"]
-        champion_label = current_info[0]
-    data = {"train": [file_fingerprint(f) for f in train_files], "dev": dev_info,
-            "train_rows": len(train_rows), "dev_rows": len(dev_rows)}
+    if pretrain_files and "sentiment" not in files:
+        raise InvalidInput("pretraining files are sentiment rows: train a sentiment or joint model with them",
+                           {"field": "pretrain_files"})
     if pretrain_files:
-        data["pretrain"] = [file_fingerprint(f) for f in pretrain_files]
-        data["pretrain_rows"] = len(pretrain_rows)
-    metrics = {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "dev": report,
-               "champion": {"version": champion_label or None, "macro_f1": champion_value}, **result.details}
-    return Prepared(staged, metrics, champion_value, champion_label, data, len(rows), result.train_seconds,
-                    result.details)
+        records["sentiment"]["pretrain"] = [file_fingerprint(f) for f in pretrain_files]
+        records["sentiment"]["pretrain_rows"] = len(pretrain_rows)
+    result = train_classifier(base_model_path(settings.base_model_path), data, args, work_dir=work_dir,
+                              out_dir=staged, device=settings.device, resume=resume,
+                              pretrain={"sentiment": pretrain_rows} if pretrain_rows else None)
+    per_task: dict[str, dict[str, Any]] = {}
+    for task, task_data in data.items():
+        report = evaluate_folder(staged, task, task_data.dev)
+        champion_value, champion_label = champion_score(session_url, task, task_data.dev)
+        per_task[task] = {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"],
+                          "weighted_f1": report["weighted_f1"], "dev": report,
+                          "champion": {"version": champion_label or None, "macro_f1": champion_value}}
+    rows = sum(len(d.train) + (0 if records[t]["dev"].get("split_from_train") is None else len(d.dev))
+               for t, d in data.items())
+    if len(files) == 1:
+        task = next(iter(files))
+        return Prepared(staged, {**per_task[task], **result.details}, per_task[task]["champion"]["macro_f1"],
+                        per_task[task]["champion"]["version"] or "", records[task], rows, result.train_seconds,
+                        result.details)
+    metrics = {"tasks": per_task, **result.details}
+    return Prepared(staged, metrics, None, "", {"tasks": records}, rows, result.train_seconds, result.details,
+                    per_task=per_task)
 
 
 def _holdout_last(positives: list[Positive], fraction: float = 0.1, min_likes: int = 5
@@ -250,6 +308,36 @@ def finish(session: Session, settings: Settings, task: str, version: str, run_id
     log.info("%s %s: %s", task, version, reason)
     return TrainOutcome(run_id, task, version, prepared.metrics, metric, value, ok, reason,
                         prepared.train_seconds, path, decision)
+
+
+def finish_joint(session: Session, settings: Settings, version: str, run_id: int, prepared: Prepared,
+                 args: dict[str, Any], promote: str, actor: str) -> TrainOutcome:
+    """Publish a joint model once, register it as `version` of each of its tasks and promote it for all of them
+    or for none (it must lose on no task against that task's current version)."""
+    candidate = {task: m for task, m in prepared.per_task.items()}
+    champion = {task: ({"macro_f1": m["champion"]["macro_f1"]} if m["champion"]["macro_f1"] is not None else None)
+                for task, m in prepared.per_task.items()}
+    decision = gate.decide(registry.JOINT, promote, candidate, champion, gate.JointRule(tuple(candidate)))
+    ok, reason = decision.promote, decision.reason
+    timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
+    path = registry.publish(prepared.staged, settings, registry.JOINT, version,
+                            {"metrics.json": prepared.metrics, "args.json": args, "data.json": prepared.data,
+                             "timing.json": timing})
+    tasks = list(prepared.per_task)
+    for task, task_metrics in prepared.per_task.items():
+        data = {**prepared.data["tasks"][task], "joint": {"tasks": tasks, "data": prepared.data["tasks"]}}
+        registry.register(session, task=task, version=version, path=path,
+                          metrics={**task_metrics, "joint": tasks}, args=args, data=data,
+                          train_seconds=prepared.train_seconds, run_id=run_id)
+    for task in tasks:
+        if ok:
+            registry.set_current(session, task, version, actor=actor, detail={"reason": reason, "joint": tasks})
+        else:
+            registry.add_event(session, task, version, "kept", actor, reason=reason)
+    log.info("%s %s: %s", registry.JOINT, version, reason)
+    return TrainOutcome(run_id, registry.JOINT, version, prepared.metrics, decision.metric, None, ok, reason,
+                        prepared.train_seconds, path, decision,
+                        per_task={t: m.get(decision.metric) for t, m in candidate.items()})
 
 
 def discard(path: Path) -> None:

@@ -22,13 +22,15 @@ from sqlalchemy.orm import Session
 
 from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
-from finetune.vocabulary import TASKS, ModelEventKind, ModelStatus, RunStatus
+from finetune.vocabulary import JOINT_TASKS, MULTITASK, RUN_TASKS, TASKS, ModelEventKind, ModelStatus, RunStatus
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
+JOINT = MULTITASK  # the run task of a joint model (`JOINT_TASKS` from one encoder)
+__all__ = ["JOINT", "JOINT_TASKS", "RUN_TASKS", "TASKS"]  # re-exported: the registry's task vocabulary
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,11 @@ class RunInfo:
     error: str | None
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise InvalidInput(f"unknown task {task!r} (expected {' or '.join(TASKS)})", {"field": "task"})
+def check_task(task: str, *, runs: bool = False) -> str:
+    """`task` if it is a served task (or, with `runs`, a task a training run may have). Raises InvalidInput."""
+    allowed = RUN_TASKS if runs else TASKS
+    if task not in allowed:
+        raise InvalidInput(f"unknown task {task!r} (expected {', '.join(allowed)})", {"field": "task"})
     return task
 
 
@@ -136,11 +140,11 @@ def lock_is_free(settings: Settings, task: str) -> bool:
         return False
 
 
-def new_version_name(session: Session, task: str) -> str:
-    """`v<UTC timestamp>`, with a numeric suffix if that name is taken."""
+def new_version_name(session: Session, *tasks: str) -> str:
+    """`v<UTC timestamp>`, with a numeric suffix if that name is taken (by a version of any of `tasks`)."""
     base = "v" + utcnow().strftime("%Y%m%d-%H%M%S")
     name, n = base, 1
-    while session.scalar(select(ModelVersion.id).where(ModelVersion.task == task, ModelVersion.version == name)):
+    while session.scalar(select(ModelVersion.id).where(ModelVersion.task.in_(tasks), ModelVersion.version == name)):
         n += 1
         name = f"{base}-{n}"
     return name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -14,9 +15,9 @@ from sqlalchemy.orm import Session
 from finetune import gate, registry
 from finetune.args import build_args
 from finetune.behaviour import BehaviourSource
-from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier
-from finetune.pipeline import TrainOutcome, finish, prepare_recsys, prepare_sentiment
-from finetune.registry import RunInfo, VersionInfo, check_task, run_info, version_info
+from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier, TextClassifier
+from finetune.pipeline import TaskFiles, TrainOutcome, finish, finish_joint, prepare_classifier, prepare_recsys
+from finetune.registry import JOINT, JOINT_TASKS, RunInfo, VersionInfo, check_task, run_info, version_info
 from finetune.tables import ModelVersion, TrainingRun
 from finetune.vocabulary import RunStatus, Task
 from newsdesk.db import session_scope, utcnow
@@ -26,7 +27,8 @@ from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "TrainOutcome", "VersionInfo",
+__all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "TextClassifier", "TrainOutcome",
+           "VersionInfo",
            "classify_texts", "current_version", "encoder_path", "evaluate_version", "list_training_runs",
            "list_versions", "promote", "request_retrain", "retrain", "rollback"]
 
@@ -34,26 +36,33 @@ __all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "
 def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] = (),
             dev_file: str | Path | None = None, promote: str = "auto", args: Mapping[str, Any] | None = None,
             trigger: str = "cli", run_id: int | None = None, resume: bool = False, actor: str = "",
-            pretrain_files: Sequence[str | Path] = (),
+            pretrain_files: Sequence[str | Path] = (), topic_train_files: Sequence[str | Path] = (),
+            topic_dev_file: str | Path | None = None,
             behaviour: Callable[[Any], BehaviourSource] | None = None) -> TrainOutcome:
     """Train a new version of `task`, evaluate it against the current one, register it and promote it if better.
 
-    Runs under the task's lock. A failure or interruption marks the run failed/interrupted and leaves what is served
-    untouched (the model is only renamed into place and made current once fully written and evaluated).
-    `run_id` runs an existing queued row; `resume` continues the newest interrupted run's checkpoints.
-    `pretrain_files` (sentiment): labelled text from a related source, learned first (intermediate-task transfer).
+    `task` "sentiment" or "topic" trains a single-task classifier on `train_files`; "multitask" trains one joint
+    model with a sentiment head (`train_files`, `dev_file`) and a topic head (`topic_train_files`,
+    `topic_dev_file`), registered as a version of both tasks and promoted for both only if it loses on neither.
+    Runs under the task's lock (a joint run holds both). A failure or interruption marks the run failed/interrupted
+    and leaves what is served untouched (the model is only renamed into place and made current once fully written
+    and evaluated). `run_id` runs an existing queued row; `resume` continues the newest interrupted run's
+    checkpoints. `pretrain_files` (sentiment rows): labelled text from a related source, learned first
+    (intermediate-task transfer).
     `behaviour` (recsys, objective "collab"): a factory (parsed args -> source) of the targets and the served
     evaluation (recsys's `ServedBehaviour`, handed in by the composition root; finetune never imports recsys).
 
     Raises:
         InvalidInput: bad data, arguments or promote mode.  Conflict: a run of this task is already in progress.
     """
-    check_task(task)
+    check_task(task, runs=True)
     gate.check_mode(promote)  # before any work
     parsed = build_args(task, args)
     url = settings.database_url
     settings.ensure_dirs()
-    with registry.task_lock(settings, task):
+    with contextlib.ExitStack() as locks:
+        for locked in (JOINT_TASKS if task == JOINT else (task,)):
+            locks.enter_context(registry.task_lock(settings, locked))
         with session_scope(url) as session:
             registry.reclaim_dead_runs(session, task)  # we hold the lock: a run still "running" was killed
             session.flush()
@@ -67,24 +76,34 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
             run.status, run.started_at, run.error = RunStatus.RUNNING, utcnow(), None
             session.flush()
             run_id = run.id
-            version = registry.new_version_name(session, task)
+            version = registry.new_version_name(session, *(JOINT_TASKS if task == JOINT else (task,)))
             work_dir = work_dir or settings.runs_dir / task / f"run-{run_id}"
             run.output_dir = str(work_dir)
         staged = registry.staging_dir(settings, task, version)
         try:
-            if task == "sentiment":
-                prepared = prepare_sentiment(url, settings, train_files, dev_file, parsed, work_dir=work_dir,
-                                             staged=staged, resume=resume, pretrain_files=pretrain_files)
-            else:
+            if task == "recsys":
                 prepared = prepare_recsys(url, settings, dev_file, parsed, work_dir=work_dir, staged=staged,
                                           resume=resume, behaviour=behaviour(parsed) if behaviour else None)
+            else:
+                files = {"sentiment": TaskFiles(tuple(train_files), dev_file)} if task != "topic" else {}
+                if task == "topic":
+                    files["topic"] = TaskFiles(tuple(train_files), dev_file)
+                elif task == JOINT:
+                    files["topic"] = TaskFiles(tuple(topic_train_files), topic_dev_file)
+                prepared = prepare_classifier(url, settings, files, parsed, work_dir=work_dir, staged=staged,
+                                              resume=resume, pretrain_files=pretrain_files)
             with session_scope(url) as session:
-                outcome = finish(session, settings, task, version, run_id, prepared, parsed.to_dict(), promote,
-                                 actor or trigger)
+                if task == JOINT:
+                    outcome = finish_joint(session, settings, version, run_id, prepared, parsed.to_dict(), promote,
+                                           actor or trigger)
+                else:
+                    outcome = finish(session, settings, task, version, run_id, prepared, parsed.to_dict(),
+                                     promote, actor or trigger)
                 run = session.get(TrainingRun, run_id)
                 run.status, run.finished_at, run.version = RunStatus.SUCCEEDED, utcnow(), version
                 run.promoted, run.reason, run.data_rows = outcome.promoted, outcome.reason, prepared.data_rows
                 run.metrics = {k: v for k, v in outcome.metrics.items() if not isinstance(v, (dict, list))}
+                run.metrics.update({f"{t}_macro_f1": v for t, v in outcome.per_task.items()})
         except BaseException as exc:
             shutil.rmtree(staged, ignore_errors=True)
             status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
@@ -119,12 +138,13 @@ def _mark_run(url: str, run_id: int, status: str, error: str) -> None:
 
 
 def request_retrain(session: Session, task: str, requested_by: str) -> int:
-    """Queue a retraining of `task` (status "queued"); the worker's finetune job runs it. Returns the run id.
+    """Queue a retraining of `task` (status "queued"; "multitask": the joint model); the worker's finetune job runs
+    it. Returns the run id.
 
     Requests are coalesced per task: while a run of `task` is queued or running, that run's id is returned and
     nothing new is queued (16 clicks or API calls are one training, not 16 hours of CPU).
     """
-    check_task(task)
+    check_task(task, runs=True)
     open_states = (RunStatus.QUEUED, RunStatus.RUNNING)
     pending = session.scalar(select(TrainingRun.id)
                              .where(TrainingRun.task == task, TrainingRun.status.in_(open_states))
@@ -171,7 +191,7 @@ def list_training_runs(session: Session, task: str | None = None, limit: int = 5
     """Training runs, newest first."""
     query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)
     if task:
-        query = query.where(TrainingRun.task == check_task(task))
+        query = query.where(TrainingRun.task == check_task(task, runs=True))
     return [run_info(row) for row in session.scalars(query)]
 
 
@@ -183,37 +203,50 @@ def encoder_path(session: Session, settings: Settings, task: str = "recsys") -> 
     return None, base_model_path(settings.base_model_path)
 
 
-def load_classifier(session: Session, settings: Settings, version: str | None = None) -> SentimentClassifier:
-    """The classifier of `version`, or of the current version. Raises NotFound / Unavailable."""
+def load_classifier(session: Session, settings: Settings, version: str | None = None,
+                    task: str = "sentiment") -> TextClassifier:
+    """The classifier of `version`, or of the current version, of `task`. Raises NotFound / Unavailable."""
     if version:
-        row = registry.get_row(session, "sentiment", version)
+        row = registry.get_row(session, task, version)
     else:
-        row = registry.current_row(session, "sentiment")
+        row = registry.current_row(session, task)
         if row is None:
-            raise NotFound("no sentiment model is in service yet: run `newsdesk finetune sentiment`")
-    return SentimentClassifier(row.path, version=row.version, device=settings.device,
-                               precision=settings.finetune.inference_precision)
+            raise NotFound(f"no {task} model is in service yet: run `newsdesk finetune {task}`")
+    return TextClassifier(row.path, version=row.version, device=settings.device,
+                          precision=settings.finetune.inference_precision)
 
 
 def classify_texts(settings: Settings, texts: Sequence[str], *, version: str | None = None,
-                   batch_size: int = 64) -> list[Prediction]:
-    """Label texts with the current (or a given) sentiment version, in input order."""
+                   batch_size: int = 64, task: str = "sentiment") -> list[Prediction]:
+    """Label texts with the current (or a given) version of `task` (sentiment or topic), in input order.
+
+    Raises:
+        InvalidInput: not a classifier task.  NotFound: no such version or none in service.
+    """
+    if check_task(task) == "recsys":
+        raise InvalidInput("classify labels text by sentiment or topic", {"field": "task"})
     with session_scope(settings.database_url) as session:
-        classifier = load_classifier(session, settings, version)
-    return classifier.predict(texts, batch_size=batch_size)
+        classifier = load_classifier(session, settings, version, task)
+    return classifier.predict(texts, batch_size=batch_size, task=task)
 
 
 def evaluate_version(settings: Settings, task: str, data_file: str | Path, *, version: str | None = None
                      ) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class scores and confusion matrix of a sentiment version on a labelled file."""
+    """Accuracy, macro-F1, weighted F1, per-class scores and confusion matrix of a sentiment or topic version on
+    a labelled file.
+
+    Raises:
+        InvalidInput: recsys, a bad row or a label the model does not know (naming file and line).
+    """
     from finetune.data import read_labelled
     from finetune.evaluate import classification_report
 
-    if check_task(task) != Task.SENTIMENT:
-        raise InvalidInput("evaluate_version supports the sentiment task; use `newsdesk eval recsys` for ranking")
-    rows = read_labelled([data_file])
+    if check_task(task) == Task.RECSYS:
+        raise InvalidInput("evaluate_version supports sentiment and topic; use `newsdesk eval recsys` for ranking")
     with session_scope(settings.database_url) as session:
-        classifier = load_classifier(session, settings, version)
-    preds = classifier.predict([r.text for r in rows])
-    report = classification_report([r.label for r in rows], [p.label for p in preds], classifier.labels)
-    return {"version": classifier.version, "data": str(data_file), **report}
+        classifier = load_classifier(session, settings, version, task)
+    labels = classifier.labels_of(task)
+    rows = read_labelled([data_file], labels)
+    preds = classifier.predict([r.text for r in rows], task=task)
+    report = classification_report([r.label for r in rows], [p.label for p in preds], labels)
+    return {"version": classifier.version, "task": task, "data": str(data_file), **report}

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from finetune.args import BehaviourArgs, SentimentArgs
-from finetune.callbacks import ProgressBar, WeightAveraging
-from finetune.data import LABELS, LabelledText
+from finetune.args import BehaviourArgs, ClassifierArgs
+from finetune.callbacks import ProgressBar
+from finetune.data import LABELS, LabelledText, TaskData
 from newsdesk.device import native_bf16, resolve_device
 
 log = logging.getLogger(__name__)
@@ -51,114 +51,108 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: list[LabelledText],
-                    args: SentimentArgs, *, work_dir: Path, out_dir: Path, device: str = "auto",
-                    resume: bool = False, pretrain_rows: list[LabelledText] | None = None) -> TrainResult:
-    """Fine-tune the encoder end to end as a 3-class classifier and save it (body, tokenizer, head) to `out_dir`.
+def train_classifier(base_path: Path, data: dict[str, TaskData], args: ClassifierArgs, *, work_dir: Path,
+                     out_dir: Path, device: str = "auto", resume: bool = False,
+                     pretrain: dict[str, list[LabelledText]] | None = None) -> TrainResult:
+    """Fine-tune the encoder end to end with one linear head per task in `data` and save it to `out_dir`.
 
-    With `pretrain_rows` (labelled text from a related source, e.g. financial tweets before PhraseBank news), the
-    model is first fine-tuned on them for `args.pretrain_epochs` (intermediate-task transfer), and the main
-    fine-tune on `train_rows` starts from those weights, head included. The stage-1 weights are kept in `work_dir`,
-    so a resumed run does not repeat a finished first stage.
-
-    With `args.soup` > 1, that many runs that differ only in seed (data order, dropout) start from the same weights
-    and their final weights are averaged into one model (a uniform "model soup": one model at inference; on
-    PhraseBank it was not reliably better than a single run, see docs/benchmarks.md). `work_dir` holds each run's
-    Trainer checkpoints and each finished run's weights; with `resume` a run continues from there (finished runs
-    are not trained again).
+    One task (sentiment, topic) gives a single-task model; several give a joint model whose heads share the encoder,
+    trained on the union of the tasks' rows, shuffled together (each row's loss under its own head). With
+    `pretrain` (task -> labelled rows from a related source, e.g. financial tweets before PhraseBank news), the
+    model first learns them for `args.pretrain_epochs` (intermediate-task transfer) and the main fine-tune starts
+    from those weights, heads included. The first stage's weights are kept in `work_dir`, so a resumed run does
+    not repeat a finished first stage; `resume` continues the main stage from its newest checkpoint.
     """
     from transformers import AutoTokenizer
 
-    from finetune.model import KnnMemory, save_sentiment_model
+    from finetune.model import save_classifier_model
 
     dev = resolve_device(args.device if args.device != "auto" else device)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
-    label_id = {label: i for i, label in enumerate(LABELS)}
+    tasks = {task: d.labels for task, d in data.items()}
+    offsets = _offsets(tasks)
 
-    def encode(rows: list[LabelledText]) -> list[dict[str, Any]]:
-        enc = tokenizer([r.text for r in rows], truncation=True, max_length=args.max_length)
-        return [{"input_ids": ids, "attention_mask": mask, "labels": label_id[r.label]}
-                for ids, mask, r in zip(enc["input_ids"], enc["attention_mask"], rows)]
+    def encode(rows_by_task: dict[str, list[LabelledText]]) -> list[dict[str, Any]]:
+        out = []
+        for task, rows in rows_by_task.items():
+            enc = tokenizer([r.text for r in rows], truncation=True, max_length=args.max_length)
+            ids = {label: offsets[task] + i for i, label in enumerate(tasks[task])}
+            out += [{"input_ids": i, "attention_mask": m, "labels": ids[r.label]}
+                    for i, m, r in zip(enc["input_ids"], enc["attention_mask"], rows, strict=True)]
+        return out
 
-    train_ds, dev_ds = encode(train_rows), encode(dev_rows)
-    class_weights = _class_weights(train_rows, args.class_weights)
+    train_ds = encode({task: d.train for task, d in data.items()})
+    dev_ds = encode({task: d.dev for task, d in data.items()})
+    weights = {task: w for task, d in data.items() if (w := _class_weights(d.train, d.labels, args.class_weights))}
 
     started = time.monotonic()
     init: dict[str, torch.Tensor] | None = None
     pretrain_details: dict[str, Any] = {}
-    if pretrain_rows:  # stage 1: intermediate task, kept whole in its folder so a resumed run does not repeat it
-        stage = dataclasses.replace(args, epochs=args.pretrain_epochs, soup=1, select_best=False,
-                                    early_stopping_patience=0, weight_averaging=0.0)
-        init, info, reused = _fit_stage(base_path, tokenizer, encode(pretrain_rows), dev_ds, stage,
-                                        _class_weights(pretrain_rows, args.class_weights),
+    if pretrain:  # stage 1: intermediate task, kept whole in its folder so a resumed run does not repeat it
+        stage = dataclasses.replace(args, epochs=args.pretrain_epochs, select_best=False, early_stopping_patience=0)
+        init, info, reused = _fit_stage(base_path, tokenizer, tasks, encode(pretrain), dev_ds, stage, weights,
                                         folder=work_dir / "pretrain", device=dev, resume=resume, desc="pretrain")
-        pretrain_details = {"rows": len(pretrain_rows), "epochs": args.pretrain_epochs, "steps": info["steps"],
-                            "train_loss": info.get("train_loss"), "dev_history": info.get("dev_history"),
-                            **({"resumed": True} if reused else {})}
-    if args.soup <= 1:
-        model, details, steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, args, class_weights,
-                                                work_dir=work_dir, device=dev, resume=resume, init=init)
-    else:
-        total: dict[str, torch.Tensor] = {}
-        details = {"soup": [], "resumed_from": None}
-        steps = 0
-        for n in range(args.soup):
-            ingredient = dataclasses.replace(args, seed=args.seed + n, soup=1, select_best=False,
-                                             early_stopping_patience=0)
-            state, info, reused = _fit_stage(base_path, tokenizer, train_ds, dev_ds, ingredient, class_weights,
-                                             folder=work_dir / f"soup-{n}", device=dev, resume=resume,
-                                             desc=f"sentiment {n + 1}/{args.soup}", init=init)
-            if reused:
-                details["resumed_from"] = details["resumed_from"] or f"soup-{n}"
-            steps += int(info.get("steps", 0))
-            details["soup"].append({"seed": ingredient.seed, "train_loss": info.get("train_loss"),
-                                    "dev_history": info.get("dev_history")})
-            for key, value in state.items():
-                total[key] = total[key] + value if key in total else value.clone()
-        model = _new_model(base_path, args, class_weights)
-        target = model.state_dict()  # fresh shapes only: the average overwrites every weight
-        model.load_state_dict({k: (total[k] / args.soup).to(target[k].dtype) for k in target})
+        pretrain_details = {"rows": sum(len(r) for r in pretrain.values()), "epochs": args.pretrain_epochs,
+                            "steps": info["steps"], "train_loss": info.get("train_loss"),
+                            "dev_history": info.get("dev_history"), **({"resumed": True} if reused else {})}
+    desc = "+".join(tasks)
+    model, details, steps = _fit_classifier(base_path, tokenizer, tasks, train_ds, dev_ds, args, weights,
+                                            work_dir=work_dir, device=dev, resume=resume, desc=desc, init=init)
     seconds = time.monotonic() - started
+    details["rows"] = {task: len(d.train) for task, d in data.items()}
     if pretrain_details:
         details["pretrain"] = pretrain_details
         steps += int(pretrain_details.get("steps", 0))
     model.to("cpu")
-    knn = None
-    if args.knn_mix < 1:  # remember the training rows as the fine-tuned model sees them
-        knn = KnnMemory.build(model, tokenizer, [r.text for r in train_rows], [label_id[r.label] for r in train_rows],
-                              args.max_length, k=args.knn_k, mix=args.knn_mix)
-    save_sentiment_model(model, tokenizer, out_dir, labels=LABELS, max_length=args.max_length, knn=knn)
+    save_classifier_model(model, tokenizer, out_dir, max_length=args.max_length)
     return TrainResult(round(seconds, 1), steps, dev, details)
 
 
-def _class_weights(rows: list[LabelledText], mode: str) -> list[float] | None:
+def train_sentiment(base_path: Path, train_rows: list[LabelledText], dev_rows: list[LabelledText],
+                    args: ClassifierArgs, *, work_dir: Path, out_dir: Path, device: str = "auto",
+                    resume: bool = False, pretrain_rows: list[LabelledText] | None = None) -> TrainResult:
+    """The 3-class sentiment classifier: `train_classifier` with the sentiment task alone."""
+    return train_classifier(base_path, {"sentiment": TaskData(train_rows, dev_rows, LABELS)}, args,
+                            work_dir=work_dir, out_dir=out_dir, device=device, resume=resume,
+                            pretrain={"sentiment": pretrain_rows} if pretrain_rows else None)
+
+
+def _offsets(tasks: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Task -> index of its first label in the concatenated label space (the model's head order)."""
+    out, start = {}, 0
+    for task, labels in tasks.items():
+        out[task] = start
+        start += len(labels)
+    return out
+
+
+def _class_weights(rows: list[LabelledText], labels: tuple[str, ...], mode: str) -> list[float] | None:
     """Loss weights per label: "balanced" = inverse frequency, mean 1 over the rows; "none" = None."""
     if mode != "balanced":
         return None
     counts = Counter(r.label for r in rows)
-    return [len(rows) / (len(LABELS) * max(counts[label], 1)) for label in LABELS]
+    return [len(rows) / (len(labels) * max(counts[label], 1)) for label in labels]
 
 
-def _new_model(base_path: Path, args: SentimentArgs, class_weights: list[float] | None,
-               init: dict[str, torch.Tensor] | None = None) -> Any:
-    """A fresh classifier on the base encoder, or with every weight (body and head) from `init`."""
+def _new_model(base_path: Path, tasks: dict[str, tuple[str, ...]], args: ClassifierArgs,
+               class_weights: dict[str, list[float]], init: dict[str, torch.Tensor] | None = None) -> Any:
+    """A fresh classifier on the base encoder, or with every weight (body and heads) from `init`."""
     from transformers import AutoModel
 
-    from finetune.model import SentimentModel
+    from finetune.model import ClassifierModel
 
-    model = SentimentModel(AutoModel.from_pretrained(str(base_path), local_files_only=True), len(LABELS),
-                           pooling=args.pooling, class_weights=class_weights, rdrop_alpha=args.rdrop_alpha,
-                           label_smoothing=args.label_smoothing)
+    model = ClassifierModel(AutoModel.from_pretrained(str(base_path), local_files_only=True), tasks,
+                            pooling=args.pooling, class_weights=class_weights, label_smoothing=args.label_smoothing)
     if init is not None:
         model.load_state_dict(init)
     return model
 
 
-def _fit_stage(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
-               args: SentimentArgs, class_weights: list[float] | None, *, folder: Path, device: str, resume: bool,
-               desc: str, init: dict[str, torch.Tensor] | None = None
+def _fit_stage(base_path: Path, tokenizer: Any, tasks: dict[str, tuple[str, ...]], train_ds: list[dict[str, Any]],
+               dev_ds: list[dict[str, Any]], args: ClassifierArgs, class_weights: dict[str, list[float]], *,
+               folder: Path, device: str, resume: bool, desc: str
                ) -> tuple[dict[str, torch.Tensor], dict[str, Any], bool]:
-    """One whole training run (a first stage, a soup ingredient) kept in `folder`: (weights, details, reused).
+    """One whole training run (a first stage) kept in `folder`: (weights, details, reused).
 
     The Trainer's checkpoints live in `folder/trainer` while it runs; the finished weights and details are written
     whole, then renamed, and the checkpoints dropped. With `resume` a finished run is loaded instead of trained.
@@ -169,9 +163,8 @@ def _fit_stage(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], 
     if resume and saved.is_file() and info_file.is_file():
         log.info("%s: reusing the finished run in %s", desc, folder)
         return load_file(str(saved)), json.loads(info_file.read_text()), True
-    model, info, steps = _fit_classifier(base_path, tokenizer, train_ds, dev_ds, args, class_weights,
-                                         work_dir=folder / "trainer", device=device, resume=resume, desc=desc,
-                                         init=init)
+    model, info, steps = _fit_classifier(base_path, tokenizer, tasks, train_ds, dev_ds, args, class_weights,
+                                         work_dir=folder / "trainer", device=device, resume=resume, desc=desc)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     info["steps"] = steps
     folder.mkdir(parents=True, exist_ok=True)
@@ -183,35 +176,51 @@ def _fit_stage(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], 
     return state, info, False
 
 
-def _fit_classifier(base_path: Path, tokenizer: Any, train_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]],
-                    args: SentimentArgs, class_weights: list[float] | None, *, work_dir: Path, device: str,
-                    resume: bool, desc: str = "sentiment", init: dict[str, torch.Tensor] | None = None
-                    ) -> tuple[Any, dict[str, Any], int]:
+def _dev_metrics(tasks: dict[str, tuple[str, ...]]) -> Any:
+    """The Trainer's `compute_metrics`: each task's macro-F1 and accuracy on its dev rows, and their means."""
+    from finetune.evaluate import classification_report
+
+    offsets = _offsets(tasks)
+
+    def metrics(pred: Any) -> dict[str, float]:
+        logits, labels = pred
+        out: dict[str, float] = {}
+        for task, labels_of in tasks.items():
+            off, n = offsets[task], len(labels_of)
+            rows = (labels >= off) & (labels < off + n)
+            if not rows.any():
+                continue
+            gold = [labels_of[i - off] for i in labels[rows]]
+            guess = [labels_of[i] for i in logits[rows, off:off + n].argmax(-1)]
+            report = classification_report(gold, guess, labels_of)
+            out[f"{task}_macro_f1"], out[f"{task}_accuracy"] = report["macro_f1"], report["accuracy"]
+        scored = [t for t in tasks if f"{t}_macro_f1" in out]
+        out["macro_f1"] = round(sum(out[f"{t}_macro_f1"] for t in scored) / max(len(scored), 1), 4)
+        out["accuracy"] = round(sum(out[f"{t}_accuracy"] for t in scored) / max(len(scored), 1), 4)
+        return out
+
+    return metrics
+
+
+def _fit_classifier(base_path: Path, tokenizer: Any, tasks: dict[str, tuple[str, ...]],
+                    train_ds: list[dict[str, Any]], dev_ds: list[dict[str, Any]], args: ClassifierArgs,
+                    class_weights: dict[str, list[float]], *,
+                    work_dir: Path, device: str, resume: bool, desc: str,
+                    init: dict[str, torch.Tensor] | None = None) -> tuple[Any, dict[str, Any], int]:
     """One Trainer run: (fine-tuned model, details, optimiser steps), starting from `init` weights if given.
 
-    Early stopping watches dev macro-F1; with `weight_averaging` the returned model is the uniform average of the
-    weights from the second part of training, else (with `select_best`) the dev-best evaluation's weights.
+    Early stopping (and `select_best`) watch the mean over tasks of dev macro-F1.
     """
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from finetune.evaluate import classification_report
-
     set_seed(args.seed)
-    model = _new_model(base_path, args, class_weights, init)
+    model = _new_model(base_path, tasks, args, class_weights, init)
     steps_per_epoch = max(1, math.ceil(len(train_ds) / args.batch_size))
     total_steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.epochs)
     eval_every = max(1, min(total_steps, steps_per_epoch // args.evals_per_epoch))
 
-    def metrics(pred: Any) -> dict[str, float]:
-        logits, labels = pred
-        report = classification_report([LABELS[i] for i in labels], [LABELS[i] for i in logits.argmax(-1)], LABELS)
-        return {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"]}
-
-    averaging = WeightAveraging(args.weight_averaging, args.average_every) if args.weight_averaging > 0 else None
     callbacks: list[Any] = [ProgressBar(args.batch_size, desc=desc)]
-    if averaging:
-        callbacks.append(averaging)
     if args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     training_args = TrainingArguments(
@@ -220,26 +229,23 @@ def _fit_classifier(base_path: Path, tokenizer: Any, train_ds: list[dict[str, An
         warmup_steps=args.warmup_ratio, weight_decay=args.weight_decay, lr_scheduler_type="linear",
         eval_strategy="steps", eval_steps=eval_every, save_strategy="steps", save_steps=eval_every,
         save_total_limit=2, metric_for_best_model="macro_f1", greater_is_better=True,
-        load_best_model_at_end=averaging is None and args.select_best, logging_steps=max(1, min(25, eval_every)),
+        load_best_model_at_end=args.select_best, logging_steps=max(1, min(25, eval_every)),
         report_to=[], seed=args.seed, disable_tqdm=True, train_sampling_strategy="group_by_length",
         save_only_model=False, dataloader_num_workers=0, **_precision(device, args.train_precision))
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks)
+                      data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=_dev_metrics(tasks), callbacks=callbacks)
     for quiet in (PrinterCallback, ProgressCallback):  # our ProgressBar replaces the per-log prints
         trainer.remove_callback(quiet)
 
     checkpoint = latest_checkpoint(work_dir) if resume else None
-    if averaging and checkpoint is not None:
-        averaging.resume_from = checkpoint
     log.info("%s fine-tune: %d train / %d dev rows, %d steps on %s (seed %d)%s", desc, len(train_ds), len(dev_ds),
              total_steps, device, args.seed, f", resuming from {checkpoint.name}" if checkpoint else "")
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    history = [{"step": h["step"], **{k[5:]: v for k, v in h.items() if k.endswith("macro_f1")}}
+               for h in trainer.state.log_history if "eval_macro_f1" in h]
     details: dict[str, Any] = {"train_loss": round(float(output.training_loss), 4), "device": device,
-                               "resumed_from": checkpoint.name if checkpoint else None,
-                               "dev_history": [{"step": h["step"], "macro_f1": h["eval_macro_f1"]}
-                                               for h in trainer.state.log_history if "eval_macro_f1" in h]}
-    if averaging and averaging.apply(trainer.model):
-        details["averaged_snapshots"] = averaging.count
+                               "resumed_from": checkpoint.name if checkpoint else None, "dev_history": history}
     return trainer.model, details, int(trainer.state.global_step)
 
 

@@ -9,7 +9,14 @@ class Task(StrEnum):
     """What a model version is for (the registry's `task` column)."""
 
     SENTIMENT = "sentiment"  # the 3-class financial sentiment classifier
+    TOPIC = "topic"  # the topic classifier (labels from its training data)
     RECSYS = "recsys"  # the behaviour-tuned item/user encoder
+
+
+# A training run (not a served task) of one joint model with a head per task; its version is registered as a
+# version of each of JOINT_TASKS, and served for all of them or none.
+MULTITASK = "multitask"
+JOINT_TASKS: tuple[str, ...] = (Task.SENTIMENT.value, Task.TOPIC.value)
 
 
 class ModelStatus(StrEnum):
@@ -49,6 +56,7 @@ class PromoteMode(StrEnum):
 
 
 TASKS: tuple[str, ...] = tuple(t.value for t in Task)
+RUN_TASKS: tuple[str, ...] = (*TASKS, MULTITASK)  # what a training run may train
 PROMOTE_MODES: tuple[str, ...] = tuple(m.value for m in PromoteMode)
 MODEL_STATUSES: tuple[str, ...] = tuple(s.value for s in ModelStatus)
 RUN_STATUSES: tuple[str, ...] = tuple(s.value for s in RunStatus)

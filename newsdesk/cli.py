@@ -86,6 +86,7 @@ LAZY_COMMANDS: dict[str, Loader] = {
 
 EVAL_COMMANDS: dict[str, Loader] = {
     "sentiment": (_finetune_cli, "eval_sentiment_command"),
+    "topic": (_finetune_cli, "eval_topic_command"),
     "recsys": (_recsys_cli, "eval_recsys_command"),
 }
 
@@ -99,9 +100,9 @@ HELP = {
     "interactions": "Import user interactions.",
     "index": "Build and inspect the FAISS item index.",
     "recommend": "Recommend items for a user or a file of users.",
-    "finetune": "Fine-tune the sentiment classifier or the behaviour encoder.",
+    "finetune": "Fine-tune the sentiment/topic classifiers (or one joint model) or the behaviour encoder.",
     "models": "List, inspect, promote and roll back model versions.",
-    "classify": "Classify texts with the current sentiment model.",
+    "classify": "Classify texts with the current sentiment (or topic) model.",
     "eval": "Evaluate a model version on a data file.",
     "stream": "Replay and consume the financial text stream.",
     "alerts": "List and act on alerts.",

@@ -21,13 +21,15 @@ DEVICES = ("auto", "cpu", "cuda")
 class FinetuneSettings:
     """Retraining schedule and gating."""
 
-    sentiment_cron: str = "0 3 * * 0"  # weekly, Sunday 03:00
+    sentiment_cron: str = "0 3 * * 0"  # weekly, Sunday 03:00 (a joint sentiment+topic model retrains as one)
+    topic_cron: str = "30 3 * * 0"  # weekly, Sunday 03:30 (skipped while topic is served by a joint model)
     recsys_cron: str = "0 4 * * *"  # daily 04:00
-    min_new_labels: int = 200  # new labelled rows needed before a scheduled sentiment retrain
+    min_new_labels: int = 200  # new labelled rows needed before a scheduled sentiment/topic retrain
     min_new_interactions: int = 500  # new interactions needed before a scheduled recsys retrain
     promote_margin: float = 0.005  # sentiment: the challenger must beat the champion's macro-F1 by this much
     recsys_promote_margin: float = 0.05  # recsys: ... beat the champion's NDCG@10 by this fraction of it (5%)
     sentiment_dev_path: str = ""  # evaluation file used by scheduled sentiment retraining
+    topic_dev_path: str = ""  # evaluation file used by scheduled topic retraining
     recsys_dev_path: str = ""
     inference_precision: str = "auto"  # sentiment serving: auto (bfloat16 where native), float32 or bfloat16
 

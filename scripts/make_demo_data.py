@@ -1,7 +1,8 @@
 """Build the demo slices shipped in newsdesk/demo/ from the MIT-licensed sources in ../shared/data.
 
-Sources (both MIT): Twitter financial news sentiment (fintweets_train.csv) and StockNet tweets (Xu & Cohen 2018).
-Run once by a maintainer: `python scripts/make_demo_data.py [--data ../shared/data]`.
+Sources (all MIT): Twitter financial news sentiment (fintweets_train.csv), Twitter financial news topic
+(fintweets_topic_train.csv) and StockNet tweets (Xu & Cohen 2018).
+Run once by a maintainer: `python scripts/make_demo_data.py [--data ../shared/data] [--only topic]`.
 """
 
 from __future__ import annotations
@@ -44,11 +45,50 @@ def clean_title(text: str) -> str:
     return re.sub(r"\s*https?://\S+", "", text).strip()
 
 
+def topic_slice(data: Path, train_rows: int = 400, dev_rows: int = 200, seed: int = 7) -> None:
+    """topic_train.csv / topic_dev.csv: a stratified sample of the topic train split (every topic present in both),
+    dev and train disjoint by link-stripped text (template tweets differing only in a t.co link stay together)."""
+    with open(data / "topic" / "fintweets_topic_train.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    by_label: dict[str, list[dict]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r)
+    share = (train_rows + dev_rows) / len(rows)
+    train, dev, seen = [], [], set()
+    for _, group in sorted(by_label.items()):
+        want = max(6, round(len(group) * share))  # at least a few rows of the rarest topics
+        n_dev = max(2, round(want * dev_rows / (train_rows + dev_rows)))
+        picked = 0
+        for r in group:
+            key = re.sub(r"https?://\S+", "", r["text"]).strip().lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            (dev if picked < n_dev else train).append(r)
+            picked += 1
+            if picked >= want:
+                break
+    for name, part in (("topic_train.csv", train), ("topic_dev.csv", dev)):
+        with open(OUT / name, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["text", "label"])
+            for r in part:
+                w.writerow([r["text"], r["label"]])
+    print(f"topic train {len(train)}, dev {len(dev)}, {len(by_label)} topics")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--only", choices=["topic"], default=None, help="rebuild only the topic slice")
     args = parser.parse_args()
     data = Path(args.data)
+    OUT.mkdir(parents=True, exist_ok=True)
+    topic_slice(data)
+    if args.only == "topic":
+        return
     rng = random.Random(7)
 
     with open(data / "sentiment" / "fintweets_train.csv", newline="") as fh:

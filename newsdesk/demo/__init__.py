@@ -132,10 +132,12 @@ def load_demo(settings: Settings, *, train: bool = True, replay: bool = True) ->
         with db.session_scope(settings.database_url) as session:
             current = finetune_service.current_version(session, "sentiment")
         if current is None:
-            log.info("training the first sentiment model on the demo slice (a few minutes on CPU)")
+            # one joint model: sentiment and topic from one encoder pass, as the stream uses them
+            log.info("training the first sentiment + topic model on the demo slices (a minute or two on CPU)")
             summary["sentiment"] = finetune_service.retrain(
-                settings, "sentiment", train_files=[DEMO_DIR / "sentiment_train.csv"],
-                dev_file=DEMO_DIR / "sentiment_dev.csv", args=SENTIMENT_DEMO_ARGS, promote="auto", trigger="demo")
+                settings, "multitask", train_files=[DEMO_DIR / "sentiment_train.csv"],
+                dev_file=DEMO_DIR / "sentiment_dev.csv", topic_train_files=[DEMO_DIR / "topic_train.csv"],
+                topic_dev_file=DEMO_DIR / "topic_dev.csv", args=SENTIMENT_DEMO_ARGS, promote="auto", trigger="demo")
 
     with db.session_scope(settings.database_url) as session:
         summary["index"] = recsys_service.rebuild_index(session, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from finetune import service
 from finetune.classifier import ClassifierHandle, SentimentClassifier
-from finetune.model import encode_pooled
+from finetune.model import pooled_vectors
 from newsdesk.cli import cli
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput
@@ -52,8 +53,7 @@ def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
     return train, dev
 
 
-TINY = {"max_steps": 2, "batch_size": 4, "max_length": 32, "evals_per_epoch": 3, "weight_averaging": 0.4, "soup": 1,
-        "average_every": 1}
+TINY = {"max_steps": 2, "batch_size": 4, "max_length": 32, "evals_per_epoch": 3}
 
 
 def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
@@ -75,8 +75,8 @@ def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
     fast = SentimentClassifier(folder, precision="bfloat16")
     assert plain.dtype is None and fast.dtype == torch.bfloat16 and served.precision in ("float32", "bfloat16")
     probe = ["Sales rose 12%", "Operating loss widened", "The office is in Espoo"]
-    fast_vectors, _ = encode_pooled(fast.model, fast.tokenizer, probe, 32, autocast=fast.dtype)
-    float_vectors, _ = encode_pooled(plain.model, plain.tokenizer, probe, 32)
+    fast_vectors = pooled_vectors(fast.model, fast.tokenizer, probe, 32, autocast=fast.dtype)
+    float_vectors = pooled_vectors(plain.model, plain.tokenizer, probe, 32)
     assert fast_vectors.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(fast_vectors, float_vectors).min() > 0.99
     with pytest.raises(InvalidInput, match="inference precision"):
@@ -101,9 +101,8 @@ def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
     assert sum(map(sum, report["confusion"]["matrix"])) == 6
 
     second = service.retrain(settings, "sentiment", train_files=[train], dev_file=dev, promote="never",
-                             args={**TINY, "seed": 7, "knn_mix": 0.5})
+                             args={**TINY, "seed": 7})
     assert not second.promoted and handle.get().version == first.version
-    assert (settings.models_dir / "sentiment" / second.version / "knn.safetensors").is_file()
     with session_scope(settings.database_url) as s:
         service.promote(s, settings, "sentiment", second.version)
     assert handle.get().version == second.version  # picked up without a restart
@@ -113,6 +112,19 @@ def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
 
     result = runner.invoke(cli, ["models", "list"], obj=settings)
     assert result.exit_code == 0 and f"* sentiment {first.version}" in result.output
+
+    # a folder saved before heads had task names (one unnamed head, no "tasks") still loads and predicts the same
+    from safetensors.torch import load_file, save_file
+
+    old = folder.parent / "old-format"
+    shutil.copytree(folder, old)
+    head = load_file(str(old / "head.safetensors"))
+    save_file({"weight": head["sentiment.weight"], "bias": head["sentiment.bias"]}, str(old / "head.safetensors"))
+    meta = json.loads((old / "classifier.json").read_text())
+    del meta["tasks"]
+    (old / "classifier.json").write_text(json.dumps(meta))
+    legacy = SentimentClassifier(old, precision="float32")
+    assert legacy.tasks == ("sentiment",) and legacy.predict(probe) == plain.predict(probe)
 
 
 def test_cli_rejects_bad_labels_with_row_and_exit_code(settings: Settings, db_url: str, tmp_path: Path) -> None:
@@ -149,44 +161,12 @@ def test_interrupted_run_resumes_from_its_checkpoint(settings: Settings, db_url:
     assert outcome.metrics["resumed_from"] == "checkpoint-1" and outcome.promoted  # saved after step 1
 
 
-def test_soup_averages_the_runs_and_resume_skips_finished_ones(sentiment_files: tuple[Path, Path], tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from safetensors.torch import load_file
-
-    from finetune import train as train_module
-    from finetune.args import SentimentArgs
-    from finetune.data import read_labelled
-    from newsdesk.encoders import base_model_path
-
-    train, dev = sentiment_files
-    rows, dev_rows = read_labelled([train]), read_labelled([dev])
-    args = SentimentArgs(**{**TINY, "weight_averaging": 0.0, "knn_mix": 1.0, "soup": 2})
-    work = tmp_path / "work"
-    result = train_module.train_sentiment(base_model_path(), rows, dev_rows, args, work_dir=work,
-                                          out_dir=tmp_path / "out", device="cpu")
-    assert [s["seed"] for s in result.details["soup"]] == [42, 43] and result.steps == 4
-    first, second = (load_file(str(work / f"soup-{n}" / "weights.safetensors")) for n in (0, 1))
-    assert not torch.equal(first["head.weight"], second["head.weight"])  # the two runs differ
-    head = load_file(str(tmp_path / "out" / "head.safetensors"))["weight"]
-    assert torch.allclose(head, (first["head.weight"] + second["head.weight"]) / 2, atol=1e-6)
-    assert not list(work.glob("soup-*/trainer"))  # a finished run keeps its weights, not its checkpoints
-
-    def must_not_train(*_a, **_k):
-        raise AssertionError("a finished soup run was trained again")
-
-    monkeypatch.setattr(train_module, "_fit_classifier", must_not_train)
-    again = train_module.train_sentiment(base_model_path(), rows, dev_rows, args, work_dir=work,
-                                         out_dir=tmp_path / "again", device="cpu", resume=True)
-    assert again.details["resumed_from"] == "soup-0"
-    assert torch.allclose(load_file(str(tmp_path / "again" / "head.safetensors"))["weight"], head)
-
-
 def test_pretrain_stage_from_the_cli_then_resume_reuses_it(settings: Settings, db_url: str,
                                                             sentiment_files: tuple[Path, Path], tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from finetune import train as train_module
     from finetune.args import SentimentArgs
-    from finetune.data import read_labelled
+    from finetune.data import LABELS, read_labelled
     from newsdesk.encoders import base_model_path
 
     train, dev = sentiment_files
@@ -228,9 +208,10 @@ def test_pretrain_stage_from_the_cli_then_resume_reuses_it(settings: Settings, d
                                           out_dir=tmp_path / "out", device="cpu", pretrain_rows=pre)
     assert len(starts) == 2 and starts[0] is None and starts[1] is not None
     assert result.steps == 4 and (work / "pretrain" / "weights.safetensors").is_file()
-    fresh = train_module._new_model(base_model_path(), args, None).state_dict()
-    assert not torch.equal(starts[1]["head.weight"], fresh["head.weight"])  # trained in stage 1, then carried
+    fresh = train_module._new_model(base_model_path(), {"sentiment": LABELS}, args, {}).state_dict()
+    key = "heads.sentiment.weight"
+    assert not torch.equal(starts[1][key], fresh[key])  # trained in stage 1, then carried
     again = train_module.train_sentiment(base_model_path(), rows, dev_rows, args, work_dir=work,
                                          out_dir=tmp_path / "again", device="cpu", pretrain_rows=pre, resume=True)
     assert len(starts) == 3 and again.details["pretrain"]["resumed"] is True  # only the main stage ran again
-    assert torch.equal(starts[2]["head.weight"], starts[1]["head.weight"])
+    assert torch.equal(starts[2][key], starts[1][key])

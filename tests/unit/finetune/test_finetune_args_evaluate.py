@@ -26,7 +26,7 @@ def test_build_args_validates_and_coerces() -> None:
 
 def test_demo_preset_is_short() -> None:
     args = SentimentArgs(preset="demo")
-    assert args.epochs <= 2 and args.soup == 1 and args.max_length <= 48 and args.pooling == "mean"
+    assert args.epochs <= 2 and args.max_length <= 48 and args.pooling == "mean"
 
 
 def test_classification_report_known_answer() -> None:
@@ -94,14 +94,76 @@ def test_gate_takes_a_task_rule() -> None:
     assert decide("joint", "auto", {"a": 0.9, "b": 0.7}, {"a": 0.8, "b": 0.6}, NeitherWorse()).promote
 
 
-def test_knn_memory_mixes_head_and_neighbour_vote() -> None:
+def test_joint_loss_scores_each_row_under_its_own_head() -> None:
     import torch
+    from torch.nn import functional as F
+    from transformers import BertConfig, BertModel
 
-    from finetune.model import KnnMemory
+    from finetune.model import ClassifierModel
 
-    vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=-1)
-    memory = KnnMemory(vectors, torch.tensor([2, 2, 0]), k=2, mix=0.5, temperature=0.05)
-    head = torch.tensor([[0.2, 0.6, 0.2]])
-    mixed = memory.combine(torch.tensor([[1.0, 0.05]]), head)  # both neighbours say label 2
-    assert torch.allclose(mixed, torch.tensor([[0.1, 0.3, 0.6]]), atol=1e-5)
-    assert torch.allclose(mixed.sum(1), torch.ones(1))
+    body = BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=16))
+    model = ClassifierModel(body, {"sentiment": ("negative", "neutral", "positive"), "topic": ("Earnings", "IPO")},
+                            dropout=0.0).eval()
+    assert model.offsets == {"sentiment": 0, "topic": 3} and model.num_labels == 5
+    assert model.global_id("topic", "IPO") == 4 and model.global_id("sentiment", "neutral") == 1
+    ids, mask = torch.randint(0, 50, (4, 6)), torch.ones(4, 6, dtype=torch.long)
+    labels = torch.tensor([2, 3, 0, 4])  # sentiment positive, topic Earnings, sentiment negative, topic IPO
+    out = model(ids, mask, labels=labels)
+    parts = model.split(out["logits"])
+    assert parts["sentiment"].shape == (4, 3) and parts["topic"].shape == (4, 2)
+    expected = (F.cross_entropy(parts["sentiment"][[0, 2]], torch.tensor([2, 0]), reduction="sum")
+                + F.cross_entropy(parts["topic"][[1, 3]], torch.tensor([0, 1]), reduction="sum")) / 4
+    assert torch.allclose(out["loss"], expected, atol=1e-5)
+    only_sentiment = model(ids[[0, 2]], mask[[0, 2]], labels=torch.tensor([2, 0]))["loss"]
+    assert torch.allclose(only_sentiment, F.cross_entropy(parts["sentiment"][[0, 2]], torch.tensor([2, 0])),
+                          atol=1e-5)
+
+
+def test_joint_gate_promotes_only_when_it_loses_on_neither_task() -> None:
+    from finetune import gate
+
+    rule = gate.JointRule(("sentiment", "topic"))
+
+    def joint(mode: str, scores: dict) -> gate.GateDecision:
+        candidate = {t: {"macro_f1": c} for t, (c, _) in scores.items()}
+        champion = {t: ({"macro_f1": b} if b is not None else None) for t, (_, b) in scores.items()}
+        return gate.decide("multitask", mode, candidate, champion, rule)
+
+    ok = joint("auto", {"sentiment": (0.84, 0.83), "topic": (0.80, 0.80)})
+    assert ok.promote and "loses on neither" in ok.reason and not ok.refused
+    lost = joint("auto", {"sentiment": (0.85, 0.83), "topic": (0.79, 0.80)})
+    assert not lost.promote and lost.refused and "loses on topic (" in lost.reason
+    assert "topic macro_f1 0.7900 vs current 0.8000" in lost.reason
+    assert lost.details["tasks"]["topic"] == {"metric": "macro_f1", "candidate": 0.79, "champion": 0.80}
+    with pytest.raises(GateRejected, match="loses on topic"):
+        lost.raise_if_refused()
+    assert joint("auto", {"sentiment": (0.70, None), "topic": (0.60, None)}).promote  # first models
+    assert joint("force", {"sentiment": (0.1, 0.9), "topic": (0.1, 0.9)}).promote
+    assert not joint("never", {"sentiment": (0.9, 0.1), "topic": (0.9, 0.1)}).promote
+    assert not joint("auto", {"sentiment": (None, 0.8), "topic": (0.9, 0.1)}).promote
+    with pytest.raises(InvalidInput, match="promote"):
+        joint("sometimes", {})
+
+
+def test_weighted_f1_weighs_classes_by_support() -> None:
+    report = classification_report(["a", "a", "a", "b"], ["a", "a", "a", "a"], ("a", "b"))
+    assert report["macro_f1"] == pytest.approx((6 / 7 + 0) / 2, abs=1e-3)
+    assert report["weighted_f1"] == pytest.approx(3 * (6 / 7) / 4, abs=1e-3)
+
+
+def test_joint_args_default_to_two_epochs_and_the_demo_slices_fit_a_joint_run() -> None:
+    from pathlib import Path
+
+    from finetune.args import JointArgs
+    from finetune.data import read_labelled
+
+    assert isinstance(build_args("multitask", {}), JointArgs) and build_args("multitask", {}).epochs == 2.0
+    assert build_args("multitask", {"preset": "demo"}).epochs <= 2 and build_args("topic", {}).epochs == 3.0
+    demo = Path(__file__).resolve().parents[3] / "newsdesk" / "demo"
+    train = read_labelled([demo / "topic_train.csv"], None)
+    labels = tuple(sorted({r.label for r in train}))
+    assert len(labels) == 20 and len(train) <= 500  # every topic, and small enough for a quick demo run
+    dev = read_labelled([demo / "topic_dev.csv"], labels)  # raises on a dev label the training slice lacks
+    assert {r.label for r in dev} == set(labels)
+    assert not {r.text for r in train} & {r.text for r in dev}

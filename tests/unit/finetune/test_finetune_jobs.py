@@ -35,7 +35,7 @@ def test_register_adds_persistent_jobs(settings: Settings, db_url: str) -> None:
     scheduler = BackgroundScheduler(timezone="UTC")
     jobs.register(scheduler, settings, threading.Event())
     ids = {job.id for job in scheduler.get_jobs()}
-    assert ids == {"finetune:sentiment:cron", "finetune:recsys:cron", "finetune:queue"}
+    assert ids == {"finetune:sentiment:cron", "finetune:topic:cron", "finetune:recsys:cron", "finetune:queue"}
 
 
 def test_stale_running_rows_become_interrupted(settings: Settings, db_url: str) -> None:
@@ -110,8 +110,42 @@ def test_jobs_persist_in_the_database_job_store(settings: Settings, db_url: str)
         stored = {job.id: job for job in again.get_jobs()}
     finally:
         again.shutdown(wait=False)
-    assert set(stored) == {"finetune:sentiment:cron", "finetune:recsys:cron", "finetune:queue"}
+    assert set(stored) == {"finetune:sentiment:cron", "finetune:topic:cron", "finetune:recsys:cron", "finetune:queue"}
     assert stored["finetune:sentiment:cron"].args[1] == "sentiment"
+
+
+def test_a_joint_model_is_retrained_as_one_by_schedule_and_by_request(settings: Settings, db_url: str,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune.tables import ModelVersion
+
+    pb, topic = tmp_path / "pb.csv", tmp_path / "topic.csv"
+    pb.write_text("text,label\na,neutral\nb,positive\n")
+    topic.write_text("text,label\nc,Earnings\nd,IPO\n")
+    new_labels = settings.home / "labels" / "topic"
+    new_labels.mkdir(parents=True)
+    (new_labels / "more.csv").write_text("text,label\ne,Macro\n")
+    joint = {"tasks": ["sentiment", "topic"], "data": {"sentiment": {"train": [{"path": str(pb)}]},
+                                                       "topic": {"train": [{"path": str(topic)}]}}}
+    with session_scope(db_url) as s:
+        for task in ("sentiment", "topic"):
+            s.add(ModelVersion(task=task, version="v1", path="x", primary_metric="macro_f1",
+                               data={"train": [{"path": str(pb if task == "sentiment" else topic)}],
+                                     "joint": joint}))
+    calls: list[tuple[str, list[Path], list[Path]]] = []
+    monkeypatch.setattr("finetune.service.retrain",
+                        lambda settings, task, train_files, topic_train_files=(), **kw:
+                        calls.append((task, list(train_files), list(topic_train_files)))
+                        or SimpleNamespace(version="v2", reason="promoted"))
+    assert jobs.scheduled_retrain(settings, "topic").startswith("skipped: topic is served by a joint model")
+    jobs.scheduled_retrain(settings, "sentiment")
+    assert calls == [("multitask", [pb], [topic, new_labels / "more.csv"])]
+    with session_scope(db_url) as s:
+        run_id = service.request_retrain(s, "topic", "bob")  # "retrain now" on the topic model
+    jobs.run_queued(settings)
+    assert calls[-1][0] == "multitask"
+    with session_scope(db_url) as s:
+        assert s.get(TrainingRun, run_id).task == "multitask"
 
 
 _TRAINER = """
@@ -158,11 +192,11 @@ def test_resume_after_kill_9_continues_from_the_checkpoint(settings: Settings, d
     class Stop(Exception):
         pass
 
-    def fake_prepare(url, settings, train_files, dev_file, parsed, *, work_dir, staged, resume, pretrain_files):
+    def fake_prepare(url, settings, files, parsed, *, work_dir, staged, resume, pretrain_files):
         seen.update(work_dir=work_dir, resume=resume)
         raise Stop
 
-    monkeypatch.setattr(service, "prepare_sentiment", fake_prepare)
+    monkeypatch.setattr(service, "prepare_classifier", fake_prepare)
     with pytest.raises(Stop):
         service.retrain(settings, "sentiment", train_files=["x.csv"], resume=True)
     assert seen == {"work_dir": work, "resume": True}

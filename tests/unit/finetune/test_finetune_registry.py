@@ -87,7 +87,7 @@ def test_failed_run_keeps_what_is_served(settings: Settings, db_url: str, monkey
         (staged / "half-written").write_text("x")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("finetune.service.prepare_sentiment", crash)
+    monkeypatch.setattr("finetune.service.prepare_classifier", crash)
     data = tmp_path / "t.csv"
     data.write_text("text,label\na,neutral\n")
     with pytest.raises(RuntimeError):
@@ -105,7 +105,7 @@ def test_interrupted_run_is_marked_interrupted(settings: Settings, db_url: str,
     def interrupt(*_a, **_kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("finetune.service.prepare_sentiment", interrupt)
+    monkeypatch.setattr("finetune.service.prepare_classifier", interrupt)
     with pytest.raises(KeyboardInterrupt):
         service.retrain(settings, "sentiment", train_files=[tmp_path / "x.csv"])
     with session_scope(db_url) as s:
@@ -144,7 +144,7 @@ def test_refused_candidate_exits_5_and_stays_a_candidate(settings: Settings, db_
         (staged / "weights.bin").write_bytes(b"w")
         return Prepared(staged, {"macro_f1": 0.79}, 0.80, "v1", {"train_rows": 1}, 1, 1.0, {})
 
-    monkeypatch.setattr("finetune.service.prepare_sentiment", weaker)
+    monkeypatch.setattr("finetune.service.prepare_classifier", weaker)
     data = tmp_path / "t.csv"
     data.write_text("text,label\na,neutral\n")
     result = CliRunner().invoke(cli, ["finetune", "sentiment", "--train", str(data)], obj=settings)

@@ -37,7 +37,7 @@ def test_one_ticker_normaliser(raw: object, expected: str) -> None:
 
 def test_enums_are_their_strings() -> None:
     assert Task.SENTIMENT == "sentiment" and json.dumps([ModelStatus.CURRENT]) == '["current"]'
-    assert TASKS == ("sentiment", "recsys") and InteractionKind.NOT_INTERESTED == "not_interested"
+    assert TASKS == ("sentiment", "topic", "recsys") and InteractionKind.NOT_INTERESTED == "not_interested"
     assert ALERT_STATES == ("firing", "acknowledged", "resolved", "silenced") and AlertState.FIRING in ALERT_STATES
 
 
