@@ -43,6 +43,12 @@ class SentimentClassifier:
         self.dtype = inference_dtype(precision, self.device)
         self.precision = str(self.dtype).removeprefix("torch.") if self.dtype else "float32"
 
+    tasks: tuple[str, ...] = ("sentiment",)
+
+    def predict_tasks(self, texts: Sequence[str], batch_size: int = 64) -> list[dict[str, Prediction]]:
+        """Per text, task name -> prediction (a sentiment-only model has one task)."""
+        return [{"sentiment": p} for p in self.predict(texts, batch_size)]
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """(len(texts), len(labels)) class probabilities."""
         pooled, probs = encode_pooled(self.model, self.tokenizer, list(texts), self.max_length, batch_size,

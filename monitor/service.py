@@ -47,9 +47,12 @@ MAX_TICKERS_PER_MESSAGE = 6  # more and the message is flagged "many_tickers": s
 
 
 class Classifier(Protocol):
-    version: str
+    """What monitor needs of the served model: every task's prediction for a batch, from one encoder pass."""
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Any]: ...
+    version: str
+    tasks: tuple[str, ...]  # "sentiment" always; "topic" when the model has a topic head
+
+    def predict_tasks(self, texts: Sequence[str], batch_size: int = 64) -> list[dict[str, Any]]: ...
 
 
 def ingest_messages(session: Session, classifier: Classifier | None, payloads: list[Any], source: str, *,
@@ -123,7 +126,8 @@ def _link_tickers(session: Session, message_id: int, hints: list[str]) -> None:
     for ticker in sorted(set(hints) - have):
         try:
             with session.begin_nested():
-                session.add(MessageTicker(message_id=message_id, ticker=ticker, ts=msg.ts, label=msg.label))
+                session.add(MessageTicker(message_id=message_id, ticker=ticker, ts=msg.ts, label=msg.label,
+                                          topic=msg.topic))
         except IntegrityError:
             pass
         msg.tickers = ",".join(sorted(have | {ticker}))
@@ -132,14 +136,14 @@ def _link_tickers(session: Session, message_id: int, hints: list[str]) -> None:
 
 def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple[int, ValidMessage]],
               source: str, stream_ids: Sequence[str] | None, batch_size: int, result: IngestResult) -> dict:
-    """index -> Prediction for classifiable items; None marks an item the model failed on (dead-lettered)."""
+    """index -> {task: Prediction} for classifiable items; None marks an item the model failed on (dead-lettered)."""
     todo = [(i, m) for i, m in fresh if m.flag is None]
     if classifier is None or not todo:
         return {}
     texts = list(dict.fromkeys(m.text for _, m in todo))  # retweets repeat a text: classify it once
     started = time.perf_counter()
     try:
-        by_text = dict(zip(texts, classifier.predict(texts, batch_size=batch_size)))
+        by_text = dict(zip(texts, classifier.predict_tasks(texts, batch_size=batch_size)))
         out = {i: by_text[m.text] for i, m in todo}
     except Unavailable:
         log.warning("sentiment model unavailable: %d messages stored unclassified", len(todo))
@@ -149,7 +153,7 @@ def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple
         out = {}
         for i, m in todo:
             try:
-                out[i] = classifier.predict([m.text], batch_size=1)[0]
+                out[i] = classifier.predict_tasks([m.text], batch_size=1)[0]
             except Exception as exc:  # noqa: BLE001
                 out[i] = None
                 add_dead_letter(session, source, "classify", f"classifier failed: {type(exc).__name__}: {exc}",
@@ -169,7 +173,7 @@ def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers:
         with session.begin_nested():
             session.add_all(r for _, _, r in rows)
             session.flush()
-            session.add_all(MessageTicker(message_id=r.id, ticker=t, ts=m.ts, label=r.label)
+            session.add_all(MessageTicker(message_id=r.id, ticker=t, ts=m.ts, label=r.label, topic=r.topic)
                             for i, m, r in rows for t in _links(m, tickers[i]))
             session.flush()
         stored = rows
@@ -181,8 +185,8 @@ def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers:
                 with session.begin_nested():
                     session.add(row)
                     session.flush()
-                    session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=m.ts, label=row.label)
-                                    for t in _links(m, tickers[i]))
+                    session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=m.ts, label=row.label,
+                                                  topic=row.topic) for t in _links(m, tickers[i]))
                     session.flush()
                 stored.append((i, m, row))
             except IntegrityError:
@@ -217,26 +221,31 @@ def _row(msg: ValidMessage, tickers: list[str], pred: Any, version: str | None) 
     return row
 
 
-def _set_prediction(row: Message, pred: Any, version: str | None) -> None:
+def _set_prediction(row: Message, preds: dict[str, Any], version: str | None) -> None:
+    """Sentiment label and scores, and the topic with its probability when the model has a topic head."""
+    sentiment = preds["sentiment"]
     row.status = MessageStatus.CLASSIFIED.value
-    row.label = pred.label
-    row.scores = {k: float(v) for k, v in pred.scores.items()}
+    row.label = sentiment.label
+    row.scores = {k: float(v) for k, v in sentiment.scores.items()}
+    topic = preds.get("topic")
+    row.topic = topic.label[:64] if topic is not None else None
+    row.topic_score = round(float(topic.scores.get(topic.label, 0.0)), 6) if topic is not None else None
     row.model_version = version
     row.classified_at = utcnow()
 
 
 def classify_pending(session: Session, classifier: Classifier, limit: int = 256, batch_size: int = 64) -> int:
-    """Label up to `limit` pending messages with `classifier`, then re-evaluate the rules for their tickers."""
+    """Label (sentiment and topic) up to `limit` pending messages, then re-evaluate the rules for their tickers."""
     rows = session.scalars(select(Message).where(Message.status == MessageStatus.PENDING.value)
                            .order_by(Message.ts, Message.id).limit(limit)).all()
     if not rows:
         return 0
-    preds = classifier.predict([r.text for r in rows], batch_size=batch_size)
+    preds = classifier.predict_tasks([r.text for r in rows], batch_size=batch_size)
     touched: set[str] = set()
     for row, pred in zip(rows, preds):
         _set_prediction(row, pred, classifier.version)
         for link in session.scalars(select(MessageTicker).where(MessageTicker.message_id == row.id)):
-            link.label = row.label
+            link.label, link.topic = row.label, row.topic
             touched.add(link.ticker)
     session.flush()
     if touched:
