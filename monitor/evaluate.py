@@ -19,27 +19,35 @@ log = logging.getLogger(__name__)
 LIVE_SKEW = timedelta(days=1)  # a stream clock this close to the wall clock means we are live
 
 
-def ticker_rows(session: Session, ticker: str, since: datetime, now: datetime) -> list[tuple[int, datetime, Any]]:
-    """(message id, ts, label) of every message about `ticker` in (since, now], oldest first."""
+Row = tuple[int, datetime, Any, Any]  # message id, ts, sentiment label, topic (None without a topic head)
+
+
+def ticker_rows(session: Session, ticker: str, since: datetime, now: datetime) -> list[Row]:
+    """(message id, ts, label, topic) of every message about `ticker` in (since, now], oldest first."""
     return [tuple(r) for r in session.execute(
-        select(MessageTicker.message_id, MessageTicker.ts, MessageTicker.label)
+        select(MessageTicker.message_id, MessageTicker.ts, MessageTicker.label, MessageTicker.topic)
         .where(MessageTicker.ticker == ticker, MessageTicker.ts > since, MessageTicker.ts <= now)
         .order_by(MessageTicker.ts))]
 
 
-def window_stats(ticker: str, rows: list[tuple[int, datetime, Any]], params: dict, baseline: str, now: datetime,
-                 texts: dict[int, str]) -> rules.WindowStats:
-    """The rule's view of `rows`: messages in (now - window, now] and per-window bucket counts before that."""
+def window_stats(ticker: str, rows: list[Row], params: dict, baseline: str, now: datetime,
+                 texts: dict[int, str], topic: str | None = None) -> rules.WindowStats:
+    """The rule's view of `rows`: messages in (now - window, now] and per-window bucket counts before that.
+
+    With `topic`, only messages of that topic count, in the window and in the baseline.
+    """
+    if topic is not None:
+        rows = [r for r in rows if r[3] == topic]
     window = timedelta(minutes=params["window_minutes"])
     start = now - window
     stats = rules.WindowStats(ticker, start, now, [rules.WindowMessage(mid, texts.get(mid, ""), label, ts)
-                                                   for mid, ts, label in rows if start < ts <= now])
+                                                   for mid, ts, label, _ in rows if start < ts <= now], topic=topic)
     if baseline != "none":
         n_buckets = max(1, int(params["baseline_days"] * 1440 // params["window_minutes"]))
         base_start = start - window * n_buckets
         counts = [0] * n_buckets
         seconds = window.total_seconds()
-        for _, ts, label in rows:
+        for _, ts, label, _ in rows:
             if base_start < ts <= start and (baseline == "all" or label == "negative"):
                 idx = int((ts - base_start).total_seconds() // seconds)
                 counts[min(max(idx, 0), n_buckets - 1)] += 1
@@ -74,34 +82,35 @@ def evaluate_tickers(session: Session, tickers: Iterable[str], now: datetime | N
     for rule in session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)):
         try:
             active.append((rule, rules.validate_params(rule.kind, rule.params),
-                           {t.upper() for t in (rule.tickers or [])}))
+                           {t.upper() for t in (rule.tickers or [])}, list(rule.topics or [])))
         except Exception:  # a rule edited into an invalid state must not stop the others
             log.exception("rule %s has invalid parameters; skipped", rule.id)
     if not active:
         return []
-    span = max(_span(params) for _, params, _ in active)
-    text_window = max((timedelta(minutes=p["window_minutes"]) for r, p, _ in active
+    span = max(_span(params) for _, params, _, _ in active)
+    text_window = max((timedelta(minutes=p["window_minutes"]) for r, p, _, _ in active
                        if r.kind in ("keyword", "negative_burst")), default=None)
     firing = set(session.scalars(select(Alert.active_fingerprint).where(Alert.active_fingerprint.is_not(None))))
     transitions = []
     for ticker in sorted(targets):
-        scoped = [(r, p) for r, p, scope in active if not scope or ticker in scope]
+        scoped = [(r, p, topics) for r, p, scope, topics in active if not scope or ticker in scope]
         if not scoped:
             continue
         rows = ticker_rows(session, ticker, now - span, now)
         texts: dict[int, str] = {}
         if text_window is not None:
-            ids = [mid for mid, ts, _ in rows if ts > now - text_window]
+            ids = [mid for mid, ts, _, _ in rows if ts > now - text_window]
             texts = dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(ids))).all()) \
                 if ids else {}
-        for rule, params in scoped:
-            stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts)
-            result = rules.evaluate(rule.kind, params, stats)
-            if not result.met and lifecycle.fingerprint(rule.id, ticker) not in firing:
-                continue  # nothing firing to resolve: skip the lookup
-            transition = lifecycle.apply_result(session, rule, ticker, result, now)
-            if transition is not None:
-                transitions.append(transition)
+        for rule, params, topics in scoped:
+            for topic in topics or [None]:  # a topic-scoped rule: one evaluation (and alert) per topic
+                stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts, topic)
+                result = rules.evaluate(rule.kind, params, stats)
+                if not result.met and lifecycle.fingerprint(rule.id, ticker, topic) not in firing:
+                    continue  # nothing firing to resolve: skip the lookup
+                transition = lifecycle.apply_result(session, rule, ticker, result, now, topic=topic)
+                if transition is not None:
+                    transitions.append(transition)
     if transitions:
         fired = sum(1 for t in transitions if t.event == "fired")
         resolved = sum(1 for t in transitions if t.event == "resolved")

@@ -35,7 +35,7 @@ from monitor.alerting import (  # noqa: F401
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
 from monitor.ingest import ValidMessage, raw_text, validate_payload
-from monitor.tables import Alert, DeadLetter, Message, MessageStatus, MessageTicker
+from monitor.tables import Alert, AlertRule, DeadLetter, Message, MessageStatus, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -294,12 +294,15 @@ def replay_dead_letter(session: Session, classifier: Classifier | None, dead_let
     return DeadLetterInfo.of(row)
 
 
-def latest_messages(session: Session, limit: int = 50, ticker: str | None = None) -> list[MessageInfo]:
-    """The newest messages (by message time), optionally about one ticker."""
+def latest_messages(session: Session, limit: int = 50, ticker: str | None = None,
+                    topic: str | None = None) -> list[MessageInfo]:
+    """The newest messages (by message time), optionally about one ticker and/or of one topic."""
     query = select(Message)
     if ticker:
         query = query.join(MessageTicker, MessageTicker.message_id == Message.id).where(
             MessageTicker.ticker == ticker.upper())
+    if topic:
+        query = query.where(Message.topic == topic)
     rows = session.scalars(query.order_by(Message.ts.desc(), Message.id.desc()).limit(limit))
     return [MessageInfo.of(m) for m in rows]
 
@@ -327,6 +330,38 @@ def sentiment_series(session: Session, *, ticker: str | None = None, since: date
         if label in ("negative", "neutral", "positive"):
             row[label] += 1
     return [series[k] for k in sorted(series)]
+
+
+def topic_series(session: Session, *, topic: str | None = None, since: datetime | None = None,
+                 bucket: str = "hour") -> list[dict[str, Any]]:
+    """Counts per (bucket, topic) of negative/neutral/positive messages since `since` (default: 7 stream days).
+
+    Every classified message with a topic counts once, whether or not it names a ticker.
+    """
+    if bucket not in BUCKETS:
+        raise InvalidInput(f"bucket must be one of {', '.join(BUCKETS)}", {"field": "bucket"})
+    since = since or evaluate.stream_clock(session) - timedelta(days=7)
+    query = select(Message.topic, Message.ts, Message.label).where(Message.ts >= since, Message.topic.is_not(None))
+    if topic:
+        query = query.where(Message.topic == topic)
+    width = BUCKETS[bucket]
+    series: dict[tuple[datetime, str], dict[str, Any]] = {}
+    for name, ts, label in session.execute(query):
+        start = EPOCH + timedelta(seconds=(ts - EPOCH).total_seconds() // width * width)
+        row = series.setdefault((start, name), {"bucket": start, "topic": name, "negative": 0, "neutral": 0,
+                                                "positive": 0, "total": 0})
+        row["total"] += 1
+        if label in ("negative", "neutral", "positive"):
+            row[label] += 1
+    return [series[k] for k in sorted(series)]
+
+
+def list_topics(session: Session) -> list[str]:
+    """The topics the model has given stored messages or rules are scoped to (never a hard-coded list), A-Z."""
+    seen = set(session.scalars(select(Message.topic).where(Message.topic.is_not(None)).distinct()))
+    for scope in session.scalars(select(AlertRule.topics)):
+        seen.update(scope or [])
+    return sorted(seen)
 
 
 def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, Any]], str]:
