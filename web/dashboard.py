@@ -26,12 +26,17 @@ def _monitor() -> Any:
     return current_app.extensions["newsdesk_services"].monitor
 
 
+def _topic_arg() -> str | None:
+    """The `topic` query argument (a label the model gave, as shown in the filter), or None."""
+    return " ".join((request.args.get("topic") or "").split())[:64] or None
+
+
 def _filters() -> dict[str, Any]:
     state = request.args.get("state") or None
     ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
     rule = request.args.get("rule_id") or ""
     hours = request.args.get("hours") or ""
-    return {"state": state if state in STATES else None, "ticker": ticker,
+    return {"state": state if state in STATES else None, "ticker": ticker, "topic": _topic_arg(),
             "rule_id": int(rule) if rule.isdigit() and len(rule) < 10 else None,
             "since": utcnow() - timedelta(hours=WINDOWS[hours]) if hours in WINDOWS else None}
 
@@ -39,18 +44,20 @@ def _filters() -> dict[str, Any]:
 @bp.route("/")
 @role_required("analyst")
 def index() -> Any:
-    """Alerts with filters and pages, the per-ticker sentiment chart, the latest classified stream."""
+    """Alerts with filters and pages, the per-ticker and per-topic sentiment charts, the latest messages."""
     filters = _filters()
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
     context: dict[str, Any] = {"alerts": [], "total": 0, "messages": [], "rules": [], "silences": [],
-                               "problem": None}
+                               "topics": [], "problem": None}
     try:
         with db_session() as session:
             monitor = _monitor()
             alerts, total = monitor.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, **filters)
-            context.update(alerts=alerts, total=total, messages=monitor.latest_messages(session, limit=20),
-                           rules=monitor.list_rules(session), silences=monitor.list_silences(session, active_only=True))
+            context.update(alerts=alerts, total=total, rules=monitor.list_rules(session),
+                           messages=monitor.latest_messages(session, limit=20, topic=filters["topic"]),
+                           silences=monitor.list_silences(session, active_only=True),
+                           topics=monitor.list_topics(session))
     except Unavailable as exc:
         context["problem"] = exc.message
     tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
@@ -71,22 +78,28 @@ def _tickers_of(message: Any) -> list[str]:
 @bp.route("/series.json")
 @role_required("analyst")
 def series() -> Any:
-    """Sentiment counts per time bucket for one ticker (or all), for the chart."""
+    """Sentiment counts per time bucket for one ticker (or all), or with `by=topic` per topic, for the charts."""
     ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    by_topic = request.args.get("by") == "topic"
+    topic = _topic_arg()
     hours = request.args.get("hours", "168")
     hours_n = WINDOWS.get(hours, 168)
     bucket = "hour" if hours_n <= 72 else "day"
     until = utcnow()
     since = until - timedelta(hours=hours_n)
     with db_session() as session:
-        rows = _monitor().sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
+        if by_topic:
+            rows = _monitor().topic_series(session, topic=topic, since=since, bucket=bucket)
+        else:
+            rows = _monitor().sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
     out = []
     for row in rows:
         row = dict(row)
         stamp = row.get("bucket")
         row["bucket"] = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
         out.append(row)
-    return jsonify({"ticker": ticker, "bucket": bucket, "bucket_s": 3600 if bucket == "hour" else 86400,
+    return jsonify({"ticker": ticker, "topic": topic if by_topic else None, "by": "topic" if by_topic else "ticker",
+                    "bucket": bucket, "bucket_s": 3600 if bucket == "hour" else 86400,
                     "since": since.isoformat(), "until": until.isoformat(), "rows": out})
 
 
@@ -128,7 +141,8 @@ def silence(alert_id: int) -> Any:
     with db_session() as session:
         monitor = _monitor()
         detail = monitor.get_alert(session, alert_id)
-        matchers = {k: getattr(detail, k) for k in ("ticker", "rule_id") if getattr(detail, k, None) not in (None, "")}
+        matchers = {k: getattr(detail, k) for k in ("ticker", "topic", "rule_id")
+                    if getattr(detail, k, None) not in (None, "")}
         monitor.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
                                comment=comment)
     flash(f"Silenced {', '.join(f'{k}={v}' for k, v in matchers.items())} for {hours_f:g} h.", "info")

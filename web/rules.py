@@ -1,4 +1,4 @@
-"""The alert rule editor (analysts): list, create, edit parameters/tickers/severity, enable/disable, delete."""
+"""The alert rule editor (analysts): list, create, edit parameters/tickers/topics/severity, enable/disable, delete."""
 
 from __future__ import annotations
 
@@ -39,7 +39,10 @@ def _fields() -> dict[str, Any]:
     if not repeat.isdigit():
         raise InvalidInput("repeat must be a whole number of minutes", {"field": "repeat_minutes"})
     tickers = [t.strip().upper().lstrip("$") for t in request.form.get("tickers", "").replace(",", " ").split()]
+    # topics: the known ones picked in the list, plus new ones typed (";"-separated: labels may contain "|" or ",")
+    topics = request.form.getlist("topics") + request.form.get("topics_extra", "").split(";")
     return {"name": request.form.get("name", "").strip(), "params": params, "tickers": [t for t in tickers if t],
+            "topics": [t for t in topics if t.strip()],
             "severity": request.form.get("severity", "warning"), "repeat_interval_s": int(repeat) * 60,
             "enabled": request.form.get("enabled") == "on"}
 
@@ -49,7 +52,9 @@ def _fields() -> dict[str, Any]:
 def index() -> Any:
     with db_session() as session:
         rules = _monitor().list_rules(session)
+        topics = _monitor().list_topics(session)
     return render_template("rules.html", rules=rules, kinds=KINDS, severities=SEVERITIES, form=ActionForm(),
+                           topics=topics,
                            params_json={r.id: json.dumps(r.params, indent=None) for r in rules})
 
 

@@ -17,7 +17,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def register(app: Flask) -> None:
     """Attach every resource module's routes, then the blueprint."""
-    from web.api import alerts, feedback, ingest, models, openapi, recommendations  # noqa: F401 - routes
+    from web.api import alerts, feedback, ingest, messages, models, openapi, recommendations, rules  # noqa: F401
 
     app.register_blueprint(bp)
 

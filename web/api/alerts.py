@@ -17,7 +17,7 @@ MAX_SILENCE_MINUTES = 30 * 24 * 60
 
 
 def alert_filters() -> dict:
-    """state/ticker/rule_id/since from the query string, validated.
+    """state/ticker/topic/rule_id/since from the query string, validated.
 
     Raises:
         InvalidInput: unknown state, bad rule id or date.
@@ -28,12 +28,15 @@ def alert_filters() -> dict:
     ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$") or None
     if ticker is not None and len(ticker) > 16:
         raise InvalidInput("ticker is at most 16 characters", {"field": "ticker"})
+    topic = " ".join((request.args.get("topic") or "").split()) or None
+    if topic is not None and len(topic) > 64:
+        raise InvalidInput("topic is at most 64 characters", {"field": "topic"})
     rule_id = request.args.get("rule_id") or None
     if rule_id is not None:
         if not rule_id.isdigit() or len(rule_id) > 9:
             raise InvalidInput("rule_id must be a positive integer", {"field": "rule_id"})
         rule_id = int(rule_id)
-    return {"state": state, "ticker": ticker, "rule_id": rule_id, "since": datetime_arg("since")}
+    return {"state": state, "ticker": ticker, "topic": topic, "rule_id": rule_id, "since": datetime_arg("since")}
 
 
 @bp.get("/alerts")
@@ -84,9 +87,9 @@ def silence_end(body: dict) -> object:
 
 
 def silence_matchers(alert: object) -> dict:
-    """Silence what this alert is about: its ticker and rule."""
+    """Silence what this alert is about: its ticker, topic (for a topic-scoped rule) and rule."""
     matchers = {}
-    for key in ("ticker", "rule_id"):
+    for key in ("ticker", "topic", "rule_id"):
         value = getattr(alert, key, None)
         if value not in (None, ""):
             matchers[key] = value

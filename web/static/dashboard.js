@@ -1,45 +1,75 @@
-// Analyst dashboard: the per-ticker sentiment chart (plotly.js, served locally) and live updates over SSE.
+// Analyst dashboard: the per-ticker and per-topic sentiment charts (plotly.js, served locally) and live updates over SSE.
 "use strict";
 (function () {
   const chart = document.getElementById("sentiment-chart");
   const tickerSel = document.getElementById("chart-ticker");
   const hoursSel = document.getElementById("chart-hours");
 
-  function drawChart() {
-    if (!chart || !window.Plotly) return;
-    const ticker = tickerSel ? tickerSel.value : "";
-    const url = chart.dataset.url + "?ticker=" + encodeURIComponent(ticker) + "&hours=" + (hoursSel ? hoursSel.value : "168");
-    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}}).then(function (r) { return r.json(); }).then(function (data) {
-      const rows = data.rows || [];
-      const buckets = {};
-      rows.forEach(function (r) {  // sum over tickers when "all tickers" is selected
-        const b = buckets[r.bucket] || (buckets[r.bucket] = {negative: 0, neutral: 0, positive: 0, total: 0});
-        b.negative += r.negative; b.neutral += r.neutral; b.positive += r.positive; b.total += r.total;
-      });
-      const x = Object.keys(buckets).sort();
-      const pick = function (k) { return x.map(function (b) { return buckets[b][k]; }); };
-      // net sentiment over the labelled messages only; a bucket with none has no value (a gap, not a zero)
-      const net = x.map(function (b) { const v = buckets[b]; const n = v.negative + v.neutral + v.positive;
-        return n ? (v.positive - v.negative) / n : null; });
-      const unlabelled = x.map(function (b) { const v = buckets[b]; return v.total - v.negative - v.neutral - v.positive; });
-      const width = (data.bucket_s || 3600) * 1000 * 0.8;  // bar width in ms on the date axis
-      const traces = [
-        {x: x, y: pick("negative"), name: "negative", type: "bar", width: width, marker: {color: "#d8342c"}},
-        {x: x, y: pick("neutral"), name: "neutral", type: "bar", width: width, marker: {color: "#b8c0cc"}},
-        {x: x, y: pick("positive"), name: "positive", type: "bar", width: width, marker: {color: "#1a8f4c"}},
-        {x: x, y: unlabelled, name: "not classified yet", type: "bar", width: width, marker: {color: "#e3e7ee"}},
-        {x: x, y: net, name: "net sentiment", type: "scatter", mode: "lines+markers", yaxis: "y2", line: {color: "#1f5eff", width: 2}},
-      ];
-      const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
-        xaxis: {type: "date", range: [data.since, data.until]},
-        yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
-        yaxis2: {overlaying: "y", side: "right", range: [-1.05, 1.05], autorange: false, tickvals: [-1, -0.5, 0, 0.5, 1],
-                 zeroline: true, showgrid: false, title: {text: "net sentiment"}},
-        paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {size: 11}};
-      if (!x.length) layout.annotations = [{text: "no classified messages in this window", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}];
-      window.Plotly.react(chart, traces, layout, {displayModeBar: false, responsive: true});
-    });
+  const topicChart = document.getElementById("topic-chart");
+  const topicSel = document.getElementById("chart-topic");
+  const hours = function () { return hoursSel ? hoursSel.value : "168"; };
+  const netOf = function (v) { const n = v.negative + v.neutral + v.positive; return n ? (v.positive - v.negative) / n : null; };
+
+  function fetchSeries(el, query, draw) {
+    fetch(el.dataset.url + "?" + query + "&hours=" + hours(), {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (r) { return r.json(); }).then(draw);
   }
+  function layoutFor(data, empty) {
+    const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
+      xaxis: {type: "date", range: [data.since, data.until]},
+      yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
+      yaxis2: {overlaying: "y", side: "right", range: [-1.05, 1.05], autorange: false, tickvals: [-1, -0.5, 0, 0.5, 1],
+               zeroline: true, showgrid: false, title: {text: "net sentiment"}},
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {size: 11}};
+    if (empty) layout.annotations = [{text: "no classified messages in this window", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}];
+    return layout;
+  }
+  // Stacked label counts and the net sentiment line, summed over the rows (tickers or topics) given.
+  function drawVolume(el, data) {
+    const buckets = {};
+    (data.rows || []).forEach(function (r) {
+      const b = buckets[r.bucket] || (buckets[r.bucket] = {negative: 0, neutral: 0, positive: 0, total: 0});
+      b.negative += r.negative; b.neutral += r.neutral; b.positive += r.positive; b.total += r.total;
+    });
+    const x = Object.keys(buckets).sort();
+    const pick = function (k) { return x.map(function (b) { return buckets[b][k]; }); };
+    // net sentiment over the labelled messages only; a bucket with none has no value (a gap, not a zero)
+    const net = x.map(function (b) { return netOf(buckets[b]); });
+    const unlabelled = x.map(function (b) { const v = buckets[b]; return v.total - v.negative - v.neutral - v.positive; });
+    const width = (data.bucket_s || 3600) * 1000 * 0.8;  // bar width in ms on the date axis
+    const traces = [
+      {x: x, y: pick("negative"), name: "negative", type: "bar", width: width, marker: {color: "#d8342c"}},
+      {x: x, y: pick("neutral"), name: "neutral", type: "bar", width: width, marker: {color: "#b8c0cc"}},
+      {x: x, y: pick("positive"), name: "positive", type: "bar", width: width, marker: {color: "#1a8f4c"}},
+      {x: x, y: unlabelled, name: "not classified yet", type: "bar", width: width, marker: {color: "#e3e7ee"}},
+      {x: x, y: net, name: "net sentiment", type: "scatter", mode: "lines+markers", yaxis: "y2", line: {color: "#1f5eff", width: 2}},
+    ];
+    window.Plotly.react(el, traces, layoutFor(data, !x.length), {displayModeBar: false, responsive: true});
+  }
+  // One net-sentiment line per topic, to compare topics over the same window.
+  function drawTopicLines(el, data) {
+    const per = {};
+    (data.rows || []).forEach(function (r) { (per[r.topic] || (per[r.topic] = [])).push(r); });
+    const traces = Object.keys(per).sort().map(function (topic) {
+      const rows = per[topic];
+      return {x: rows.map(function (r) { return r.bucket; }), y: rows.map(netOf), name: topic, type: "scatter",
+              mode: "lines+markers", text: rows.map(function (r) { return r.total + " messages"; })};
+    });
+    const layout = layoutFor(data, !traces.length);
+    layout.yaxis = {title: {text: "net sentiment"}, range: [-1.05, 1.05], autorange: false, zeroline: true, gridcolor: "#eef1f5"};
+    delete layout.yaxis2;
+    window.Plotly.react(el, traces, layout, {displayModeBar: false, responsive: true});
+  }
+  function drawChart() {
+    if (!window.Plotly) return;
+    if (chart) fetchSeries(chart, "ticker=" + encodeURIComponent(tickerSel ? tickerSel.value : ""), function (d) { drawVolume(chart, d); });
+    if (topicChart) {
+      const topic = topicSel ? topicSel.value : "";
+      fetchSeries(topicChart, "by=topic&topic=" + encodeURIComponent(topic),
+                  function (d) { if (topic) drawVolume(topicChart, d); else drawTopicLines(topicChart, d); });
+    }
+  }
+  if (topicSel) topicSel.addEventListener("change", drawChart);
   if (tickerSel) tickerSel.addEventListener("change", drawChart);
   if (hoursSel) hoursSel.addEventListener("change", drawChart);
   drawChart();
@@ -78,7 +108,7 @@
       if (state !== "firing") row.querySelectorAll("form").forEach(function (f) { f.remove(); });
       row.classList.remove("flash-row"); void row.offsetWidth; row.classList.add("flash-row");
     }
-    let what = "Alert #" + a.id + " $" + a.ticker + " " + state;
+    let what = "Alert #" + a.id + " $" + a.ticker + (a.topic ? " within " + a.topic : "") + " " + state;
     if (state === "acknowledged" && a.acknowledged_by) what += " by " + a.acknowledged_by;
     addActivity(what + (a.summary ? ": " + a.summary : ""));
   }

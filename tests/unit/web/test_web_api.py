@@ -263,6 +263,9 @@ def test_users_tokens_and_api_on_postgres(pg_settings) -> None:
 
 API_ROLES = [("GET", "/api/v1/alerts", "analyst"), ("GET", "/api/v1/alerts/1", "analyst"),
              ("POST", "/api/v1/alerts/1/ack", "analyst"), ("POST", "/api/v1/alerts/1/silence", "analyst"),
+             ("GET", "/api/v1/messages", "analyst"), ("GET", "/api/v1/topics", "analyst"),
+             ("GET", "/api/v1/rules", "analyst"), ("POST", "/api/v1/rules", "analyst"),
+             ("PATCH", "/api/v1/rules/1", "analyst"),
              ("GET", "/api/v1/models", "admin"), ("GET", "/api/v1/models/runs", "admin"),
              ("POST", "/api/v1/models/sentiment/promote", "admin"), ("POST", "/api/v1/models/sentiment/rollback", "admin"),
              ("POST", "/api/v1/models/sentiment/retrain", "admin")]
