@@ -288,8 +288,9 @@ def test_role_checks_on_every_api_route(client: FlaskClient, tokens: dict, role:
 
 
 def test_topic_fields_rules_and_filters_in_the_api(client: FlaskClient, tokens: dict, db_url: str) -> None:
-    from monitor import service as monitor
     from web_support import KeywordClassifier
+
+    from monitor import service as monitor
 
     analyst, legal = bearer(tokens["analyst"]), "Legal | Regulation"
     created = client.post("/api/v1/rules", headers=analyst, json={
