@@ -77,6 +77,34 @@ def test_dashboard_lists_alerts_escaped_and_filters(client: FlaskClient, seeded:
     assert sum(r["total"] for r in series["rows"]) == 7 and sum(r["negative"] for r in series["rows"]) == 1
 
 
+def test_dashboard_per_topic_chart_filters_and_rule_scope(client: FlaskClient, seeded: dict) -> None:
+    legal = "Legal | Regulation"  # what the seeding classifier gives the bankruptcy story; the rest is "Earnings"
+    login(client, "analyst")
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert 'id="topic-chart"' in html and f'<option value="{legal}"' in html and "Earnings</span>" in html
+    filtered = client.get("/dashboard/?topic=" + legal).get_data(as_text=True)
+    messages = filtered.split('id="messages"', 1)[1]
+    assert "bankruptcy" in messages and "annual meeting" not in messages
+    series = client.get("/dashboard/series.json?by=topic&hours=24").get_json()
+    totals = {}
+    for row in series["rows"]:
+        totals[row["topic"]] = totals.get(row["topic"], 0) + row["total"]
+    assert series["by"] == "topic" and totals == {"Earnings": 6, legal: 1}
+    one = client.get("/dashboard/series.json?by=topic&hours=24&topic=Earnings").get_json()
+    assert {r["topic"] for r in one["rows"]} == {"Earnings"} and sum(r["negative"] for r in one["rows"]) == 0
+    token = page_csrf(client, "/dashboard/rules/")
+    response = client.post("/dashboard/rules/", data={
+        "csrf_token": token, "name": "Legal burst", "kind": "negative_burst", "topics": legal,
+        "topics_extra": "Earnings; M&A | Investments", "params": "{}", "repeat_minutes": "60", "enabled": "on"},
+        follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "Rule created." in page and '<span class="chip topic">M&amp;A | Investments</span>' in page
+    rules = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"]
+    assert next(r for r in rules if r["name"] == "Legal burst")["topics"] == ["Earnings", legal, "M&A | Investments"]
+    detail = client.get(f"/dashboard/alerts/{seeded['alerts'][0]}").get_data(as_text=True)
+    assert "not scoped to topics" in detail and f'<td data-role="topic">{legal} ' in detail  # evidence topic
+
+
 def test_alert_detail_ack_with_note_and_silence(client: FlaskClient, seeded: dict) -> None:
     alert_id = seeded["alerts"][0]
     login(client, "analyst")
@@ -191,7 +219,8 @@ def test_pages_survive_garbage_query_strings(client: FlaskClient, seeded: dict) 
              "/console/", "/console/users"]
     for path in pages:
         for value in GARBAGE:
-            query = "&".join(f"{k}={value}" for k in ("state", "ticker", "rule_id", "hours", "page", "k", "user"))
+            query = "&".join(f"{k}={value}" for k in ("state", "ticker", "topic", "by", "rule_id", "hours", "page",
+                                                      "k", "user"))
             status = client.get(f"{path}?{query}").status_code
             assert status < 500, (path, value, status)
     token = page_csrf(client, "/feed/")
