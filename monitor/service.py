@@ -364,8 +364,14 @@ def list_topics(session: Session) -> list[str]:
     return sorted(seen)
 
 
+LIVE_MESSAGES = 20  # newest new messages sent in full with a "messages" event (the dashboard lists 20)
+
+
 def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, Any]], str]:
-    """Alert changes and new messages after `cursor` (opaque; None starts from now) for server-sent events."""
+    """Alert changes and new messages after `cursor` (opaque; None starts from now) for server-sent events.
+
+    A "messages" event carries the count and the newest LIVE_MESSAGES of them, newest first, as MessageInfo dicts.
+    """
     last_alert, last_msg = _parse_cursor(cursor)
     events: list[dict[str, Any]] = []
     newest_msg = session.scalar(select(func.max(Message.id))) or 0
@@ -382,7 +388,10 @@ def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, 
         last_alert = alert.updated_at
     if newest_msg > last_msg:
         count = session.scalar(select(func.count(Message.id)).where(Message.id > last_msg)) or 0
-        events.append({"type": "messages", "count": count, "last_id": newest_msg})
+        rows = session.scalars(select(Message).where(Message.id > last_msg)
+                               .order_by(Message.ts.desc(), Message.id.desc()).limit(LIVE_MESSAGES))
+        events.append({"type": "messages", "count": count, "last_id": newest_msg,
+                       "messages": [MessageInfo.of(m).to_dict() for m in rows]})
     return events, _cursor(last_alert, max(newest_msg, last_msg))
 
 

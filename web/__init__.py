@@ -115,7 +115,7 @@ def _register_template_helpers(app: Flask) -> None:
             return "" if value is None else str(value)
         seconds = (utcnow() - value.replace(tzinfo=None)).total_seconds()
         if seconds < 0:
-            return value.strftime("%Y-%m-%d %H:%M")
+            return value.strftime("%Y-%m-%d %H:%M UTC")
         for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
             if seconds >= size:
                 return f"{int(seconds // size)} {unit} ago"
@@ -123,7 +123,10 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("when")
     def _when(value: Any) -> str:
-        return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ("" if value is None else str(value))
+        """Every time on a page is UTC (stored naive UTC) and says so; the live panel's script writes UTC too."""
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M UTC")
+        return "" if value is None else str(value)
 
     @app.template_filter("urlencode_without")
     def _urlencode_without(args: Any, key: str) -> str:
@@ -143,6 +146,13 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("num")
     def _num(value: Any) -> str:
+        """An alert fact as text: numbers rounded, lists joined, mappings as "key: value", never a Python repr."""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if isinstance(value, float):
-            return f"{value:.4f}"
-        return "" if value is None else str(value)
+            return f"{value:.4f}".rstrip("0").rstrip(".") if value == value else "n/a"
+        if isinstance(value, (list, tuple, set)):
+            return ", ".join(_num(v) for v in value) or "none"
+        if isinstance(value, dict):
+            return "; ".join(f"{k}: {_num(v)}" for k, v in value.items()) or "none"
+        return "—" if value is None else str(value)

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from newsdesk.errors import InvalidInput
+from newsdesk.errors import InvalidInput, NewsdeskError
 from web.auth import db_session, role_required
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
@@ -50,12 +50,33 @@ def _fields() -> dict[str, Any]:
 @bp.route("/")
 @role_required("analyst")
 def index() -> Any:
+    return _page()
+
+
+def _page(draft: dict[str, Any] | None = None) -> str:
+    """The editor; `draft` (what was typed into one form, "for": a rule id or "new") refills that form."""
     with db_session() as session:
         rules = _monitor().list_rules(session)
         topics = _monitor().list_topics(session)
     return render_template("rules.html", rules=rules, kinds=KINDS, severities=SEVERITIES, form=ActionForm(),
-                           topics=topics,
+                           topics=topics, draft=draft,
                            params_json={r.id: json.dumps(r.params, indent=None) for r in rules})
+
+
+def _save(action: Any, done: str, draft_for: int | str) -> Any:
+    """Run a create/update; on a user error show the editor again with the message and what was typed (422)."""
+    require_valid_form()
+    try:
+        with db_session() as session:
+            action(session)
+    except NewsdeskError as exc:
+        if exc.http_status >= 500:
+            raise
+        flash(exc.message, "error")
+        draft = {**request.form.to_dict(flat=True), "topics": request.form.getlist("topics"), "for": draft_for}
+        return _page(draft), 422
+    flash(done, "info")
+    return redirect(url_for("rules.index"))
 
 
 def _run(action: Any, done: str) -> Any:
@@ -74,13 +95,14 @@ def create() -> Any:
         f = _fields()
         _monitor().create_rule(session, f.pop("name"), request.form.get("kind", ""), f.pop("params"), **f)
 
-    return _run(action, "Rule created.")
+    return _save(action, "Rule created.", "new")
 
 
 @bp.route("/<id:rule_id>", methods=["POST"])
 @role_required("analyst")
 def update(rule_id: int) -> Any:
-    return _run(lambda session: _monitor().update_rule(session, rule_id, **_fields()), f"Rule #{rule_id} saved.")
+    return _save(lambda session: _monitor().update_rule(session, rule_id, **_fields()), f"Rule #{rule_id} saved.",
+                 rule_id)
 
 
 @bp.route("/<id:rule_id>/delete", methods=["POST"])

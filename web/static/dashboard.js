@@ -16,7 +16,7 @@
   }
   function layoutFor(data, empty) {
     const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
-      xaxis: {type: "date", range: [data.since, data.until]},
+      xaxis: {type: "date", range: [data.since, data.until], title: {text: "UTC"}},
       yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
       yaxis2: {overlaying: "y", side: "right", range: [-1.05, 1.05], autorange: false, tickvals: [-1, -0.5, 0, 0.5, 1],
                zeroline: true, showgrid: false, title: {text: "net sentiment"}},
@@ -91,14 +91,113 @@
     const li = document.createElement("li");
     const when = document.createElement("span");
     when.className = "when";
-    when.textContent = new Date().toLocaleTimeString();
+    when.textContent = new Date().toISOString().slice(11, 19) + " UTC";  // the tables' times are UTC too
     li.appendChild(when);
     li.appendChild(document.createTextNode(text));  // text only: alert summaries are untrusted
     activity.insertBefore(li, activity.firstChild);
   }
+  // The alert table and the message list follow the stream too (rows built with textContent only: untrusted text).
+  const alertTable = document.getElementById("alerts");
+  const alertCount = document.getElementById("alert-count");
+  const messageTable = document.getElementById("messages");
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function badge(cls, text) { return el("span", "badge " + cls, text); }
+  function utc(iso) { return iso ? iso.replace("T", " ").slice(0, 16) + " UTC" : ""; }
+  function matchesAlertFilters(a, state) {
+    const f = alertTable.dataset;
+    if (f.page !== "1" || f.since) return false;  // older pages and time windows keep their rows until a reload
+    if (f.state && f.state !== state) return false;
+    if (f.ticker && f.ticker !== a.ticker) return false;
+    if (f.topic && f.topic !== (a.topic || "")) return false;
+    return !(f.ruleId && String(a.rule_id) !== f.ruleId);
+  }
+  function alertRow(a, state) {
+    const tr = el("tr", "row-sev-" + a.severity);
+    tr.dataset.alertId = a.id;
+    const link = el("a", "", String(a.id));
+    link.href = alertTable.dataset.base + "alerts/" + a.id;
+    const cells = [link, badge("state-" + state, state), "$" + a.ticker,
+                   a.topic ? el("span", "chip", a.topic) : el("span", "muted", "any"), null, a.summary,
+                   "just now", "just now", null];
+    cells.forEach(function (c, i) {
+      const td = el("td", i === 2 ? "mono" : i === 5 ? "summary" : "");
+      if (i === 1) { c.dataset.role = "state"; }
+      if (i === 3) td.dataset.role = "topic";
+      if (i === 7) td.dataset.role = "updated";
+      if (i === 4) { td.appendChild(document.createTextNode(a.rule_name + " ")); td.appendChild(badge("sev-" + a.severity, a.severity)); }
+      else if (i === 6) { td.textContent = c; td.title = utc(a.started_at); }
+      else if (i === 8) {
+        if (state === "firing") {
+          const form = el("form", "inline");
+          form.method = "post";
+          form.action = alertTable.dataset.base + "alerts/" + a.id + "/ack";
+          [["csrf_token", csrf], ["back", alertTable.dataset.back]].forEach(function (kv) {
+            const input = el("input"); input.type = "hidden"; input.name = kv[0]; input.value = kv[1]; form.appendChild(input);
+          });
+          const button = el("button", "btn small", "Acknowledge"); button.type = "submit";
+          form.appendChild(button);
+          td.appendChild(form);
+        }
+      }
+      else if (c && c.nodeType) td.appendChild(c);
+      else td.textContent = c;
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+  function insertAlert(a, state) {
+    if (!alertTable || !matchesAlertFilters(a, state)) return;
+    const body = alertTable.tBodies[0];
+    const empty = body.querySelector(".empty-row");
+    if (empty) empty.remove();
+    body.insertBefore(alertRow(a, state), body.firstChild);
+    if (alertCount) alertCount.textContent = String(parseInt(alertCount.textContent, 10) + 1);
+  }
+  function messageRow(m) {
+    const tr = el("tr");
+    tr.dataset.messageId = m.id;
+    tr.dataset.ts = (m.ts || "").replace(/Z$/, "");
+    const when = el("td", "", "just now"); when.title = utc(m.ts); tr.appendChild(when);
+    tr.appendChild(el("td", "", m.source));
+    tr.appendChild(el("td", "mono", (m.tickers || []).map(function (t) { return "$" + t; }).join(" ")));
+    const label = el("td");
+    if (m.label) label.appendChild(badge("label-" + m.label, m.label));
+    else label.appendChild(el("span", "muted", m.status === "skipped" ? "skipped" : "pending"));
+    tr.appendChild(label);
+    const topic = el("td"); topic.dataset.role = "topic";
+    if (m.topic) { const chip = el("span", "chip", m.topic); chip.title = "probability " + (m.topic_score || 0).toFixed(2); topic.appendChild(chip); }
+    tr.appendChild(topic);
+    tr.appendChild(el("td", "text", m.text));
+    return tr;
+  }
+  function addMessages(messages) {
+    if (!messageTable || !messages) return;
+    const body = messageTable.tBodies[0];
+    const wanted = messageTable.dataset.topic;
+    const fresh = messages.filter(function (m) {
+      return (!wanted || m.topic === wanted) && !body.querySelector('tr[data-message-id="' + m.id + '"]');
+    });
+    if (!fresh.length) return;
+    const empty = body.querySelector(".empty-row");
+    if (empty) empty.remove();
+    const rows = Array.prototype.slice.call(body.rows).concat(fresh.map(messageRow));
+    rows.sort(function (x, y) {  // newest message time first, as the server renders it
+      return x.dataset.ts < y.dataset.ts ? 1 : x.dataset.ts > y.dataset.ts ? -1 : Number(y.dataset.messageId) - Number(x.dataset.messageId);
+    });
+    const limit = parseInt(messageTable.dataset.limit || "20", 10);
+    rows.forEach(function (r, i) { if (i < limit) body.appendChild(r); else r.remove(); });
+  }
+
   function updateAlert(a) {
     const state = displayState(a);
     const row = document.querySelector('tr[data-alert-id="' + a.id + '"]');
+    if (!row) insertAlert(a, state);
     if (row) {
       const badge = row.querySelector('[data-role="state"]');
       badge.textContent = state;
@@ -118,7 +217,11 @@
   source.addEventListener("change", function (ev) {
     const data = JSON.parse(ev.data);
     if (data.type === "alert" && data.alert) updateAlert(data.alert);
-    else if (data.type === "messages") { addActivity(data.count + " new message" + (data.count === 1 ? "" : "s")); drawChart(); }
+    else if (data.type === "messages") {
+      addActivity(data.count + " new message" + (data.count === 1 ? "" : "s"));
+      addMessages(data.messages);
+      drawChart();
+    }
     else addActivity(data.type || "change");
   });
   source.addEventListener("problem", function (ev) { status.textContent = JSON.parse(ev.data).message; });
