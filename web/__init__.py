@@ -146,13 +146,19 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("num")
     def _num(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return "" if value is None else str(value)
+
+    @app.template_filter("fact")
+    def _fact(value: Any) -> str:
         """An alert fact as text: numbers rounded, lists joined, mappings as "key: value", never a Python repr."""
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, float):
             return f"{value:.4f}".rstrip("0").rstrip(".") if value == value else "n/a"
         if isinstance(value, (list, tuple, set)):
-            return ", ".join(_num(v) for v in value) or "none"
+            return ", ".join(_fact(v) for v in value) or "none"
         if isinstance(value, dict):
-            return "; ".join(f"{k}: {_num(v)}" for k, v in value.items()) or "none"
+            return "; ".join(f"{k}: {_fact(v)}" for k, v in value.items()) or "none"
         return "—" if value is None else str(value)

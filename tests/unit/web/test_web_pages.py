@@ -229,3 +229,58 @@ def test_pages_survive_garbage_query_strings(client: FlaskClient, seeded: dict) 
         assert response.status_code == 422, body
     for path in ("/dashboard/alerts/99999999999", "/dashboard/alerts/0", "/api/v1/alerts/-1"):
         assert client.get(path).status_code == 404, path
+
+
+def test_alert_facts_are_text_times_say_utc_and_skipped_is_not_pending(client: FlaskClient, seeded: dict) -> None:
+    from monitor import service as monitor
+    from web_support import KeywordClassifier
+
+    from newsdesk.db import utcnow
+
+    url = client.application.config["NEWSDESK_SETTINGS"].database_url
+    with db.session_scope(url) as session:
+        monitor.ingest_messages(session, KeywordClassifier(), [
+            {"id": "es1", "text": "Las acciones de la empresa suben por las ventas", "ticker": "XYZ",
+             "ts": utcnow().isoformat() + "Z"}], "test")
+        keyword = next(a for a in monitor.list_alerts(session)[0] if a.kind == "keyword")
+    login(client, "analyst")
+    detail = client.get(f"/dashboard/alerts/{keyword.id}").get_data(as_text=True)
+    assert "<dd class=\"mono\">bankruptcy</dd>" in detail and "[&#39;" not in detail and "['" not in detail
+    assert " UTC</dd>" in detail  # started / last evaluated say which clock
+    html = client.get("/dashboard/").get_data(as_text=True)
+    row = html.split('id="messages"', 1)[1].split("Las acciones", 1)[0].rsplit("<tr", 1)[1]
+    assert ">skipped<" in row and ">pending<" not in row
+    assert 'title="' in html and " UTC\">" in html
+
+
+def test_rule_editor_keeps_what_was_typed_after_an_error(client: FlaskClient, seeded: dict) -> None:
+    login(client, "analyst")
+    token = page_csrf(client, "/dashboard/rules/")
+    response = client.post("/dashboard/rules/", data={
+        "csrf_token": token, "name": "Half typed", "kind": "volume_spike", "tickers": "ABC, DEF",
+        "topics_extra": "Earnings", "severity": "critical", "repeat_minutes": "45", "params": '{"min_ratio": -1}'})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "min_ratio" in html
+    new_form = html.rsplit('class="rule-form"', 1)[1]
+    assert 'value="Half typed"' in new_form and 'value="ABC, DEF"' in new_form and 'value="45"' in new_form
+    assert 'value="{&#34;min_ratio&#34;: -1}"' in new_form and 'value="Earnings"' in new_form
+    assert "<option selected>volume_spike</option>" in new_form and "<option selected>critical</option>" in new_form
+    rule = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"][0]
+    response = client.post(f"/dashboard/rules/{rule['id']}", data={
+        "csrf_token": token, "name": "Renamed", "params": "{not json", "repeat_minutes": "60"})
+    edit_form = response.get_data(as_text=True).split(f'action="/dashboard/rules/{rule["id"]}"', 1)[1]
+    assert response.status_code == 422 and 'value="Renamed"' in edit_form.split("</form>", 1)[0]
+
+
+def test_event_stream_messages_carry_the_new_rows(client: FlaskClient, seeded: dict) -> None:
+    from monitor import service as monitor
+    from web_support import KeywordClassifier
+
+    url = client.application.config["NEWSDESK_SETTINGS"].database_url
+    with db.session_scope(url) as session:
+        _, cursor = monitor.changes_since(session, None)
+        monitor.ingest_messages(session, KeywordClassifier(), [{"id": "sse1", "text": "$QQQ court date set"}], "t")
+        events, _ = monitor.changes_since(session, cursor)
+    batch = next(e for e in events if e["type"] == "messages")
+    assert batch["count"] == 1 and batch["messages"][0]["text"] == "$QQQ court date set"
+    assert batch["messages"][0]["topic"] == "Legal | Regulation" and batch["messages"][0]["ts"].endswith("Z")
