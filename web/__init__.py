@@ -105,6 +105,7 @@ def _install_hooks(app: Flask) -> None:
 
 
 def _register_template_helpers(app: Flask) -> None:
+    import math
     from datetime import datetime
 
     from newsdesk.db import utcnow
@@ -156,7 +157,7 @@ def _register_template_helpers(app: Flask) -> None:
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, float):
-            return f"{value:.4f}".rstrip("0").rstrip(".") if value == value else "n/a"
+            return f"{value:.4f}".rstrip("0").rstrip(".") if math.isfinite(value) else "n/a"
         if isinstance(value, (list, tuple, set)):
             return ", ".join(_fact(v) for v in value) or "none"
         if isinstance(value, dict):

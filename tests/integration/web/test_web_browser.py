@@ -82,9 +82,9 @@ def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, br
 def test_alert_table_and_messages_update_live_and_the_rule_form_keeps_input(live_server: dict, page, shot) -> None:
     from datetime import timedelta
 
-    from monitor import service as monitor
     from web_support import KeywordClassifier
 
+    from monitor import service as monitor
     from newsdesk.db import session_scope, utcnow
 
     url = live_server["url"]

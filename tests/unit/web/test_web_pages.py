@@ -232,9 +232,9 @@ def test_pages_survive_garbage_query_strings(client: FlaskClient, seeded: dict) 
 
 
 def test_alert_facts_are_text_times_say_utc_and_skipped_is_not_pending(client: FlaskClient, seeded: dict) -> None:
-    from monitor import service as monitor
     from web_support import KeywordClassifier
 
+    from monitor import service as monitor
     from newsdesk.db import utcnow
 
     url = client.application.config["NEWSDESK_SETTINGS"].database_url
@@ -273,8 +273,9 @@ def test_rule_editor_keeps_what_was_typed_after_an_error(client: FlaskClient, se
 
 
 def test_event_stream_messages_carry_the_new_rows(client: FlaskClient, seeded: dict) -> None:
-    from monitor import service as monitor
     from web_support import KeywordClassifier
+
+    from monitor import service as monitor
 
     url = client.application.config["NEWSDESK_SETTINGS"].database_url
     with db.session_scope(url) as session:
