@@ -62,7 +62,9 @@ def index() -> Any:
         context["problem"] = exc.message
     tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
                      {t for m in context["messages"] for t in _tickers_of(m)})
+    rule_names = {r.id: r.name for r in context["rules"]}  # silences show "rule “name”", not "rule_id=3"
     return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
+                           rule_names=rule_names,
                            states=STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
                            chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
                            **context), 503 if context["problem"] else 200

@@ -119,6 +119,8 @@ def test_alert_detail_ack_with_note_and_silence(client: FlaskClient, seeded: dic
     assert "Silenced ticker=XYZ" in response.get_data(as_text=True)
     html = client.get("/dashboard/").get_data(as_text=True)
     assert 'id="silences"' in html and ">silenced<" in html
+    silences = html.split('id="silences"', 1)[1].split("</section>", 1)[0]
+    assert "$XYZ" in silences and "rule “" in silences and "rule_id" not in silences  # matchers read as text
     silence_id = int(html.split("/dashboard/silences/", 1)[1].split("/", 1)[0])
     response = client.post(f"/dashboard/silences/{silence_id}/expire", data={"csrf_token": token},
                            follow_redirects=True)
