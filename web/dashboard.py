@@ -49,7 +49,7 @@ def index() -> Any:
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
     context: dict[str, Any] = {"alerts": [], "total": 0, "messages": [], "rules": [], "silences": [],
-                               "topics": [], "problem": None}
+                               "topics": [], "groups": {}, "problem": None}
     try:
         with db_session() as session:
             monitor = _monitor()
@@ -57,7 +57,7 @@ def index() -> Any:
             context.update(alerts=alerts, total=total, rules=monitor.list_rules(session),
                            messages=monitor.latest_messages(session, limit=20, topic=filters["topic"]),
                            silences=monitor.list_silences(session, active_only=True),
-                           topics=monitor.list_topics(session))
+                           topics=monitor.list_topics(session), groups=monitor.list_alert_groups(session))
     except Unavailable as exc:
         context["problem"] = exc.message
     tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |

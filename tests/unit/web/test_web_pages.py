@@ -82,6 +82,8 @@ def test_dashboard_per_topic_chart_filters_and_rule_scope(client: FlaskClient, s
     login(client, "analyst")
     html = client.get("/dashboard/").get_data(as_text=True)
     assert 'id="topic-chart"' in html and f'<option value="{legal}"' in html and "Earnings</span>" in html
+    groups = html.split('id="alert-groups"', 1)[1].split("</section>", 1)[0]
+    assert groups.count('class="group"') == 1 and 'data-group="XYZ"' in groups  # unscoped rules: one per ticker
     filtered = client.get("/dashboard/?topic=" + legal).get_data(as_text=True)
     messages = filtered.split('id="messages"', 1)[1]
     assert "bankruptcy" in messages and "annual meeting" not in messages
