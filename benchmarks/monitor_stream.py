@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import select
 
-from monitor import service, stream
+from monitor import producer, service, stream
 from monitor.enrich import ensure_default_watchlist
 from monitor.ingest import validate_payload
 from monitor.replay import read_lines
@@ -173,12 +173,12 @@ def run_redis(settings: Settings, lines: list[str], clf: Any, rate: float | None
                 model_time[0] += time.perf_counter() - t
 
     consumer = stream.Consumer(settings, lambda: Timed(), stop, name="bench")
-    client = stream.connect(settings)
+    client = producer.connect(settings)
     stream.ensure_group(client, settings)
     if rate is None:  # throughput: everything queued first, then drained
         for i in range(0, len(lines), 500):
             now = time.time()
-            stream.enqueue(settings, [_stamp(x, now) for x in lines[i:i + 500]], "stocknet", client=client)
+            producer.enqueue(settings, [_stamp(x, now) for x in lines[i:i + 500]], "stocknet", client=client)
     thread = threading.Thread(target=consumer.run, daemon=True)
     started = time.perf_counter()
     thread.start()
@@ -187,7 +187,7 @@ def run_redis(settings: Settings, lines: list[str], clf: Any, rate: float | None
             due = started + i / rate
             while time.perf_counter() < due:
                 time.sleep(max(0.0, min(0.01, due - time.perf_counter())))
-            stream.enqueue(settings, [_stamp(line, time.time())], "stocknet", client=client)
+            producer.enqueue(settings, [_stamp(line, time.time())], "stocknet", client=client)
     while consumer.processed < len(lines):
         time.sleep(0.05)
     seconds = time.perf_counter() - started
@@ -313,7 +313,7 @@ def sweep(session: Any, first: Any, last: Any) -> dict[str, Any]:
     """A daily variant of the burst rule evaluated at 21:00 UTC (after the US close) on every day of every ticker
     with prices: does a burst day precede a fall on the next trading day more often than an ordinary day?"""
     from monitor import rules
-    from monitor.evaluate import ticker_rows, window_stats
+    from monitor.rule_runner import ticker_rows, window_stats
     from monitor.tables import MessageTicker
 
     params = rules.validate_params("negative_burst", SWEEP_PARAMS)

@@ -83,7 +83,7 @@ def quality(settings: Settings, tuned: str | None) -> tuple[list[dict], dict]:
     from recsys.collab import ease_weights
     from recsys.embed import load_vectors
     from recsys.evaluate import evaluate_ranker, histories
-    from recsys.serving import get_recommender
+    from recsys.recommender import get_recommender
 
     train = read_ratings(DATA / "interactions_train.csv")
     dev = read_ratings(DATA / "interactions_dev.csv")
@@ -257,7 +257,7 @@ def faiss_bench(n: int, dim: int = 384, nq: int = 200, hnsw: bool = True) -> dic
     import faiss
 
     from recsys.index import ItemIndex
-    from recsys.serving import single_threaded
+    from recsys.recommender import single_threaded
 
     data = synthetic(n + nq, dim)
     base, queries = data[:n], data[n:]
@@ -275,7 +275,7 @@ def faiss_bench(n: int, dim: int = 384, nq: int = 200, hnsw: bool = True) -> dic
         if truth is None:
             truth = labels
         recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(labels, truth)]))
-        with single_threaded():  # as served: one query per call, no thread spin-up (see recsys.serving)
+        with single_threaded():  # as served: one query per call, no thread spin-up (see recsys.recommender)
             wrapper, plain = _paired_latency(lambda q, ix=index: ix.search(q, K), lambda q, r=raw: r.search(q, K),
                                              queries)
         batch_start = time.perf_counter()

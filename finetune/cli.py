@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsdesk.cli import pass_settings
+from finetune.vocabulary import PROMOTE_MODES, TASKS
+from newsdesk.cli_context import pass_settings
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 
-PROMOTE = click.Choice(["auto", "never", "force"])
+if TYPE_CHECKING:
+    from finetune.pipeline import TrainOutcome
+
+PROMOTE = click.Choice(PROMOTE_MODES)
 
 
 def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -30,11 +34,14 @@ def _parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _print_outcome(outcome: Any) -> None:
+def _print_outcome(outcome: TrainOutcome) -> None:
+    """Prints the run's result; a candidate the gate refused then exits 5 with the reason (GateRejected)."""
     value = f"{outcome.primary_value:.4f}" if outcome.primary_value is not None else "n/a"
     click.echo(f"run {outcome.run_id}: {outcome.task} {outcome.version} {outcome.primary_metric}={value} "
                f"in {outcome.train_seconds:.0f}s -> {outcome.reason}")
     click.echo(f"saved to {outcome.path}")
+    if outcome.gate is not None:
+        outcome.gate.raise_if_refused()  # exit 5: the version stays registered as a candidate
 
 
 @click.group("finetune")
@@ -102,7 +109,7 @@ def models_group() -> None:
 
 
 @models_group.command("list")
-@click.option("--task", type=click.Choice(["sentiment", "recsys"]), default=None)
+@click.option("--task", type=click.Choice(TASKS), default=None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_settings
 def list_command(settings: Settings, task: str | None, as_json: bool) -> None:
@@ -130,7 +137,7 @@ def _version_dict(v: Any) -> dict[str, Any]:
 
 
 @models_group.command("show")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version", required=False)
 @pass_settings
 def show_command(settings: Settings, task: str, version: str | None) -> None:
@@ -147,7 +154,7 @@ def show_command(settings: Settings, task: str, version: str | None) -> None:
 
 
 @models_group.command("promote")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @click.argument("version")
 @pass_settings
 def promote_command(settings: Settings, task: str, version: str) -> None:
@@ -161,7 +168,7 @@ def promote_command(settings: Settings, task: str, version: str) -> None:
 
 
 @models_group.command("rollback")
-@click.argument("task", type=click.Choice(["sentiment", "recsys"]))
+@click.argument("task", type=click.Choice(TASKS))
 @pass_settings
 def rollback_command(settings: Settings, task: str) -> None:
     """Serve the previously promoted version of TASK again."""

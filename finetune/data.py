@@ -15,10 +15,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+import sqlalchemy as sa
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
 from newsdesk.errors import InvalidInput
+from newsdesk.interactions import is_positive, positive_clause
+
+# recsys's `interactions` table as finetune reads it (the data contract in docs/architecture.md; no recsys import)
+INTERACTIONS = sa.table("interactions", sa.column("id"), sa.column("user_id"), sa.column("item_id"), sa.column("ts"),
+                        sa.column("kind"), sa.column("rating"))
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 csv.field_size_limit(10_000_000)
@@ -171,18 +177,17 @@ def load_item_texts(session: Session) -> dict[str, str]:
 
 def load_positives(session: Session, positive_rating: float) -> list[Positive]:
     """Likes from the `interactions` table (a click, or a rating >= `positive_rating`), by user then time."""
-    rows = session.execute(
-        sql("SELECT user_id, item_id, ts FROM interactions WHERE kind = 'click' OR "
-            "(kind = 'rating' AND rating >= :threshold) ORDER BY user_id, ts, id"),
-        {"threshold": positive_rating})
+    t = INTERACTIONS.c
+    rows = session.execute(sa.select(t.user_id, t.item_id, t.ts)
+                           .where(positive_clause(t.kind, t.rating, positive_rating)).order_by(t.user_id, t.ts, t.id))
     return [Positive(r[0], r[1], _as_datetime(r[2])) for r in rows]
 
 
 def count_positives(session: Session, positive_rating: float) -> int:
     """How many likes the `interactions` table holds (for the "enough new data" check)."""
-    return int(session.execute(
-        sql("SELECT COUNT(*) FROM interactions WHERE kind = 'click' OR (kind = 'rating' AND rating >= :threshold)"),
-        {"threshold": positive_rating}).scalar() or 0)
+    t = INTERACTIONS.c
+    return int(session.scalar(sa.select(sa.func.count()).select_from(INTERACTIONS)
+                              .where(positive_clause(t.kind, t.rating, positive_rating))) or 0)
 
 
 def read_interactions_file(path: str | Path, positive_rating: float) -> list[Positive]:
@@ -206,7 +211,7 @@ def read_interactions_file(path: str | Path, positive_rating: float) -> list[Pos
                 ts = _as_datetime(rec.get("timestamp") or rec.get("ts") or 0)
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(f"{path}:{lineno}: bad rating or timestamp ({exc})", where) from exc
-            if kind == "click" or (kind == "rating" and rating is not None and rating >= positive_rating):
+            if is_positive(kind, rating, positive_rating):
                 out.append(Positive(str(rec["user_id"]), str(rec["item_id"]), ts))
     out.sort(key=lambda p: (p.user_id, p.ts))
     return out

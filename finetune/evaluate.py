@@ -90,14 +90,3 @@ def group_likes(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     for user, item in pairs:
         out[user].append(item)
     return dict(out)
-
-
-def is_better(task: str, challenger: float, champion: float, margin: float, relative: bool = False) -> bool:
-    """True when `challenger` beats `champion` on the task's primary metric by at least `margin`.
-
-    With `relative`, the margin is a fraction of the champion's value (0.05: 5% better), for metrics such as
-    NDCG@10 whose values are small and whose scale depends on the catalog.
-    """
-    _, higher = PRIMARY[task]
-    need = margin * abs(champion) if relative else margin
-    return challenger >= champion + need if higher else challenger <= champion - need

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from finetune import registry
 from finetune.data import count_positives, read_labelled
 from finetune.tables import ModelVersion, TrainingRun
+from finetune.vocabulary import TASKS, RunStatus
 from newsdesk.db import session_scope, utcnow
 from newsdesk.errors import Conflict, NewsdeskError
 from newsdesk.settings import Settings
@@ -30,10 +31,10 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event) ->
     for task, cron in (("sentiment", settings.finetune.sentiment_cron), ("recsys", settings.finetune.recsys_cron)):
         if not cron:
             continue
-        scheduler.add_job("finetune.jobs:scheduled_retrain", CronTrigger.from_crontab(cron, timezone="UTC"),
+        scheduler.add_job(scheduled_retrain, CronTrigger.from_crontab(cron, timezone="UTC"),
                           args=[settings, task], id=f"finetune:{task}:cron", name=f"retrain {task} (cron)",
                           replace_existing=True)
-    scheduler.add_job("finetune.jobs:run_queued", "interval", seconds=QUEUE_INTERVAL_S, args=[settings],
+    scheduler.add_job(run_queued, "interval", seconds=QUEUE_INTERVAL_S, args=[settings],
                       id="finetune:queue", name="run queued retraining requests", replace_existing=True)
 
 
@@ -41,12 +42,12 @@ def mark_stale_runs(settings: Settings) -> int:
     """Runs left "running" by a dead process (their task lock is free) become "interrupted"."""
     count = 0
     with session_scope(settings.database_url) as session:
-        for task in registry.TASKS:
+        for task in TASKS:
             if not registry.lock_is_free(settings, task):
                 continue
             for run in session.scalars(select(TrainingRun).where(TrainingRun.task == task,
-                                                                 TrainingRun.status == "running")):
-                run.status, run.finished_at = "interrupted", utcnow()
+                                                                 TrainingRun.status == RunStatus.RUNNING)):
+                run.status, run.finished_at = RunStatus.INTERRUPTED, utcnow()
                 run.error = run.error or "the process running it stopped"
                 count += 1
     return count
@@ -80,7 +81,8 @@ def new_data(settings: Settings, task: str) -> tuple[int, int]:
     """(rows available now, rows used by the last successful run of `task`; 0 if none)."""
     with session_scope(settings.database_url) as session:
         last = session.scalar(select(TrainingRun.data_rows).where(
-            TrainingRun.task == task, TrainingRun.status == "succeeded").order_by(TrainingRun.id.desc()).limit(1))
+            TrainingRun.task == task, TrainingRun.status == RunStatus.SUCCEEDED)
+            .order_by(TrainingRun.id.desc()).limit(1))
         if task == "recsys":
             now = count_positives(session, settings.recsys.positive_rating)
     if task == "sentiment":
@@ -107,10 +109,10 @@ def scheduled_retrain(settings: Settings, task: str) -> str:
 def run_queued(settings: Settings) -> list[str]:
     """Interval entry point: run each task's oldest queued request (one run per task at a time)."""
     done = []
-    for task in registry.TASKS:
+    for task in TASKS:
         with session_scope(settings.database_url) as session:
             run_id = session.scalar(select(TrainingRun.id).where(TrainingRun.task == task,
-                                                                 TrainingRun.status == "queued")
+                                                                 TrainingRun.status == RunStatus.QUEUED)
                                     .order_by(TrainingRun.id).limit(1))
         if run_id is not None:
             done.append(_run(settings, task, trigger="request", run_id=run_id))
@@ -144,5 +146,5 @@ def _fail_queued(settings: Settings, run_id: int | None, message: str) -> None:
         return
     with session_scope(settings.database_url) as session:
         run = session.get(TrainingRun, run_id)
-        if run is not None and run.status == "queued":
-            run.status, run.finished_at, run.error = "failed", utcnow(), message
+        if run is not None and run.status == RunStatus.QUEUED:
+            run.status, run.finished_at, run.error = RunStatus.FAILED, utcnow(), message

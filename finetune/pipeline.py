@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from finetune import registry
+from finetune import gate, registry
 from finetune.args import BehaviourArgs, SentimentArgs
 from finetune.data import (
     Positive,
@@ -25,6 +25,7 @@ from finetune.data import (
     split_dev,
 )
 from finetune.evaluate import PRIMARY, classification_report, evaluate_encoder_ranking
+from finetune.gate import GateDecision
 from newsdesk.db import session_scope, utcnow
 from newsdesk.encoders import base_model_path
 from newsdesk.errors import InvalidInput
@@ -45,6 +46,7 @@ class TrainOutcome:
     reason: str
     train_seconds: float = 0.0
     path: Path | None = None
+    gate: GateDecision | None = None  # the structured decision behind `promoted` and `reason`
 
 
 @dataclass
@@ -187,15 +189,14 @@ def prepare_recsys(session_url: str, settings: Settings, dev_file: str | Path | 
 def finish(session: Session, settings: Settings, task: str, version: str, run_id: int, prepared: Prepared,
            args: dict[str, Any], promote: str, actor: str) -> TrainOutcome:
     """Publish the staged folder, register the version and promote it if the gate allows."""
-    metric = PRIMARY[task][0]
-    value = prepared.metrics.get(metric)
-    champion = prepared.champion_value
-    margin, relative = ((settings.finetune.recsys_promote_margin, True) if task == "recsys"
-                        else (settings.finetune.promote_margin, False))
-    ok, reason = registry.decide(task, promote, value, champion, margin, relative)
-    if task == "recsys" and prepared.champion_label == "base":
-        # No recsys version in service: the challenger must at least beat the base encoder.
-        reason = reason.replace("current", "base encoder")
+    champion = None
+    if prepared.champion_value is not None:  # the champion's figures on the very same evaluation data
+        champion = {**prepared.metrics.get("champion", {}), PRIMARY[task][0]: prepared.champion_value}
+    # No recsys version in service: the challenger must at least beat the base encoder.
+    label = "base encoder" if task == "recsys" and prepared.champion_label == "base" else "current"
+    rule = gate.default_rule(task, settings.finetune, label)
+    decision = gate.decide(task, promote, prepared.metrics, champion, rule)
+    ok, reason, metric, value = decision.promote, decision.reason, decision.metric, decision.candidate
     timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
     path = registry.publish(prepared.staged, settings, task, version,
                             {"metrics.json": prepared.metrics, "args.json": args, "data.json": prepared.data,
@@ -208,7 +209,7 @@ def finish(session: Session, settings: Settings, task: str, version: str, run_id
         registry.add_event(session, task, version, "kept", actor, reason=reason)
     log.info("%s %s: %s", task, version, reason)
     return TrainOutcome(run_id, task, version, prepared.metrics, metric, value, ok, reason,
-                        prepared.train_seconds, path)
+                        prepared.train_seconds, path, decision)
 
 
 def discard(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Versions on disk and in the database: staging, atomic publish, register, current, promote-if-better, rollback."""
+"""Versions on disk and in the database: staging, atomic publish, register, current, promote, rollback (the gate: `finetune.gate`)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from finetune.evaluate import PRIMARY, is_better
+from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
+from finetune.vocabulary import TASKS, ModelStatus
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TASKS = ("sentiment", "recsys")
-PROMOTE_MODES = ("auto", "never", "force")
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def check_task(task: str) -> str:
 
 
 def version_info(row: ModelVersion) -> VersionInfo:
-    return VersionInfo(row.task, row.version, row.status, row.status == "current", dict(row.metrics or {}),
+    return VersionInfo(row.task, row.version, row.status, row.status == ModelStatus.CURRENT, dict(row.metrics or {}),
                        row.primary_metric, row.primary_value, row.created_at, row.promoted_at, row.train_seconds,
                        Path(row.path), dict(row.args or {}), dict(row.data or {}), row.run_id)
 
@@ -147,7 +146,7 @@ def register(session: Session, *, task: str, version: str, path: Path, metrics: 
              run_id: int | None) -> ModelVersion:
     """Insert a `candidate` version row (not served until promoted) and a `registered` event."""
     metric, _ = PRIMARY[task]
-    row = ModelVersion(task=task, version=version, status="candidate", path=str(path), metrics=metrics,
+    row = ModelVersion(task=task, version=version, status=ModelStatus.CANDIDATE, path=str(path), metrics=metrics,
                        primary_metric=metric, primary_value=metrics.get(metric), args=args, data=data,
                        train_seconds=train_seconds, run_id=run_id, created_at=utcnow())
     session.add(row)
@@ -161,7 +160,8 @@ def register(session: Session, *, task: str, version: str, path: Path, metrics: 
 
 
 def current_row(session: Session, task: str) -> ModelVersion | None:
-    return session.scalar(select(ModelVersion).where(ModelVersion.task == task, ModelVersion.status == "current")
+    return session.scalar(select(ModelVersion)
+                          .where(ModelVersion.task == task, ModelVersion.status == ModelStatus.CURRENT)
                           .order_by(ModelVersion.promoted_at.desc()).limit(1))
 
 
@@ -172,27 +172,6 @@ def get_row(session: Session, task: str, version: str) -> ModelVersion:
     return row
 
 
-def decide(task: str, mode: str, challenger: float | None, champion: float | None, margin: float,
-           relative: bool = False) -> tuple[bool, str]:
-    """(promote?, reason) for a challenger against the champion on the same evaluation data (`relative`: the
-    margin is a fraction of the champion's value)."""
-    if mode not in PROMOTE_MODES:
-        raise InvalidInput(f"promote must be one of {', '.join(PROMOTE_MODES)}, got {mode!r}", {"field": "promote"})
-    metric, _ = PRIMARY[task]
-    if mode == "never":
-        return False, "kept: promotion disabled (--promote never)"
-    if mode == "force":
-        return True, "promoted: forced (--promote force)"
-    if challenger is None:
-        return False, f"kept: no {metric} measured"
-    if champion is None:
-        return True, f"promoted: first {task} model ({metric} {challenger:.4f})"
-    by = f"{margin:.0%}" if relative else f"{margin}"
-    if is_better(task, challenger, champion, margin, relative):
-        return True, f"promoted: {metric} {challenger:.4f} beats current {champion:.4f} by >= {by}"
-    return False, f"kept, not promoted: {metric} {challenger:.4f} does not beat current {champion:.4f} by {by}"
-
-
 def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = "promoted",
                 detail: dict[str, Any] | None = None) -> ModelVersion:
     """Make `version` the served one; the previous current becomes `archived` (or `rolled_back`)."""
@@ -201,8 +180,8 @@ def set_current(session: Session, task: str, version: str, *, actor: str, kind: 
         raise NotFound(f"model folder {row.path} of {task} {version} is missing", {"version": version})
     previous = current_row(session, task)
     if previous is not None and previous.id != row.id:
-        previous.status = "rolled_back" if kind == "rolled_back" else "archived"
-    row.status = "current"
+        previous.status = ModelStatus.ROLLED_BACK if kind == "rolled_back" else ModelStatus.ARCHIVED
+    row.status = ModelStatus.CURRENT
     row.promoted_at = utcnow()
     session.add(ModelEvent(task=task, version=version, kind=kind, actor=actor,
                            detail={"previous": previous.version if previous else None, **(detail or {})},
@@ -223,7 +202,7 @@ def rollback(session: Session, task: str, *, actor: str) -> ModelVersion:
         raise NotFound(f"no current {task} model to roll back")
     earlier = session.scalars(select(ModelVersion).where(
         ModelVersion.task == task, ModelVersion.id != current.id, ModelVersion.promoted_at.is_not(None),
-        ModelVersion.status != "rolled_back").order_by(ModelVersion.promoted_at.desc())).all()
+        ModelVersion.status != ModelStatus.ROLLED_BACK).order_by(ModelVersion.promoted_at.desc())).all()
     for candidate in earlier:
         if Path(candidate.path).is_dir():
             return set_current(session, task, candidate.version, actor=actor, kind="rolled_back",

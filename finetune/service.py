@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from finetune import registry
+from finetune import gate, registry
 from finetune.args import build_args
 from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier
 from finetune.pipeline import TrainOutcome, finish, prepare_recsys, prepare_sentiment
 from finetune.registry import RunInfo, VersionInfo, check_task, run_info, version_info
 from finetune.tables import ModelVersion, TrainingRun
+from finetune.vocabulary import RunStatus, Task
 from newsdesk.db import session_scope, utcnow
 from newsdesk.encoders import base_model_path
 from newsdesk.errors import InvalidInput, NotFound
@@ -44,7 +45,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
         InvalidInput: bad data, arguments or promote mode.  Conflict: a run of this task is already in progress.
     """
     check_task(task)
-    registry.decide(task, promote, None, None, 0.0)  # validates the mode before any work
+    gate.check_mode(promote)  # before any work
     parsed = build_args(task, args)
     url = settings.database_url
     settings.ensure_dirs()
@@ -57,7 +58,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
             if run is None:
                 run = TrainingRun(task=task, trigger=trigger, requested_by=actor, created_at=utcnow())
                 session.add(run)
-            run.status, run.started_at, run.error = "running", utcnow(), None
+            run.status, run.started_at, run.error = RunStatus.RUNNING, utcnow(), None
             session.flush()
             run_id = run.id
             version = registry.new_version_name(session, task)
@@ -75,12 +76,12 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
                 outcome = finish(session, settings, task, version, run_id, prepared, parsed.to_dict(), promote,
                                  actor or trigger)
                 run = session.get(TrainingRun, run_id)
-                run.status, run.finished_at, run.version = "succeeded", utcnow(), version
+                run.status, run.finished_at, run.version = RunStatus.SUCCEEDED, utcnow(), version
                 run.promoted, run.reason, run.data_rows = outcome.promoted, outcome.reason, prepared.data_rows
                 run.metrics = {k: v for k, v in outcome.metrics.items() if not isinstance(v, (dict, list))}
         except BaseException as exc:
             shutil.rmtree(staged, ignore_errors=True)
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
             _mark_run(url, run_id, status, f"{type(exc).__name__}: {exc}")
             log.warning("%s run %s %s: %s", task, run_id, status, exc)
             raise
@@ -91,7 +92,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
 def _resume_dir(session: Session, task: str) -> Path:
     """Checkpoint folder of the newest interrupted/failed run of `task` that left checkpoints."""
     runs = session.scalars(select(TrainingRun).where(TrainingRun.task == task,
-                                                     TrainingRun.status.in_(("interrupted", "failed")),
+                                                     TrainingRun.status.in_((RunStatus.INTERRUPTED, RunStatus.FAILED)),
                                                      TrainingRun.output_dir.is_not(None))
                            .order_by(TrainingRun.id.desc())).all()
     for run in runs:
@@ -114,7 +115,8 @@ def _mark_run(url: str, run_id: int, status: str, error: str) -> None:
 def request_retrain(session: Session, task: str, requested_by: str) -> int:
     """Queue a retraining of `task` (status "queued"); the worker's finetune job runs it. Returns the run id."""
     check_task(task)
-    run = TrainingRun(task=task, status="queued", trigger="request", requested_by=requested_by, created_at=utcnow())
+    run = TrainingRun(task=task, status=RunStatus.QUEUED, trigger="request", requested_by=requested_by,
+                      created_at=utcnow())
     session.add(run)
     session.flush()
     return run.id
@@ -191,7 +193,7 @@ def evaluate_version(settings: Settings, task: str, data_file: str | Path, *, ve
     from finetune.data import read_labelled
     from finetune.evaluate import classification_report
 
-    if check_task(task) != "sentiment":
+    if check_task(task) != Task.SENTIMENT:
         raise InvalidInput("evaluate_version supports the sentiment task; use `newsdesk eval recsys` for ranking")
     rows = read_labelled([data_file])
     with session_scope(settings.database_url) as session:

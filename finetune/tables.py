@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from finetune.vocabulary import ModelStatus, RunStatus
 from newsdesk.db import Base, utcnow
 
 
@@ -20,7 +21,7 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     task: Mapped[str] = mapped_column(sa.String(32), index=True)
     version: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(16), default="candidate")
+    status: Mapped[str] = mapped_column(sa.String(16), default=ModelStatus.CANDIDATE.value)
     path: Mapped[str] = mapped_column(sa.Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     primary_metric: Mapped[str] = mapped_column(sa.String(64))
@@ -54,7 +55,7 @@ class TrainingRun(Base):
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     task: Mapped[str] = mapped_column(sa.String(32), index=True)
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    status: Mapped[str] = mapped_column(sa.String(16), default=RunStatus.QUEUED.value)
     trigger: Mapped[str] = mapped_column(sa.String(32), default="cli")
     requested_by: Mapped[str] = mapped_column(sa.String(128), default="")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)

@@ -8,19 +8,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from monitor import evaluate, lifecycle, rules
+from monitor import lifecycle, rule_runner, rules
 from monitor.enrich import TICKER
-from monitor.tables import Alert, AlertEvidence, AlertRule, AlertState, Message, Notification, Silence, WatchlistEntry
+from monitor.tables import Alert, AlertEvidence, AlertRule, Message, Notification, Silence, WatchlistEntry
 from monitor.views import AlertDetail, AlertInfo, MessageInfo, RuleInfo, SilenceInfo, WatchInfo
+from monitor.vocabulary import ALERT_STATES, SEVERITIES, AlertState, RuleKind, Severity, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 
-SEVERITIES = ("info", "warning", "critical")
-
 DEFAULT_RULES: list[dict[str, Any]] = [
-    {"name": "Negative sentiment burst", "kind": "negative_burst", "severity": "critical", "params": {}},
-    {"name": "Volume spike", "kind": "volume_spike", "severity": "warning", "params": {}},
-    {"name": "Legal or bankruptcy news", "kind": "keyword", "severity": "critical",
+    {"name": "Negative sentiment burst", "kind": RuleKind.NEGATIVE_BURST, "severity": Severity.CRITICAL, "params": {}},
+    {"name": "Volume spike", "kind": RuleKind.VOLUME_SPIKE, "severity": Severity.WARNING, "params": {}},
+    {"name": "Legal or bankruptcy news", "kind": RuleKind.KEYWORD, "severity": Severity.CRITICAL,
      "params": {"phrases": ["bankruptcy", "chapter 11", "SEC investigation", "fraud", "lawsuit", "class action",
                             "recall", "downgrade"], "sentiment": "negative", "min_count": 1}},
 ]
@@ -38,16 +37,16 @@ def list_alerts(session: Session, *, state: str | None = None, ticker: str | Non
     `topic` keeps the alerts of topic-scoped rules for that topic.
     """
     query = select(Alert)
-    if state in ("firing", "resolved"):
+    if state in (AlertState.FIRING, AlertState.RESOLVED):
         query = query.where(Alert.state == state)
-    elif state == "acknowledged":
-        query = query.where(Alert.state == "firing", Alert.acknowledged_at.is_not(None))
-    elif state == "silenced":
-        query = query.where(Alert.state == "firing", Alert.silence_id.is_not(None))
+    elif state == AlertState.ACKNOWLEDGED:
+        query = query.where(Alert.state == AlertState.FIRING, Alert.acknowledged_at.is_not(None))
+    elif state == AlertState.SILENCED:
+        query = query.where(Alert.state == AlertState.FIRING, Alert.silence_id.is_not(None))
     elif state:
-        raise InvalidInput("state must be firing, resolved, acknowledged or silenced", {"field": "state"})
+        raise InvalidInput(f"state must be one of {', '.join(ALERT_STATES)}", {"field": "state"})
     if ticker:
-        query = query.where(Alert.ticker == ticker.upper())
+        query = query.where(Alert.ticker == normalise_ticker(ticker))
     if rule_id is not None:
         query = query.where(Alert.rule_id == rule_id)
     if topic:
@@ -123,7 +122,7 @@ def create_silence(session: Session, matchers: dict[str, Any], ends_at: datetime
     starts_at = starts_at or now
     if ends_at <= max(starts_at, now):
         raise InvalidInput("a silence must end in the future, after it starts", {"field": "ends_at"})
-    clean = {k: (v.upper() if k == "ticker" and isinstance(v, str) else v) for k, v in matchers.items()}
+    clean = {k: (normalise_ticker(v) if k == "ticker" and isinstance(v, str) else v) for k, v in matchers.items()}
     silence = Silence(matchers=clean, starts_at=starts_at, ends_at=ends_at, created_by=actor, comment=comment,
                       created_at=now)
     session.add(silence)
@@ -217,7 +216,7 @@ def update_rule(session: Session, rule_id: int, **changes: Any) -> RuleInfo:
     if "topics" in changes:
         topics = rules.validate_topics(changes["topics"])
         if topics != list(rule.topics or []):
-            evaluate.resolve_rule_alerts(session, rule.id)  # a new scope starts its alerts afresh
+            rule_runner.resolve_rule_alerts(session, rule.id)  # a new scope starts its alerts afresh
         rule.topics = topics
     if "severity" in changes:
         rule.severity = _severity(changes["severity"])
@@ -226,7 +225,7 @@ def update_rule(session: Session, rule_id: int, **changes: Any) -> RuleInfo:
     if "enabled" in changes:
         rule.enabled = bool(changes["enabled"])
         if not rule.enabled:
-            evaluate.resolve_rule_alerts(session, rule.id)
+            rule_runner.resolve_rule_alerts(session, rule.id)
     rule.updated_at = utcnow()
     session.flush()
     return RuleInfo.of(rule)
@@ -241,7 +240,7 @@ def delete_rule(session: Session, rule_id: int) -> None:
     rule = session.get(AlertRule, rule_id)
     if rule is None:
         raise NotFound(f"rule {rule_id} not found")
-    evaluate.resolve_rule_alerts(session, rule_id)
+    rule_runner.resolve_rule_alerts(session, rule_id)
     session.delete(rule)
     session.flush()
 
@@ -260,7 +259,7 @@ def ensure_default_rules(session: Session) -> int:
 def _tickers(values: Any) -> list[str]:
     if isinstance(values, str):
         values = [v for v in values.split(",")]
-    out = sorted({str(v).strip().lstrip("$").upper() for v in values if str(v).strip()})
+    out = sorted({normalise_ticker(v) for v in values if str(v).strip()})
     bad = [t for t in out if not TICKER.match(t)]
     if bad:
         raise InvalidInput(f"{bad[0]!r} is not a ticker symbol", {"field": "tickers"})
@@ -315,7 +314,7 @@ def remove_watch(session: Session, ticker: str) -> None:
     Raises:
         NotFound: it is not on the watchlist.
     """
-    row = session.scalar(select(WatchlistEntry).where(WatchlistEntry.ticker == ticker.upper()))
+    row = session.scalar(select(WatchlistEntry).where(WatchlistEntry.ticker == normalise_ticker(ticker)))
     if row is None:
         raise NotFound(f"{ticker} is not on the watchlist")
     session.delete(row)

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import click
 
-from newsdesk.cli import pass_settings
+from monitor.vocabulary import ALERT_STATES, REPLAY_TARGETS, RULE_KINDS
+from newsdesk.cli_context import pass_settings
 from newsdesk.db import session_scope, upgrade, utcnow
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
@@ -23,7 +24,7 @@ def stream_group() -> None:
 @stream_group.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--speed", type=float, default=None, help="Pace by message time: 60 = one stream minute per second.")
-@click.option("--to", "to", type=click.Choice(["direct", "redis", "http"]), default="direct", show_default=True)
+@click.option("--to", "to", type=click.Choice(REPLAY_TARGETS), default="direct", show_default=True)
 @click.option("--limit", type=int, default=None, help="Replay at most N lines.")
 @click.option("--source", default="replay", show_default=True, help="Source name for lines without one.")
 @click.option("--url", default=None, help="Ingest URL for --to http (default: the configured web host/port).")
@@ -33,6 +34,7 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
                    url: str | None, token: str) -> None:
     """Replay a JSONL file (gzip accepted) with text and optional ts, id, source, ticker."""
     from monitor import service
+    from monitor.replay import replay_file
 
     if limit is not None and limit <= 0:
         raise InvalidInput("--limit must be positive")
@@ -43,8 +45,8 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
             if not service.list_rules(session):
                 service.ensure_default_rules(session)
                 service.ensure_default_watchlist(session)
-    report = service.replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
-                                 token=token)
+    report = replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
+                         token=token)
     click.echo(f"Replayed {report}")
 
 
@@ -76,7 +78,7 @@ def alerts_group() -> None:
 
 
 @alerts_group.command("list")
-@click.option("--state", type=click.Choice(["firing", "resolved", "acknowledged", "silenced"]), default=None)
+@click.option("--state", type=click.Choice(ALERT_STATES), default=None)
 @click.option("--ticker", default=None)
 @click.option("--topic", default=None, help="Only alerts of topic-scoped rules for this topic.")
 @click.option("--limit", type=int, default=50, show_default=True)
@@ -149,7 +151,7 @@ def _duration(text: str) -> timedelta:
 @click.option("--ticker", default=None)
 @click.option("--topic", default=None, help="Alerts of topic-scoped rules for this topic.")
 @click.option("--rule-id", type=int, default=None)
-@click.option("--kind", type=click.Choice(["negative_burst", "volume_spike", "keyword"]), default=None)
+@click.option("--kind", type=click.Choice(RULE_KINDS), default=None)
 @click.option("--duration", default="2h", show_default=True, help="e.g. 30m, 2h, 1d")
 @click.option("--comment", default="")
 @click.option("--by", "actor", default="cli", show_default=True)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.tables import WatchlistEntry
+from monitor.vocabulary import normalise_ticker
 
 CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:\.[A-Za-z]{1,3})?)(?![\w])")
 TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")
@@ -57,7 +58,7 @@ class Enricher:
 
     def extract(self, text: str, hints: Iterable[str] = ()) -> list[str]:
         """Tickers in `text` plus `hints` (tickers the source gave), sorted and unique."""
-        found = {h.upper() for h in hints if h}
+        found = {normalise_ticker(h) for h in hints if h}
         found.update(m.group(1).upper() for m in CASHTAG.finditer(text or ""))
         if self._alias_re is not None:
             found.update(self._alias_to_ticker[m.group(1).lower()] for m in self._alias_re.finditer(text or ""))

@@ -16,8 +16,9 @@ from typing import Any
 
 from monitor.enrich import TICKER
 from monitor.language import detect_language
+from monitor.vocabulary import normalise_ticker
 from newsdesk.db import utcnow
-from newsdesk.errors import InvalidInput
+from newsdesk.errors import InvalidInput, PayloadTooLarge
 
 MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 128
@@ -25,13 +26,6 @@ MAX_SOURCE_CHARS = 64
 MAX_TICKERS = 20
 KNOWN_FIELDS = ("text", "id", "tweet_id", "ts", "source", "ticker", "tickers")
 _SOURCE = re.compile(r"^[\w.:\-]{1,64}$")
-
-
-class PayloadTooLarge(InvalidInput):
-    """The request body is over the configured size limit."""
-
-    http_status = 413
-    code = "payload_too_large"
 
 
 @dataclass
@@ -136,7 +130,7 @@ def _tickers(item: dict[str, Any]) -> list[str]:
         raise InvalidInput(f"more than {MAX_TICKERS} tickers")
     out = []
     for v in values:
-        t = v.strip().lstrip("$").upper()
+        t = normalise_ticker(v)
         if not TICKER.match(t):
             raise InvalidInput(f"'ticker' {v!r} is not a ticker symbol")
         out.append(t)

@@ -6,6 +6,8 @@ import logging
 import threading
 from typing import Any
 
+from finetune.classifier import ClassifierHandle, SentimentClassifier
+from monitor.replay import current_classifier
 from newsdesk.db import session_scope
 from newsdesk.settings import Settings
 
@@ -15,23 +17,37 @@ CONSUMERS = 1  # threads per worker process; run more `newsdesk worker` processe
 CLASSIFY_EVERY_S = 20
 NOTIFY_EVERY_S = 5
 
-_handles: dict[str, Any] = {}
+_handles: dict[str, ClassifierHandle] = {}
 _lock = threading.Lock()
 
 
-def classifier_for(settings: Settings) -> Any:
-    """The current sentiment classifier for this process, or None while no model is in service."""
-    from monitor.replay import classifier_handle, current_classifier
+def use_classifier_handle(settings: Settings, handle: ClassifierHandle) -> None:
+    """Make `handle` this process's sentiment handle for `settings`' database (the composition root shares its own)."""
+    with _lock:
+        _handles[settings.database_url] = handle
 
+
+def classifier_handle_for(settings: Settings) -> ClassifierHandle:
+    """This process's handle for `settings`' database (created on first use when none was handed over)."""
     with _lock:
         if settings.database_url not in _handles:
-            _handles[settings.database_url] = classifier_handle(settings)
-        handle = _handles[settings.database_url]
-    return current_classifier(handle)
+            _handles[settings.database_url] = ClassifierHandle(settings)
+        return _handles[settings.database_url]
 
 
-def register(scheduler: Any, settings: Settings, stop_event: threading.Event) -> None:
-    """Add monitor's jobs to the worker's scheduler and start the stream consumers (when Redis is configured)."""
+def classifier_for(settings: Settings) -> SentimentClassifier | None:
+    """The current sentiment classifier for this process, or None while no model is in service."""
+    return current_classifier(classifier_handle_for(settings))
+
+
+def register(scheduler: Any, settings: Settings, stop_event: threading.Event, *,
+             classifier_handle: ClassifierHandle | None = None) -> None:
+    """Add monitor's jobs to the worker's scheduler and start the stream consumers (when Redis is configured).
+
+    `classifier_handle`: the process's sentiment handle, shared by the jobs and consumers (and the web app).
+    """
+    if classifier_handle is not None:
+        use_classifier_handle(settings, classifier_handle)
     scheduler.add_job(evaluate_rules_job, "interval", seconds=settings.monitor.rule_interval_s, args=[settings],
                       id="monitor-rules", replace_existing=True)
     scheduler.add_job(classify_pending_job, "interval", seconds=CLASSIFY_EVERY_S, args=[settings],
@@ -60,7 +76,7 @@ def run_consumer(settings: Settings, stop_event: threading.Event, claim_idle_ms:
 
 def evaluate_rules_job(settings: Settings) -> int:
     """Re-evaluate tickers with firing alerts at the stream clock (resolves alerts when the flow stops)."""
-    from monitor.evaluate import evaluate_tickers
+    from monitor.rule_runner import evaluate_tickers
 
     with session_scope(settings.database_url) as session:
         return len(evaluate_tickers(session, ()))

@@ -20,16 +20,17 @@ from typing import Any
 
 from tqdm import tqdm
 
+from finetune.classifier import ClassifierHandle, SentimentClassifier
+from monitor import producer
 from monitor.ingest import parse_ts
+from monitor.service import ingest_messages
 from monitor.views import IngestResult, ReplayReport
+from monitor.vocabulary import REPLAY_TARGETS, ReplayTarget
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
-
-TARGETS = ("direct", "redis", "http")
-
 
 def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) of each non-blank line; gzip detected by its magic bytes; invalid UTF-8 replaced.
@@ -73,8 +74,8 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
         NotFound: no such file.
         Unavailable: Redis, the HTTP endpoint or the database cannot be reached.
     """
-    if to not in TARGETS:
-        raise InvalidInput(f"--to must be one of {', '.join(TARGETS)}", {"field": "to"})
+    if to not in REPLAY_TARGETS:
+        raise InvalidInput(f"--to must be one of {', '.join(REPLAY_TARGETS)}", {"field": "to"})
     if speed is not None and speed <= 0:
         raise InvalidInput("--speed must be positive", {"field": "speed"})
     report = ReplayReport(path=str(path), to=to)
@@ -113,10 +114,8 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
 
 def _sender(settings: Settings, to: str, source: str, url: str | None, token: str, classifier: Any,
             report: ReplayReport) -> Callable[[list[str]], None]:
-    if to == "direct":
-        from monitor.service import ingest_messages
-
-        handle = None if classifier is not None else classifier_handle(settings)
+    if to == ReplayTarget.DIRECT:
+        handle = None if classifier is not None else ClassifierHandle(settings)
 
         def send_direct(lines: list[str]) -> None:
             model = classifier if classifier is not None else current_classifier(handle)
@@ -127,13 +126,11 @@ def _sender(settings: Settings, to: str, source: str, url: str | None, token: st
             report.sent += len(lines)
 
         return send_direct
-    if to == "redis":
-        from monitor import stream
-
-        client = stream.connect(settings)
+    if to == ReplayTarget.REDIS:
+        client = producer.connect(settings)
 
         def send_redis(lines: list[str]) -> None:
-            report.sent += stream.enqueue(settings, list(lines), source, client=client)
+            report.sent += producer.enqueue(settings, list(lines), source, client=client)
 
         return send_redis
     target = url or f"http://{settings.web.host}:{settings.web.port}/api/v1/ingest"
@@ -168,20 +165,7 @@ def _post(url: str, items: list[Any], token: str) -> dict[str, Any]:
         raise Unavailable(f"cannot reach the ingest endpoint {url}: {exc}") from exc
 
 
-def classifier_handle(settings: Settings) -> Any:
-    """finetune's `ClassifierHandle` for the current sentiment version (None when finetune is not installed)."""
-    try:
-        from finetune.service import ClassifierHandle
-    except ImportError:
-        try:
-            from finetune.classifier import ClassifierHandle
-        except ImportError:
-            log.warning("finetune is not available: messages will be stored unclassified")
-            return None
-    return ClassifierHandle(settings)
-
-
-def current_classifier(handle: Any) -> Any:
+def current_classifier(handle: ClassifierHandle | None) -> SentimentClassifier | None:
     """The handle's current classifier, or None while no model is in service (messages then wait as pending)."""
     if handle is None:
         return None

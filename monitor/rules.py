@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monitor.vocabulary import RULE_KINDS
 from newsdesk.errors import InvalidInput
 
-KINDS = ("negative_burst", "volume_spike", "keyword")
 SENTIMENTS = ("any", "negative", "neutral", "positive")
 MAX_EVIDENCE = 50
 
@@ -81,7 +81,7 @@ def validate_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
         InvalidInput: unknown kind or key, a value of the wrong type or out of range.
     """
     if kind not in DEFAULTS:
-        raise InvalidInput(f"unknown rule kind {kind!r}; one of {', '.join(KINDS)}", {"field": "kind"})
+        raise InvalidInput(f"unknown rule kind {kind!r}; one of {', '.join(RULE_KINDS)}", {"field": "kind"})
     out = dict(DEFAULTS[kind])
     for key, value in (params or {}).items():
         if key not in out:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor import evaluate
+from monitor import producer, rule_runner
 from monitor.alerting import (  # noqa: F401
     acknowledge_alert,
     create_rule,
@@ -35,8 +35,9 @@ from monitor.alerting import (  # noqa: F401
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
 from monitor.ingest import ValidMessage, raw_text, validate_payload
-from monitor.tables import Alert, AlertRule, DeadLetter, Message, MessageStatus, MessageTicker
-from monitor.views import DeadLetterInfo, IngestResult, MessageInfo, ReplayReport
+from monitor.tables import Alert, AlertRule, DeadLetter, Message, MessageTicker
+from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
+from monitor.vocabulary import MessageStatus, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
@@ -91,7 +92,7 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     if evaluate_rules and touched:
         # The rule clock never goes back: a late or redelivered message joins the past, it does not reopen it.
         clock = session.scalar(select(func.max(Message.ts)))
-        transitions = evaluate.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
+        transitions = rule_runner.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
         result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
     return result
 
@@ -143,7 +144,7 @@ def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple
     texts = list(dict.fromkeys(m.text for _, m in todo))  # retweets repeat a text: classify it once
     started = time.perf_counter()
     try:
-        by_text = dict(zip(texts, classifier.predict_tasks(texts, batch_size=batch_size)))
+        by_text = dict(zip(texts, classifier.predict_tasks(texts, batch_size=batch_size), strict=True))
         out = {i: by_text[m.text] for i, m in todo}
     except Unavailable:
         log.warning("sentiment model unavailable: %d messages stored unclassified", len(todo))
@@ -242,14 +243,14 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
         return 0
     preds = classifier.predict_tasks([r.text for r in rows], batch_size=batch_size)
     touched: set[str] = set()
-    for row, pred in zip(rows, preds):
+    for row, pred in zip(rows, preds, strict=True):
         _set_prediction(row, pred, classifier.version)
         for link in session.scalars(select(MessageTicker).where(MessageTicker.message_id == row.id)):
             link.label, link.topic = row.label, row.topic
             touched.add(link.ticker)
     session.flush()
     if touched:
-        evaluate.evaluate_tickers(session, touched, max(r.ts for r in rows))
+        rule_runner.evaluate_tickers(session, touched, max(r.ts for r in rows))
     return len(rows)
 
 
@@ -300,7 +301,7 @@ def latest_messages(session: Session, limit: int = 50, ticker: str | None = None
     query = select(Message)
     if ticker:
         query = query.join(MessageTicker, MessageTicker.message_id == Message.id).where(
-            MessageTicker.ticker == ticker.upper())
+            MessageTicker.ticker == normalise_ticker(ticker))
     if topic:
         query = query.where(Message.topic == topic)
     rows = session.scalars(query.order_by(Message.ts.desc(), Message.id.desc()).limit(limit))
@@ -316,10 +317,10 @@ def sentiment_series(session: Session, *, ticker: str | None = None, since: date
     """Counts per (bucket, ticker) of negative/neutral/positive messages since `since` (default: 7 stream days)."""
     if bucket not in BUCKETS:
         raise InvalidInput(f"bucket must be one of {', '.join(BUCKETS)}", {"field": "bucket"})
-    since = since or evaluate.stream_clock(session) - timedelta(days=7)
+    since = since or rule_runner.stream_clock(session) - timedelta(days=7)
     query = select(MessageTicker.ticker, MessageTicker.ts, MessageTicker.label).where(MessageTicker.ts >= since)
     if ticker:
-        query = query.where(MessageTicker.ticker == ticker.upper())
+        query = query.where(MessageTicker.ticker == normalise_ticker(ticker))
     width = BUCKETS[bucket]
     series: dict[tuple[datetime, str], dict[str, Any]] = {}
     for tick, ts, label in session.execute(query):
@@ -340,7 +341,7 @@ def topic_series(session: Session, *, topic: str | None = None, since: datetime 
     """
     if bucket not in BUCKETS:
         raise InvalidInput(f"bucket must be one of {', '.join(BUCKETS)}", {"field": "bucket"})
-    since = since or evaluate.stream_clock(session) - timedelta(days=7)
+    since = since or rule_runner.stream_clock(session) - timedelta(days=7)
     query = select(Message.topic, Message.ts, Message.label).where(Message.ts >= since, Message.topic.is_not(None))
     if topic:
         query = query.where(Message.topic == topic)
@@ -415,14 +416,4 @@ def enqueue_messages(settings: Settings, payloads: list[Any], source: str) -> in
     Raises:
         Unavailable: no redis_url configured, or Redis cannot be reached.
     """
-    from monitor import stream
-
-    return stream.enqueue(settings, payloads, source)
-
-
-def replay_file(settings: Settings, path: str, *, speed: float | None = None, to: str = "direct",
-                limit: int | None = None, **options: Any) -> ReplayReport:
-    """Replay a JSONL file (gzip accepted) into the pipeline; see `monitor.replay.replay_file`."""
-    from monitor import replay
-
-    return replay.replay_file(settings, path, speed=speed, to=to, limit=limit, **options)
+    return producer.enqueue(settings, payloads, source)

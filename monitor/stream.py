@@ -1,4 +1,4 @@
-"""Redis Streams transport: enqueue (XADD) and the consumer-group loop read -> process -> commit -> XACK.
+"""Redis Streams consumer: the consumer-group loop read -> process -> commit -> XACK (XADD is `monitor.producer`).
 
 At-least-once: an entry is acknowledged only after its batch is committed; a crashed consumer's pending entries
 are claimed by another (XAUTOCLAIM) once idle for `claim_idle_ms`, and idempotent storage drops the redeliveries.
@@ -9,7 +9,6 @@ delivered more than `max_deliveries` times is dead-lettered and acked.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -21,6 +20,8 @@ import redis
 from redis.exceptions import RedisError, ResponseError
 
 from monitor import keys
+from monitor.producer import connect
+from monitor.service import add_dead_letter, ingest_messages
 from newsdesk.db import session_scope
 from newsdesk.errors import Unavailable
 from newsdesk.settings import Settings
@@ -28,37 +29,6 @@ from newsdesk.settings import Settings
 log = logging.getLogger(__name__)
 
 ClassifierProvider = Callable[[], Any]
-
-
-def connect(settings: Settings) -> redis.Redis:
-    """A Redis client for `settings.redis_url`.
-
-    Raises:
-        Unavailable: no redis_url is configured.
-    """
-    if not settings.redis_url:
-        raise Unavailable("no Redis configured: set NEWSDESK_REDIS_URL")
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-
-
-def enqueue(settings: Settings, payloads: list[Any], source: str, client: redis.Redis | None = None) -> int:
-    """XADD each payload (a dict, or raw JSON text/bytes, kept as is) onto the stream; returns how many.
-
-    Raises:
-        Unavailable: Redis cannot be reached.
-    """
-    client = client or connect(settings)
-    now = str(time.time())
-    try:
-        pipe = client.pipeline(transaction=False)
-        for payload in payloads:
-            raw = payload if isinstance(payload, (str, bytes)) else json.dumps(payload, default=str)
-            pipe.xadd(keys.stream(settings), {keys.PAYLOAD_FIELD: raw, keys.SOURCE_FIELD: source,
-                                              keys.ENQUEUED_FIELD: now})
-        pipe.execute()
-    except RedisError as exc:
-        raise Unavailable(f"Redis unavailable: {exc}") from exc
-    return len(payloads)
 
 
 def ensure_group(client: redis.Redis, settings: Settings) -> None:
@@ -188,8 +158,6 @@ class Consumer:
                                   deliveries.get(entry[0], 1), limit)
 
     def _commit(self, entries: list[tuple[Any, dict]]) -> None:
-        from monitor.service import ingest_messages
-
         by_source: dict[str, list[tuple[Any, dict]]] = {}
         for entry in entries:
             by_source.setdefault(_field(entry[1], keys.SOURCE_FIELD) or "stream", []).append(entry)
@@ -208,8 +176,6 @@ class Consumer:
         self.processed += len(entries)
 
     def _dead_letter(self, entries: list[tuple[Any, dict]], deliveries: dict[Any, int]) -> None:
-        from monitor.service import add_dead_letter
-
         with session_scope(self.settings.database_url) as session:
             for entry_id, fields in entries:
                 add_dead_letter(session, _field(fields, keys.SOURCE_FIELD) or "stream", "process",

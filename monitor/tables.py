@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from monitor.vocabulary import AlertState, MessageStatus
 from newsdesk.db import Base, utcnow
-
-
-class MessageStatus(str, Enum):
-    PENDING = "pending"  # waiting for a model
-    CLASSIFIED = "classified"
-    SKIPPED = "skipped"  # empty or non-English: stored and flagged, never classified
-
-
-class AlertState(str, Enum):
-    FIRING = "firing"
-    RESOLVED = "resolved"
 
 
 class Message(Base):

@@ -2,42 +2,88 @@
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
 
-from newsdesk.errors import NewsdeskError, NotImplementedYet
+from newsdesk.cli_context import pass_settings
+from newsdesk.errors import NewsdeskError
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# command name -> ("module:attribute", issue number it waits for while the module is missing)
-LAZY_COMMANDS: dict[str, tuple[str, int]] = {
-    "init": ("newsdesk.cli:init_command", 2),
-    "demo": ("newsdesk.demo:demo_command", 2),
-    "worker": ("newsdesk.worker:worker_command", 2),
-    "serve": ("web.cli:serve_command", 6),
-    "users": ("web.cli:users_group", 6),
-    "catalog": ("recsys.cli:catalog_group", 4),
-    "interactions": ("recsys.cli:interactions_group", 4),
-    "index": ("recsys.cli:index_group", 4),
-    "recommend": ("recsys.cli:recommend_command", 4),
-    "finetune": ("finetune.cli:finetune_group", 3),
-    "models": ("finetune.cli:models_group", 3),
-    "classify": ("finetune.cli:classify_command", 3),
-    "eval": ("newsdesk.cli:eval_group", 3),
-    "stream": ("monitor.cli:stream_group", 5),
-    "alerts": ("monitor.cli:alerts_group", 5),
+
+
+# Each package's CLI module, imported only when one of its commands runs or shows its own --help (keeps the root
+# `--help` fast: torch and friends load only when needed). Plain imports: an IDE and the layers test follow them.
+def _newsdesk_cli() -> ModuleType:
+    return sys.modules[__name__]
+
+
+def _demo_cli() -> ModuleType:
+    from newsdesk import demo
+
+    return demo
+
+
+def _worker_cli() -> ModuleType:
+    from newsdesk import worker
+
+    return worker
+
+
+def _web_cli() -> ModuleType:
+    from web import cli
+
+    return cli
+
+
+def _recsys_cli() -> ModuleType:
+    from recsys import cli
+
+    return cli
+
+
+def _finetune_cli() -> ModuleType:
+    from finetune import cli
+
+    return cli
+
+
+def _monitor_cli() -> ModuleType:
+    from monitor import cli
+
+    return cli
+
+
+Loader = tuple[Callable[[], ModuleType], str]  # (module loader, name of the click command in it)
+
+LAZY_COMMANDS: dict[str, Loader] = {
+    "init": (_newsdesk_cli, "init_command"),
+    "demo": (_demo_cli, "demo_command"),
+    "worker": (_worker_cli, "worker_command"),
+    "serve": (_web_cli, "serve_command"),
+    "users": (_web_cli, "users_group"),
+    "catalog": (_recsys_cli, "catalog_group"),
+    "interactions": (_recsys_cli, "interactions_group"),
+    "index": (_recsys_cli, "index_group"),
+    "recommend": (_recsys_cli, "recommend_command"),
+    "finetune": (_finetune_cli, "finetune_group"),
+    "models": (_finetune_cli, "models_group"),
+    "classify": (_finetune_cli, "classify_command"),
+    "eval": (_newsdesk_cli, "eval_group"),
+    "stream": (_monitor_cli, "stream_group"),
+    "alerts": (_monitor_cli, "alerts_group"),
 }
 
-EVAL_COMMANDS: dict[str, tuple[str, int]] = {
-    "sentiment": ("finetune.cli:eval_sentiment_command", 3),
-    "recsys": ("recsys.cli:eval_recsys_command", 4),
+EVAL_COMMANDS: dict[str, Loader] = {
+    "sentiment": (_finetune_cli, "eval_sentiment_command"),
+    "recsys": (_recsys_cli, "eval_recsys_command"),
 }
 
 HELP = {
@@ -59,19 +105,14 @@ HELP = {
 }
 
 
-def _placeholder(name: str, issue: int) -> click.Command:
-    @click.command(name=name, help=f"{HELP.get(name, '')} (not built yet: waits for issue #{issue})",
-                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def _cmd() -> None:
-        raise NotImplementedYet(f"'{name}' is not built yet: it waits for issue #{issue}")
-
-    return _cmd
-
-
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported only when invoked (keeps `--help` fast)."""
+    """A group whose subcommands are imported only when invoked (keeps `--help` fast).
 
-    def __init__(self, *args: Any, lazy: dict[str, tuple[str, int]] | None = None, **kwargs: Any) -> None:
+    A subcommand whose module fails to import (or lacks the attribute) fails loudly: `Error: ...`, exit 1, the
+    traceback in the log; it is never shown as a working command.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, Loader] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = lazy or {}
 
@@ -83,16 +124,13 @@ class LazyGroup(click.Group):
             return self.commands[name]
         if name not in self.lazy:
             return None
-        target, issue = self.lazy[name]
-        module_name, attr = target.split(":")
+        load, attr = self.lazy[name]
         try:
-            module = importlib.import_module(module_name)
-            return getattr(module, attr)
-        except (ModuleNotFoundError, AttributeError) as exc:
-            missing = getattr(exc, "name", "") or ""
-            if isinstance(exc, ModuleNotFoundError) and not module_name.startswith(missing.split(".")[0]):
-                raise
-            return _placeholder(name, issue)
+            return getattr(load(), attr)
+        except Exception as exc:  # any import-time failure (even a SyntaxError): reported, never hidden
+            log.exception("cannot load the %r command (%s)", name, attr)
+            raise click.ClickException(f"the '{name}' command cannot be loaded ({type(exc).__name__}: {exc})") \
+                from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx) if name in self.lazy]
@@ -120,17 +158,6 @@ class RootGroup(LazyGroup):
             log.exception("unexpected error")
             click.echo(f"Error: internal error ({type(exc).__name__}: {exc}); see the log for the traceback", err=True)
             ctx.exit(1)
-
-
-def pass_settings(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: passes the process's `Settings` (built by the root group) as the first argument."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        return func(ctx.find_root().obj, *args, **kwargs)
-
-    return wrapper
 
 
 @click.group(cls=RootGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

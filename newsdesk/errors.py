@@ -51,6 +51,13 @@ class GateRejected(Conflict):
     code = "gate_rejected"
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request body (or file) over the configured size limit."""
+
+    http_status = 413
+    code = "payload_too_large"
+
+
 class Forbidden(NewsdeskError):
     """The role does not allow it."""
 
@@ -65,11 +72,3 @@ class Unavailable(NewsdeskError):
     exit_code = 7
     http_status = 503
     code = "unavailable"
-
-
-class NotImplementedYet(NewsdeskError):
-    """A command whose feature is not built yet; names the issue it waits for."""
-
-    exit_code = 8
-    http_status = 501
-    code = "not_implemented"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-
-import tomllib
 
 from newsdesk.errors import InvalidInput
 

@@ -1,13 +1,12 @@
 """The long-running process: APScheduler with a database job store plus each package's jobs and consumers.
 
-Composition root: the only module besides `cli.py` that imports the packages (lazily). Each package may expose
-`<package>.jobs.register(scheduler, settings, stop) -> None`, which adds scheduled jobs (with fixed ids and
-`replace_existing=True`) and may start daemon threads that watch the `stop` event.
+Part of the composition root (with `runtime.py` and `cli.py`): it imports each package's `jobs` module statically.
+`<package>.jobs.register(scheduler, settings, stop)` adds scheduled jobs (with fixed ids and `replace_existing=True`)
+and may start daemon threads that watch the `stop` event; monitor's also takes the process's classifier handle.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
@@ -15,7 +14,11 @@ from typing import Any
 
 import click
 
+from finetune import jobs as finetune_jobs
+from finetune.classifier import ClassifierHandle
+from monitor import jobs as monitor_jobs
 from newsdesk.settings import Settings
+from recsys import jobs as recsys_jobs
 
 log = logging.getLogger(__name__)
 
@@ -40,35 +43,30 @@ def build_scheduler(settings: Settings, background: bool = True) -> Any:
     )
 
 
-def register_all(scheduler: Any, settings: Settings, stop: threading.Event) -> list[str]:
+def register_all(scheduler: Any, settings: Settings, stop: threading.Event,
+                 classifier_handle: Any | None = None) -> list[str]:
     """Let each package add its jobs and consumers; returns the packages that registered."""
-    registered = []
-    for package in JOB_PACKAGES:
-        try:
-            module = importlib.import_module(f"{package}.jobs")
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(package):
-                log.info("package %s has no jobs yet", package)
-                continue
-            raise
-        module.register(scheduler, settings, stop)
-        registered.append(package)
-    return registered
+    finetune_jobs.register(scheduler, settings, stop)
+    recsys_jobs.register(scheduler, settings, stop)
+    monitor_jobs.register(scheduler, settings, stop, classifier_handle=classifier_handle)
+    return list(JOB_PACKAGES)
 
 
 class Worker:
     """Scheduler + consumers, startable in the foreground (`newsdesk worker`) or in the background (`serve`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, classifier_handle: Any | None = None) -> None:
+        """`classifier_handle`: the process's sentiment handle (shared with the web app under `serve`)."""
         self.settings = settings
+        self.classifier_handle = classifier_handle if classifier_handle is not None else ClassifierHandle(settings)
         self.stop_event = threading.Event()
         self.scheduler = build_scheduler(settings, background=True)
         self.packages: list[str] = []
 
     def start(self) -> None:
-        self.packages = register_all(self.scheduler, self.settings, self.stop_event)
+        self.packages = register_all(self.scheduler, self.settings, self.stop_event, self.classifier_handle)
         self.scheduler.start()
-        log.info("worker started: jobs from %s", ", ".join(self.packages) or "no package")
+        log.info("worker started: jobs from %s", ", ".join(self.packages))
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput, NotFound
-from recsys.tables import INTERACTION_KINDS, Interaction, Item
+from newsdesk.interactions import INTERACTION_KINDS, is_positive
+from recsys.tables import Interaction, Item
 from recsys.text import text_hash
 
 log = logging.getLogger(__name__)
@@ -366,7 +367,7 @@ def _insert_interactions(session: Session, batch: list[dict[str, Any]], report: 
             continue
         existing.add(key)
         fresh.append(row)
-        if row["kind"] == "click" or (row["kind"] == "rating" and row["rating"] >= positive_rating):
+        if is_positive(row["kind"], row["rating"], positive_rating):
             report.positives += 1
     if fresh:
         session.execute(sa.insert(Interaction), fresh)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from newsdesk.cli import pass_settings
+from newsdesk.cli_context import pass_settings
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 from recsys.profile import Event
-from recsys.serving import get_recommender
+from recsys.recommender import get_recommender
 from recsys.tables import Interaction
 
 log = logging.getLogger(__name__)

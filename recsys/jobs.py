@@ -23,7 +23,7 @@ _lock = threading.Lock()
 
 def register(scheduler: Any, settings: Settings, stop_event: threading.Event) -> None:
     """Add the interval job that re-embeds stale items and rebuilds or syncs the index."""
-    scheduler.add_job("recsys.jobs:refresh_index", "interval", seconds=INTERVAL_S, args=[settings],
+    scheduler.add_job(refresh_index, "interval", seconds=INTERVAL_S, args=[settings],
                       id="recsys:refresh-index", name="re-embed stale items / sync the item index",
                       replace_existing=True)
 
@@ -36,7 +36,7 @@ def refresh_index(settings: Settings) -> str:
     from recsys import service
     from recsys.embed import count_stale, encoder_version
     from recsys.index import read_manifest
-    from recsys.serving import positive_filter
+    from recsys.recommender import positive_filter
     from recsys.tables import Interaction, Item
 
     if not _lock.acquire(blocking=False):

@@ -8,8 +8,10 @@ from datetime import datetime
 
 import numpy as np
 
-POSITIVE_KINDS = ("click",)
-EXCLUDED_KINDS = ("click", "rating", "not_interested")  # impressions alone do not hide an item
+from newsdesk.interactions import InteractionKind, is_positive
+
+# what hides an item from a user's feed (impressions alone do not)
+EXCLUDED_KINDS = (InteractionKind.CLICK, InteractionKind.RATING, InteractionKind.NOT_INTERESTED)
 CLUSTER_HISTORY = 100  # most recent positives that the interest clustering looks at
 
 
@@ -70,10 +72,6 @@ class Profile:
         return np.vstack([full] + [self.contrib[self.clusters == c].sum(axis=0, keepdims=True) for c in labels])
 
 
-def is_positive(event: Event, positive_rating: float) -> bool:
-    return event.kind in POSITIVE_KINDS or (event.kind == "rating" and (event.rating or 0.0) >= positive_rating)
-
-
 def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np.ndarray,
                   collab: CollabRows | None, *, positive_rating: float = 4.0,
                   half_life: float = 0.0, max_history: int = 500, max_clusters: int = 3) -> Profile:
@@ -84,14 +82,14 @@ def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np
     events (0 = no recency decay).
     """
     seen = {e.item_id for e in events if e.kind in EXCLUDED_KINDS}
-    ordered = sorted((e for e in events if is_positive(e, positive_rating) and e.item_id in position),
+    ordered = sorted((e for e in events if is_positive(e.kind, e.rating, positive_rating) and e.item_id in position),
                      key=lambda e: e.ts or datetime.min, reverse=True)
     history, verbs, taken = [], [], set()
     for e in ordered:
         if e.item_id not in taken:
             taken.add(e.item_id)
             history.append(position[e.item_id])
-            verbs.append("read" if e.kind == "click" else "liked")
+            verbs.append("read" if e.kind == InteractionKind.CLICK else "liked")
         if len(history) >= max_history:
             break
     dim = vectors.shape[1] if vectors.ndim == 2 else 0

@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
+from newsdesk.interactions import LIVE_KINDS
 from newsdesk.settings import Settings
 from recsys.cache import history_stamp, newest_interaction
 from recsys.catalog import ImportReport, Rejection, import_interaction_files, import_items
 from recsys.collab import CollabArgs, fit_collab_map
 from recsys.embed import count_stale, embed_stale, encoder_version, load_vectors
 from recsys.index import read_manifest
-from recsys.serving import Recommender, ensure_index, get_recommender, positive_filter, user_events
+from recsys.recommender import Recommender, ensure_index, get_recommender, positive_filter, user_events
 from recsys.tables import Interaction, Item, ItemVector
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ __all__ = [
     "user_history",
 ]
 
-LIVE_KINDS = ("impression", "click", "not_interested")
 MAX_K = 100
 SNIPPET_CHARS = 240
 

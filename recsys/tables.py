@@ -9,8 +9,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from newsdesk.db import Base, utcnow
 
-INTERACTION_KINDS = ("rating", "click", "impression", "not_interested")
-
 
 class Item(Base):
     """One catalog item; `text_hash` changes whenever the encoder text changes (so its vector goes stale)."""

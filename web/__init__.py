@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.routing import IntegerConverter
 
+from newsdesk.runtime import Runtime
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,16 +21,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
-def create_app(settings: Settings, *, start_worker: bool = False, testing: bool = False,
-               services: dict[str, Any] | None = None) -> Flask:
+def create_app(settings: Settings, *, runtime: Runtime | None = None, start_worker: bool = False,
+               testing: bool = False) -> Flask:
     """Build the app: config, extensions, blueprints, error handlers (and the in-process worker if asked).
 
-    `services` replaces service modules by package name (tests only, for packages not built yet).
+    `runtime` is the process's composition root (built here when not given; tests pass one built with fakes);
+    with `start_worker` the worker runs in this process and shares the runtime's classifier handle.
     """
     from web import api, auth, console, dashboard, events, feed, health, rules
     from web.errors import register_error_handlers
     from web.extensions import LoginThrottle, RequestMetrics, csrf, login_manager
-    from web.services import Services
 
     app = Flask(__name__)
     app.url_map.converters["id"] = IdConverter
@@ -48,7 +49,8 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
         JSON_SORT_KEYS=False,
     )
     app.jinja_env.autoescape = True  # also for non-.html templates; item text and tweets are untrusted
-    app.extensions["newsdesk_services"] = Services(settings, services)
+    runtime = runtime if runtime is not None else Runtime(settings)
+    app.extensions["newsdesk_runtime"] = runtime
     app.extensions["newsdesk_throttle"] = LoginThrottle(settings.web.login_rate_limit)
     app.extensions["newsdesk_metrics"] = RequestMetrics()
 
@@ -67,11 +69,7 @@ def create_app(settings: Settings, *, start_worker: bool = False, testing: bool 
     _register_template_helpers(app)
 
     if start_worker:
-        from newsdesk.worker import Worker
-
-        worker = Worker(settings)
-        worker.start()
-        app.extensions["newsdesk_worker"] = worker
+        runtime.start_worker()
     return app
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from newsdesk.cli import pass_settings
+from newsdesk.cli_context import pass_settings
 from newsdesk.settings import Settings
+from web.prefork import serve_prefork, serve_until_stopped
+from web.vocabulary import ROLES, TOKEN_KINDS
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -41,9 +43,8 @@ def serve_command(settings: Settings, host: str | None, port: int | None, no_wor
         server = create_server(_app(settings, not no_worker), host=host, port=port, threads=threads, ident="newsdesk")
         click.echo(f"newsdesk is serving on http://{host}:{server.effective_port}/ "
                    f"({'with' if not no_worker else 'without'} the worker; Ctrl-C stops)")
-        _run(server)
+        serve_until_stopped(server)
         return
-    from web.prefork import serve_prefork
 
     def announce(bound_port: int) -> None:
         click.echo(f"newsdesk is serving on http://{host}:{bound_port}/ with {workers} processes "
@@ -53,41 +54,18 @@ def serve_command(settings: Settings, host: str | None, port: int | None, no_wor
 
 
 def _app(settings: Settings, start_worker: bool) -> Flask:
-    """The app for one server process, with the recommender's snapshot loading in the background (so the first
-    feed request does not pay the seconds it takes to read the vectors, index and collaborative map)."""
+    """The app for one server process, built on this process's runtime (one classifier handle, shared with the
+    in-process worker), with the recommender's snapshot loading in the background (so the first feed request does
+    not pay the seconds it takes to read the vectors, index and collaborative map)."""
     import threading
 
+    from newsdesk.runtime import Runtime
     from web import create_app
 
-    app = create_app(settings, start_worker=start_worker)
-    threading.Thread(target=warm_recommender, args=(app,), name="warm-recommender", daemon=True).start()
+    runtime = Runtime(settings)
+    app = create_app(settings, runtime=runtime, start_worker=start_worker)
+    threading.Thread(target=runtime.warm_recommender, name="warm-recommender", daemon=True).start()
     return app
-
-
-def warm_recommender(app: Flask) -> bool:
-    """Load the recommender snapshot now; False (logged) when there is nothing to serve yet."""
-    from newsdesk.errors import NewsdeskError
-
-    try:
-        services = app.extensions["newsdesk_services"]
-        services.recsys.get_recommender(app.config["NEWSDESK_SETTINGS"]).snapshot()
-    except NewsdeskError as exc:  # no catalog/index yet, or recsys not installed: the first request will say so
-        log.info("recommender not warmed: %s", exc.message)
-        return False
-    return True
-
-
-def _run(server: Any) -> None:
-    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close."""
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        worker = server.application.extensions.get("newsdesk_worker")
-        if worker is not None:
-            worker.stop()
-        server.close()
 
 
 @click.group("users")
@@ -97,7 +75,7 @@ def users_group() -> None:
 
 @users_group.command("create")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["reader", "analyst", "admin"]), default="reader", show_default=True)
+@click.option("--role", type=click.Choice(ROLES), default="reader", show_default=True)
 @click.option("--password", default=None, help="Password (a random one is generated and printed when omitted).")
 @pass_settings
 def create_command(settings: Settings, username: str, role: str, password: str | None) -> None:
@@ -131,7 +109,7 @@ def list_command(settings: Settings) -> None:
 
 @users_group.command("token")
 @click.argument("username")
-@click.option("--kind", type=click.Choice(["user", "ingest"]), default="user", show_default=True,
+@click.option("--kind", type=click.Choice(TOKEN_KINDS), default="user", show_default=True,
               help="user: the API as this user; ingest: POST /api/v1/ingest only.")
 @pass_settings
 def token_command(settings: Settings, username: str, kind: str) -> None:

@@ -10,26 +10,23 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from finetune import service as finetune_service
+from finetune.vocabulary import TASKS
 from newsdesk.db import get_engine
 from newsdesk.errors import InvalidInput, Unavailable
 from web.auth import db_session, role_required
+from web.extensions import runtime
 from web.forms import ActionForm, flashed_errors, require_valid_form
-from web.tables import ROLES, TOKEN_KINDS
 from web.users import create_token, create_user, list_tokens, list_users
+from web.vocabulary import ROLES, TOKEN_KINDS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, url_prefix="/console")
 
-TASKS = ("sentiment", "recsys")
-
-
-def _finetune() -> Any:
-    return current_app.extensions["newsdesk_services"].finetune
-
 
 def scheduler_jobs() -> list[dict[str, Any]]:
     """Jobs with their next run time: the in-process worker's scheduler, else the `apscheduler_jobs` table."""
-    worker = current_app.extensions.get("newsdesk_worker")
+    worker = runtime().worker
     if worker is not None and worker.scheduler.running:
         return [{"id": j.id, "name": j.name, "trigger": str(j.trigger),
                  "next_run": j.next_run_time.astimezone(timezone.utc).replace(tzinfo=None) if j.next_run_time
@@ -64,9 +61,8 @@ def index() -> Any:
     problem = None
     try:
         with db_session() as session:
-            finetune = _finetune()
             for task in TASKS:
-                versions = finetune.list_versions(session, task)
+                versions = finetune_service.list_versions(session, task)
                 columns = _metric_columns(versions)
                 chart = {"metric": columns[0] if columns else "",
                          "versions": [v.version for v in versions][::-1],
@@ -74,7 +70,7 @@ def index() -> Any:
                          "current": [bool(v.is_current) for v in versions][::-1]}
                 tasks.append({"task": task, "versions": versions, "columns": columns, "chart": chart,
                               "current": next((v for v in versions if v.is_current), None)})
-            runs = finetune.list_training_runs(session, None, limit=30)
+            runs = finetune_service.list_training_runs(session, None, limit=30)
     except Unavailable as exc:
         problem = exc.message
     try:
@@ -100,7 +96,7 @@ def promote(task: str) -> Any:
     settings = current_app.config["NEWSDESK_SETTINGS"]
     with flashed_errors():
         with db_session() as session:
-            info = _finetune().promote(session, settings, _task(task), version, actor=current_user.username)
+            info = finetune_service.promote(session, settings, _task(task), version, actor=current_user.username)
         flash(f"{task} {info.version} is now current.", "info")
     return redirect(url_for("console.index"))
 
@@ -112,7 +108,7 @@ def rollback(task: str) -> Any:
     settings = current_app.config["NEWSDESK_SETTINGS"]
     with flashed_errors():
         with db_session() as session:
-            info = _finetune().rollback(session, settings, _task(task), actor=current_user.username)
+            info = finetune_service.rollback(session, settings, _task(task), actor=current_user.username)
         flash(f"Rolled {task} back to {info.version}.", "info")
     return redirect(url_for("console.index"))
 
@@ -122,7 +118,7 @@ def rollback(task: str) -> Any:
 def retrain(task: str) -> Any:
     require_valid_form()
     with db_session() as session:
-        run_id = _finetune().request_retrain(session, _task(task), current_user.username)
+        run_id = finetune_service.request_retrain(session, _task(task), current_user.username)
     flash(f"Queued {task} training run #{run_id}; the worker picks it up.", "info")
     return redirect(url_for("console.index"))
 

@@ -6,24 +6,22 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from monitor import service as monitor_service
+from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Unavailable
 from web.auth import db_session, role_required
+from web.extensions import runtime
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-STATES = ("firing", "acknowledged", "resolved", "silenced")
 PAGE_SIZE = 25
 WINDOWS = {"6": 6, "24": 24, "72": 72, "168": 168, "720": 720}  # hours offered in the filters
-
-
-def _monitor() -> Any:
-    return current_app.extensions["newsdesk_services"].monitor
 
 
 def _topic_arg() -> str | None:
@@ -33,10 +31,10 @@ def _topic_arg() -> str | None:
 
 def _filters() -> dict[str, Any]:
     state = request.args.get("state") or None
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
     rule = request.args.get("rule_id") or ""
     hours = request.args.get("hours") or ""
-    return {"state": state if state in STATES else None, "ticker": ticker, "topic": _topic_arg(),
+    return {"state": state if state in ALERT_STATES else None, "ticker": ticker, "topic": _topic_arg(),
             "rule_id": int(rule) if rule.isdigit() and len(rule) < 10 else None,
             "since": utcnow() - timedelta(hours=WINDOWS[hours]) if hours in WINDOWS else None}
 
@@ -52,12 +50,13 @@ def index() -> Any:
                                "topics": [], "groups": {}, "problem": None}
     try:
         with db_session() as session:
-            monitor = _monitor()
-            alerts, total = monitor.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, **filters)
-            context.update(alerts=alerts, total=total, rules=monitor.list_rules(session),
-                           messages=monitor.latest_messages(session, limit=20, topic=filters["topic"]),
-                           silences=monitor.list_silences(session, active_only=True),
-                           topics=monitor.list_topics(session), groups=monitor.list_alert_groups(session))
+            alerts, total = monitor_service.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE,
+                                                        **filters)
+            context.update(alerts=alerts, total=total, rules=monitor_service.list_rules(session),
+                           messages=monitor_service.latest_messages(session, limit=20, topic=filters["topic"]),
+                           silences=monitor_service.list_silences(session, active_only=True),
+                           topics=monitor_service.list_topics(session),
+                           groups=monitor_service.list_alert_groups(session))
     except Unavailable as exc:
         context["problem"] = exc.message
     tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
@@ -65,7 +64,7 @@ def index() -> Any:
     rule_names = {r.id: r.name for r in context["rules"]}  # silences show "rule “name”", not "rule_id=3"
     return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
                            rule_names=rule_names,
-                           states=STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
+                           states=ALERT_STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
                            chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
                            **context), 503 if context["problem"] else 200
 
@@ -81,7 +80,7 @@ def _tickers_of(message: Any) -> list[str]:
 @role_required("analyst")
 def series() -> Any:
     """Sentiment counts per time bucket for one ticker (or all), or with `by=topic` per topic, for the charts."""
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$")[:16] or None
+    ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
     by_topic = request.args.get("by") == "topic"
     topic = _topic_arg()
     hours = request.args.get("hours", "168")
@@ -91,9 +90,9 @@ def series() -> Any:
     since = until - timedelta(hours=hours_n)
     with db_session() as session:
         if by_topic:
-            rows = _monitor().topic_series(session, topic=topic, since=since, bucket=bucket)
+            rows = monitor_service.topic_series(session, topic=topic, since=since, bucket=bucket)
         else:
-            rows = _monitor().sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
+            rows = monitor_service.sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
     out = []
     for row in rows:
         row = dict(row)
@@ -110,7 +109,7 @@ def series() -> Any:
 def alert(alert_id: int) -> Any:
     """One alert: its values, evidence messages with scores, acknowledge and silence forms."""
     with db_session() as session:
-        detail = _monitor().get_alert(session, alert_id)
+        detail = monitor_service.get_alert(session, alert_id)
     return render_template("alert.html", alert=detail, form=ActionForm())
 
 
@@ -121,7 +120,7 @@ def acknowledge(alert_id: int) -> Any:
     note = request.form.get("note", "").strip()[:2000]
     with flashed_errors(reraise_status=(404,)):
         with db_session() as session:
-            _monitor().acknowledge_alert(session, alert_id, current_user.username, note=note)
+            monitor_service.acknowledge_alert(session, alert_id, current_user.username, note=note)
         flash(f"Alert #{alert_id} acknowledged.", "info")
     return redirect(request.form.get("back") if request.form.get("back", "").startswith("/dashboard") else
                     url_for("dashboard.alert", alert_id=alert_id))
@@ -141,12 +140,11 @@ def silence(alert_id: int) -> Any:
         return redirect(url_for("dashboard.alert", alert_id=alert_id))
     comment = request.form.get("comment", "").strip()[:2000]
     with db_session() as session:
-        monitor = _monitor()
-        detail = monitor.get_alert(session, alert_id)
+        detail = monitor_service.get_alert(session, alert_id)
         matchers = {k: getattr(detail, k) for k in ("ticker", "topic", "rule_id")
                     if getattr(detail, k, None) not in (None, "")}
-        monitor.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
-                               comment=comment)
+        monitor_service.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
+                                       comment=comment)
     flash(f"Silenced {', '.join(f'{k}={v}' for k, v in matchers.items())} for {hours_f:g} h.", "info")
     return redirect(url_for("dashboard.alert", alert_id=alert_id))
 
@@ -157,8 +155,7 @@ def dead_letters() -> Any:
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
     with db_session() as session:
-        result = _monitor().list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
-    rows, total = result if isinstance(result, tuple) else (result, None)
+        rows, total = monitor_service.list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
     return render_template("dead_letters.html", rows=rows, total=total, page=page_no, page_size=PAGE_SIZE,
                            form=ActionForm())
 
@@ -167,10 +164,10 @@ def dead_letters() -> Any:
 @role_required("analyst")
 def replay(dead_letter_id: int) -> Any:
     require_valid_form()
-    classifier = current_app.extensions["newsdesk_services"].classifier()
+    classifier = runtime().classifier()
     with flashed_errors(f"Replay of #{dead_letter_id} failed: "):
         with db_session() as session:
-            _monitor().replay_dead_letter(session, classifier, dead_letter_id)
+            monitor_service.replay_dead_letter(session, classifier, dead_letter_id)
         flash(f"Dead letter #{dead_letter_id} replayed.", "info")
     return redirect(url_for("dashboard.dead_letters"))
 
@@ -181,6 +178,6 @@ def expire_silence(silence_id: int) -> Any:
     """End a silence now."""
     require_valid_form()
     with db_session() as session:
-        _monitor().expire_silence(session, silence_id, current_user.username)
+        monitor_service.expire_silence(session, silence_id, current_user.username)
     flash(f"Silence #{silence_id} ended.", "info")
     return redirect(url_for("dashboard.index"))

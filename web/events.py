@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
+from monitor import service as monitor_service
 from newsdesk.db import session_scope
 from newsdesk.errors import NewsdeskError
 from web.api import to_json
@@ -41,14 +42,13 @@ def stream() -> Response:
     (the browser's EventSource reconnects on its own) so a server thread is never held for ever."""
     app = current_app._get_current_object()
     settings = app.config["NEWSDESK_SETTINGS"]
-    monitor = app.extensions["newsdesk_services"].monitor
     poll_s = float(app.config.get("SSE_POLL_S", 1.0))
     max_s = float(app.config.get("SSE_MAX_S", 55.0))
     cursor = _decode_cursor(request.headers.get("Last-Event-ID") or request.args.get("cursor"))
     fresh = cursor is None
     # Fail before streaming (503 JSON) when the monitor is not there: a stream can't change its status later.
     with session_scope(settings.database_url) as session:
-        first_events, cursor = monitor.changes_since(session, cursor)
+        first_events, cursor = monitor_service.changes_since(session, cursor)
     if fresh:
         first_events = []  # a new page already shows the current state: only stream what changes from now
 
@@ -69,7 +69,7 @@ def stream() -> Response:
             time.sleep(poll_s)
             try:
                 with session_scope(settings.database_url) as session:
-                    events, cursor = monitor.changes_since(session, cursor)
+                    events, cursor = monitor_service.changes_since(session, cursor)
             except NewsdeskError as exc:
                 log.warning("event stream: %s", exc.message)
                 yield f"event: problem\ndata: {json.dumps({'message': exc.message})}\n\n"

@@ -1,4 +1,4 @@
-"""Unbound extension objects (Flask-Login, CSRF), the login throttle and the in-process request metrics."""
+"""Unbound extension objects (Flask-Login, CSRF), the process runtime, the login throttle and request metrics."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+from flask import current_app
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFProtect
 
+from newsdesk.runtime import Runtime
+
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
+def runtime() -> Runtime:
+    """The process's composition root (classifier handle, recommender, worker), handed to `create_app`."""
+    return current_app.extensions["newsdesk_runtime"]
 
 
 @dataclass

@@ -9,7 +9,10 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
+from monitor.vocabulary import normalise_ticker
 from newsdesk.errors import InvalidInput, Unavailable
+from newsdesk.interactions import FEEDBACK_KINDS
+from recsys import service as recsys_service
 from web.auth import db_session
 from web.users import require_user, set_topics
 
@@ -17,15 +20,10 @@ log = logging.getLogger(__name__)
 bp = Blueprint("feed", __name__, url_prefix="/feed")
 
 FEED_SIZE = 20
-EVENT_KINDS = ("click", "not_interested")
 
 
 class OnboardingForm(FlaskForm):
     """Topics come as checkboxes, tickers as free text; only the CSRF token is declared here."""
-
-
-def _services() -> Any:
-    return current_app.extensions["newsdesk_services"]
 
 
 def _needs_onboarding(session: Any, username: str, topics: list[str] | None) -> bool:
@@ -33,7 +31,7 @@ def _needs_onboarding(session: Any, username: str, topics: list[str] | None) -> 
     if topics is not None:
         return False
     try:
-        return not _services().recsys.user_history(session, username, limit=1)
+        return not recsys_service.user_history(session, username, limit=1)
     except Unavailable:
         return True
 
@@ -51,10 +49,10 @@ def index() -> Any:
         if _needs_onboarding(session, user.username, topics):
             return redirect(url_for("feed.onboarding"))
         try:
-            recsys = _services().recsys
-            recs = recsys.recommend_for_user(session, settings, user.username, k=FEED_SIZE, topics=tuple(topics or ()))
+            recs = recsys_service.recommend_for_user(session, settings, user.username, k=FEED_SIZE,
+                                                     topics=tuple(topics or ()))
             if recs:
-                recsys.log_events(session, user.username, [(r.item_id, "impression") for r in recs])
+                recsys_service.log_events(session, user.username, [(r.item_id, "impression") for r in recs])
         except Unavailable as exc:
             problem = exc.message
     return render_template("feed.html", recs=recs, topics=topics or [], problem=problem), 503 if problem else 200
@@ -69,7 +67,7 @@ def onboarding() -> Any:
         user = require_user(session, current_user.username)
         if form.validate_on_submit():
             chosen = request.form.getlist("topic")
-            tickers = [t.strip().upper().lstrip("$") for t in request.form.get("tickers", "").replace(",", " ").split()]
+            tickers = [normalise_ticker(t) for t in request.form.get("tickers", "").replace(",", " ").split()]
             try:
                 saved = set_topics(session, user, chosen + [f"${t}" for t in tickers if t])
             except InvalidInput as exc:
@@ -79,7 +77,7 @@ def onboarding() -> Any:
                   "info")
             return redirect(url_for("feed.index"))
         try:
-            available = _services().recsys.list_topics(session)
+            available = recsys_service.list_topics(session)
         except Unavailable as exc:
             available, problem = [], exc.message
         else:
@@ -97,8 +95,8 @@ def events() -> Any:
     data = request.get_json(silent=True)
     data = data if isinstance(data, dict) else {}
     item_id, kind = data.get("item_id"), data.get("kind")
-    if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in EVENT_KINDS:
+    if not isinstance(item_id, str) or not item_id or len(item_id) > 128 or kind not in FEEDBACK_KINDS:
         raise InvalidInput("send {item_id, kind} with kind click or not_interested", {"field": "kind"})
     with db_session() as session:
-        logged = _services().recsys.log_events(session, current_user.username, [(item_id, kind)])
+        logged = recsys_service.log_events(session, current_user.username, [(item_id, kind)])
     return {"logged": logged, "kind": kind, "item_id": item_id}, 202

@@ -10,8 +10,11 @@ import plotly
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, send_file
 
+from finetune import service as finetune_service
+from finetune.vocabulary import TASKS
 from newsdesk import db
 from newsdesk.errors import NewsdeskError
+from recsys import service as recsys_service
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -46,9 +49,8 @@ def _database() -> str:
 
 
 def _models() -> str:
-    services = current_app.extensions["newsdesk_services"]
     with db.session_scope(current_app.config["NEWSDESK_SETTINGS"].database_url) as session:
-        found = {task: services.finetune.current_version(session, task) for task in ("sentiment", "recsys")}
+        found = {task: finetune_service.current_version(session, task) for task in TASKS}
     if found["sentiment"] is None:
         raise RuntimeError("no current sentiment model (messages are stored unclassified)")
     return ", ".join(f"{t}={v.version if v else 'base encoder'}" for t, v in found.items())
@@ -56,12 +58,11 @@ def _models() -> str:
 
 def _index() -> str:
     settings = current_app.config["NEWSDESK_SETTINGS"]
-    services = current_app.extensions["newsdesk_services"]
     with db.session_scope(settings.database_url) as session:
-        status = services.recsys.index_status(session, settings)
-    if not getattr(status, "vectors", 0):
+        status = recsys_service.index_status(session, settings)
+    if not status.vectors:
         raise RuntimeError("the item index is empty (run `newsdesk index build`)")
-    stale = " (stale)" if getattr(status, "stale", False) else ""
+    stale = " (stale)" if status.stale else ""
     return f"{status.vectors} vectors, model {status.model_version or 'base'}{stale}"
 
 
@@ -78,7 +79,6 @@ def readyz() -> Response:
 def _gauges() -> list[str]:
     """Messages processed, alerts by state and model versions, read from the database at scrape time."""
     settings = current_app.config["NEWSDESK_SETTINGS"]
-    services = current_app.extensions["newsdesk_services"]
     lines: list[str] = []
     engine = db.get_engine(settings.database_url)
     tables = set(sa.inspect(engine).get_table_names())
@@ -91,17 +91,16 @@ def _gauges() -> list[str]:
             lines += ["# HELP newsdesk_alerts Alerts by state.", "# TYPE newsdesk_alerts gauge"]
             for state, n in conn.execute(sa.text("SELECT state, COUNT(*) FROM alerts GROUP BY state")):
                 lines.append(f'newsdesk_alerts{{state="{state}"}} {n}')
-    if services.available("finetune"):
-        try:
-            with db.session_scope(settings.database_url) as session:
-                versions = services.finetune.list_versions(session)
-            lines += ["# HELP newsdesk_model_versions Registered model versions (current=1 for the served one).",
-                      "# TYPE newsdesk_model_versions gauge"]
-            for v in versions:
-                lines.append(f'newsdesk_model_versions{{task="{v.task}",version="{v.version}",status="{v.status}"}} '
-                             f'{1 if v.is_current else 0}')
-        except NewsdeskError as exc:
-            log.info("metrics: no model versions (%s)", exc.message)
+    try:
+        with db.session_scope(settings.database_url) as session:
+            versions = finetune_service.list_versions(session)
+        lines += ["# HELP newsdesk_model_versions Registered model versions (current=1 for the served one).",
+                  "# TYPE newsdesk_model_versions gauge"]
+        for v in versions:
+            lines.append(f'newsdesk_model_versions{{task="{v.task}",version="{v.version}",status="{v.status}"}} '
+                         f'{1 if v.is_current else 0}')
+    except NewsdeskError as exc:
+        log.info("metrics: no model versions (%s)", exc.message)
     return lines
 
 

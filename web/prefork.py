@@ -39,16 +39,25 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
+def serve_until_stopped(server: Any) -> None:
+    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close."""
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.application.extensions["newsdesk_runtime"].stop_worker()
+        server.close()
+
+
 def _child(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, threads: int) -> None:
     """Runs in a forked child: build the app, serve on the inherited socket, exit when told."""
     from waitress import create_server
 
-    from web.cli import _run
-
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     server = create_server(make_app(first), sockets=[sock], threads=threads, ident="newsdesk")
-    _run(server)
+    serve_until_stopped(server)
 
 
 def _spawn(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, threads: int) -> int:

@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from monitor import service as monitor_service
+from monitor.vocabulary import RULE_KINDS, SEVERITIES, normalise_ticker
 from newsdesk.errors import InvalidInput, NewsdeskError
 from web.auth import db_session, role_required
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
 bp = Blueprint("rules", __name__, url_prefix="/dashboard/rules")
-
-KINDS = ("negative_burst", "volume_spike", "keyword")
-SEVERITIES = ("info", "warning", "critical")
-
-
-def _monitor() -> Any:
-    return current_app.extensions["newsdesk_services"].monitor
 
 
 def _fields() -> dict[str, Any]:
@@ -38,7 +33,7 @@ def _fields() -> dict[str, Any]:
     repeat = request.form.get("repeat_minutes", "240").strip()
     if not repeat.isdigit():
         raise InvalidInput("repeat must be a whole number of minutes", {"field": "repeat_minutes"})
-    tickers = [t.strip().upper().lstrip("$") for t in request.form.get("tickers", "").replace(",", " ").split()]
+    tickers = [normalise_ticker(t) for t in request.form.get("tickers", "").replace(",", " ").split()]
     # topics: the known ones picked in the list, plus new ones typed (";"-separated: labels may contain "|" or ",")
     topics = request.form.getlist("topics") + request.form.get("topics_extra", "").split(";")
     return {"name": request.form.get("name", "").strip(), "params": params, "tickers": [t for t in tickers if t],
@@ -56,9 +51,9 @@ def index() -> Any:
 def _page(draft: dict[str, Any] | None = None) -> str:
     """The editor; `draft` (what was typed into one form, "for": a rule id or "new") refills that form."""
     with db_session() as session:
-        rules = _monitor().list_rules(session)
-        topics = _monitor().list_topics(session)
-    return render_template("rules.html", rules=rules, kinds=KINDS, severities=SEVERITIES, form=ActionForm(),
+        rules = monitor_service.list_rules(session)
+        topics = monitor_service.list_topics(session)
+    return render_template("rules.html", rules=rules, kinds=RULE_KINDS, severities=SEVERITIES, form=ActionForm(),
                            topics=topics, draft=draft,
                            params_json={r.id: json.dumps(r.params, indent=None) for r in rules})
 
@@ -93,7 +88,7 @@ def _run(action: Any, done: str) -> Any:
 def create() -> Any:
     def action(session: Any) -> None:
         f = _fields()
-        _monitor().create_rule(session, f.pop("name"), request.form.get("kind", ""), f.pop("params"), **f)
+        monitor_service.create_rule(session, f.pop("name"), request.form.get("kind", ""), f.pop("params"), **f)
 
     return _save(action, "Rule created.", "new")
 
@@ -101,11 +96,11 @@ def create() -> Any:
 @bp.route("/<id:rule_id>", methods=["POST"])
 @role_required("analyst")
 def update(rule_id: int) -> Any:
-    return _save(lambda session: _monitor().update_rule(session, rule_id, **_fields()), f"Rule #{rule_id} saved.",
-                 rule_id)
+    return _save(lambda session: monitor_service.update_rule(session, rule_id, **_fields()),
+                 f"Rule #{rule_id} saved.", rule_id)
 
 
 @bp.route("/<id:rule_id>/delete", methods=["POST"])
 @role_required("analyst")
 def delete(rule_id: int) -> Any:
-    return _run(lambda session: _monitor().delete_rule(session, rule_id), f"Rule #{rule_id} deleted.")
+    return _run(lambda session: monitor_service.delete_rule(session, rule_id), f"Rule #{rule_id} deleted.")

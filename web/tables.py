@@ -10,9 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from newsdesk.db import Base, utcnow
 
-ROLES = ("reader", "analyst", "admin")
-TOKEN_KINDS = ("user", "ingest")
-
 
 class User(Base):
     """A person who logs in; `username` is also the recsys `user_id`."""

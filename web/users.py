@@ -15,7 +15,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
-from web.tables import ROLES, TOKEN_KINDS, ApiToken, User
+from web.tables import ApiToken, User
+from web.vocabulary import ROLES, TOKEN_KINDS
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
 MIN_PASSWORD = 6

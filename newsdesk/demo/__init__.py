@@ -109,6 +109,7 @@ def load_demo(settings: Settings, *, train: bool = True, replay: bool = True) ->
     """Load every demo slice; each step is idempotent so `newsdesk demo` can be run again safely."""
     from finetune import service as finetune_service
     from monitor import service as monitor_service
+    from monitor.replay import replay_file
     from recsys import service as recsys_service
 
     settings.ensure_dirs()
@@ -145,7 +146,7 @@ def load_demo(settings: Settings, *, train: bool = True, replay: bool = True) ->
     stream_marker = work / "stream.done"
     if replay and not stream_marker.exists():
         stream = _rebased_stream(work / "stream.jsonl.gz")
-        summary["stream"] = monitor_service.replay_file(settings, stream, to="direct")
+        summary["stream"] = replay_file(settings, stream, to="direct")
         stream_marker.touch()
     return summary
 

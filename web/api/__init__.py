@@ -22,10 +22,6 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def services() -> Any:
-    return current_app.extensions["newsdesk_services"]
-
-
 def settings() -> Any:
     return current_app.config["NEWSDESK_SETTINGS"]
 

@@ -7,12 +7,13 @@ from datetime import timedelta
 from flask import g, request
 from flask.wrappers import Response
 
+from monitor import service as monitor_service
+from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput
-from web.api import bp, datetime_arg, int_arg, json_body, ok, page, parse_datetime, services
+from web.api import bp, datetime_arg, int_arg, json_body, ok, page, parse_datetime
 from web.auth import db_session, token_required
 
-STATES = ("firing", "acknowledged", "resolved", "silenced")
 MAX_SILENCE_MINUTES = 30 * 24 * 60
 
 
@@ -23,11 +24,11 @@ def alert_filters() -> dict:
         InvalidInput: unknown state, bad rule id or date.
     """
     state = request.args.get("state") or None
-    if state is not None and state not in STATES:
-        raise InvalidInput(f"state must be one of {', '.join(STATES)}", {"field": "state"})
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$") or None
-    if ticker is not None and len(ticker) > 16:
-        raise InvalidInput("ticker is at most 16 characters", {"field": "ticker"})
+    if state is not None and state not in ALERT_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(ALERT_STATES)}", {"field": "state"})
+    ticker = normalise_ticker(request.args.get("ticker")) or None
+    if ticker is not None and len(ticker) > TICKER_MAX:
+        raise InvalidInput(f"ticker is at most {TICKER_MAX} characters", {"field": "ticker"})
     topic = " ".join((request.args.get("topic") or "").split()) or None
     if topic is not None and len(topic) > 64:
         raise InvalidInput("topic is at most 64 characters", {"field": "topic"})
@@ -45,7 +46,7 @@ def list_alerts() -> Response:
     limit, offset = int_arg("limit", 50, 1, 500), int_arg("offset", 0, 0, 10_000_000)
     filters = alert_filters()
     with db_session() as session:
-        alerts, total = services().monitor.list_alerts(session, limit=limit, offset=offset, **filters)
+        alerts, total = monitor_service.list_alerts(session, limit=limit, offset=offset, **filters)
     return ok(page(alerts, total, limit, offset))
 
 
@@ -53,7 +54,7 @@ def list_alerts() -> Response:
 @token_required("analyst")
 def get_alert(alert_id: int) -> Response:
     with db_session() as session:
-        return ok(services().monitor.get_alert(session, alert_id))
+        return ok(monitor_service.get_alert(session, alert_id))
 
 
 @bp.post("/alerts/<id:alert_id>/ack")
@@ -63,7 +64,7 @@ def acknowledge(alert_id: int) -> Response:
     if not isinstance(note, str) or len(note) > 2000:
         raise InvalidInput("note must be a string of at most 2000 characters", {"field": "note"})
     with db_session() as session:
-        return ok(services().monitor.acknowledge_alert(session, alert_id, g.api_user.username, note=note))
+        return ok(monitor_service.acknowledge_alert(session, alert_id, g.api_user.username, note=note))
 
 
 def silence_end(body: dict) -> object:
@@ -105,8 +106,7 @@ def silence(alert_id: int) -> Response:
     if not isinstance(comment, str) or len(comment) > 2000:
         raise InvalidInput("comment must be a string of at most 2000 characters", {"field": "comment"})
     with db_session() as session:
-        monitor = services().monitor
-        alert = monitor.get_alert(session, alert_id)
-        result = monitor.create_silence(session, silence_matchers(alert), ends_at, g.api_user.username,
-                                        comment=comment)
+        alert = monitor_service.get_alert(session, alert_id)
+        result = monitor_service.create_silence(session, silence_matchers(alert), ends_at, g.api_user.username,
+                                                comment=comment)
     return ok(result, 201)

@@ -6,10 +6,11 @@ from flask import g
 from flask.wrappers import Response
 
 from newsdesk.errors import InvalidInput
-from web.api import bp, json_body, ok, services
+from newsdesk.interactions import LIVE_KINDS
+from recsys import service as recsys_service
+from web.api import bp, json_body, ok
 from web.auth import db_session, token_required
 
-EVENT_KINDS = ("impression", "click", "not_interested")
 MAX_EVENTS = 500
 
 
@@ -31,8 +32,8 @@ def parse_events(raw: object) -> list[tuple[str, str]]:
         if not isinstance(item_id, str) or not item_id or len(item_id) > 128:
             raise InvalidInput(f"events[{i}].item_id must be a string of 1-128 characters",
                                {"field": "item_id", "index": i})
-        if kind not in EVENT_KINDS:
-            raise InvalidInput(f"events[{i}].kind must be one of {', '.join(EVENT_KINDS)}",
+        if kind not in LIVE_KINDS:
+            raise InvalidInput(f"events[{i}].kind must be one of {', '.join(LIVE_KINDS)}",
                                {"field": "kind", "index": i})
         events.append((item_id, kind))
     return events
@@ -44,5 +45,5 @@ def feedback() -> Response:
     """Log the caller's events; 202 with the number logged."""
     events = parse_events(json_body(dict).get("events"))
     with db_session() as session:
-        logged = services().recsys.log_events(session, g.api_user.username, events)
+        logged = recsys_service.log_events(session, g.api_user.username, events)
     return ok({"logged": logged}, 202)

@@ -7,16 +7,13 @@ import re
 from flask import g, request
 from flask.wrappers import Response
 
-from newsdesk.errors import InvalidInput, NewsdeskError
-from web.api import bp, json_body, ok, services, settings
+from monitor import service as monitor_service
+from newsdesk.errors import InvalidInput, PayloadTooLarge
+from web.api import bp, json_body, ok, settings
 from web.auth import db_session, token_required
+from web.extensions import runtime
 
 MAX_ITEMS = 1000
-
-
-class PayloadTooLarge(NewsdeskError):
-    http_status = 413
-    code = "payload_too_large"
 
 
 @bp.post("/ingest")
@@ -40,11 +37,11 @@ def ingest() -> Response:
         raise InvalidInput("some messages are not JSON objects", {"rejected": bad})
     source = "api:" + re.sub(r"[^A-Za-z0-9._:-]", "_", g.api_user.username)[:60]
     if settings().redis_url:
-        queued = services().monitor.enqueue_messages(settings(), payloads, source)
+        queued = monitor_service.enqueue_messages(settings(), payloads, source)
         return ok({"queued": queued, "stored": 0, "duplicates": 0, "rejected": []}, 202)
-    classifier = services().classifier()
+    classifier = runtime().classifier()
     with db_session() as session:
-        result = services().monitor.ingest_messages(session, classifier, payloads, source)
+        result = monitor_service.ingest_messages(session, classifier, payloads, source)
     rejected = list(getattr(result, "rejected", []) or [])
     if rejected and len(rejected) == len(payloads):
         raise InvalidInput("every message was rejected", {"rejected": rejected})

@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import request
 from flask.wrappers import Response
 
+from monitor import service as monitor_service
+from monitor.vocabulary import TICKER_MAX, normalise_ticker
 from newsdesk.errors import InvalidInput
-from web.api import bp, int_arg, ok, services
+from web.api import bp, int_arg, ok
 from web.auth import db_session, token_required
 
 
@@ -26,11 +28,11 @@ def topic_arg() -> str | None:
 @token_required("analyst")
 def list_messages() -> Response:
     limit = int_arg("limit", 50, 1, 500)
-    ticker = (request.args.get("ticker") or "").strip().upper().lstrip("$") or None
-    if ticker is not None and len(ticker) > 16:
-        raise InvalidInput("ticker is at most 16 characters", {"field": "ticker"})
+    ticker = normalise_ticker(request.args.get("ticker")) or None
+    if ticker is not None and len(ticker) > TICKER_MAX:
+        raise InvalidInput(f"ticker is at most {TICKER_MAX} characters", {"field": "ticker"})
     with db_session() as session:
-        rows = services().monitor.latest_messages(session, limit=limit, ticker=ticker, topic=topic_arg())
+        rows = monitor_service.latest_messages(session, limit=limit, ticker=ticker, topic=topic_arg())
     return ok({"items": rows})
 
 
@@ -38,4 +40,4 @@ def list_messages() -> Response:
 @token_required("analyst")
 def list_topics() -> Response:
     with db_session() as session:
-        return ok({"items": services().monitor.list_topics(session)})
+        return ok({"items": monitor_service.list_topics(session)})

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import g, request
 from flask.wrappers import Response
 
+from finetune import service as finetune_service
+from finetune.vocabulary import TASKS
 from newsdesk.errors import InvalidInput, NotFound
-from web.api import bp, int_arg, json_body, ok, services, settings
+from web.api import bp, int_arg, json_body, ok, settings
 from web.auth import db_session, token_required
-
-TASKS = ("sentiment", "recsys")
 
 
 def check_task(task: str | None) -> str | None:
@@ -24,7 +24,7 @@ def check_task(task: str | None) -> str | None:
 def list_models() -> Response:
     task = check_task(request.args.get("task") or None)
     with db_session() as session:
-        return ok({"items": services().finetune.list_versions(session, task)})
+        return ok({"items": finetune_service.list_versions(session, task)})
 
 
 @bp.get("/models/runs")
@@ -33,7 +33,7 @@ def list_runs() -> Response:
     task = check_task(request.args.get("task") or None)
     limit = int_arg("limit", 50, 1, 500)
     with db_session() as session:
-        return ok({"items": services().finetune.list_training_runs(session, task, limit=limit)})
+        return ok({"items": finetune_service.list_training_runs(session, task, limit=limit)})
 
 
 @bp.post("/models/<task>/promote")
@@ -44,7 +44,7 @@ def promote(task: str) -> Response:
     if not isinstance(version, str) or not version or len(version) > 128:
         raise InvalidInput("version must be a non-empty string", {"field": "version"})
     with db_session() as session:
-        return ok(services().finetune.promote(session, settings(), task, version, actor=g.api_user.username))
+        return ok(finetune_service.promote(session, settings(), task, version, actor=g.api_user.username))
 
 
 @bp.post("/models/<task>/rollback")
@@ -52,7 +52,7 @@ def promote(task: str) -> Response:
 def rollback(task: str) -> Response:
     check_task(task)
     with db_session() as session:
-        return ok(services().finetune.rollback(session, settings(), task, actor=g.api_user.username))
+        return ok(finetune_service.rollback(session, settings(), task, actor=g.api_user.username))
 
 
 @bp.post("/models/<task>/retrain")
@@ -60,5 +60,5 @@ def rollback(task: str) -> Response:
 def retrain(task: str) -> Response:
     check_task(task)
     with db_session() as session:
-        run_id = services().finetune.request_retrain(session, task, g.api_user.username)
+        run_id = finetune_service.request_retrain(session, task, g.api_user.username)
     return ok({"run_id": run_id, "task": task, "status": "queued"}, 202)

@@ -6,6 +6,9 @@ from typing import Any
 
 from flask.wrappers import Response
 
+from finetune.vocabulary import TASKS
+from monitor.vocabulary import ALERT_STATES, RULE_KINDS, SEVERITIES, MessageStatus
+from newsdesk.interactions import LIVE_KINDS
 from web.api import bp, ok
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -41,7 +44,8 @@ TOPIC = {"type": "string", "maxLength": 64, "nullable": True,
          "description": "the topic the served model gave (null: no topic head, or not classified yet)"}
 MESSAGE = {"type": "object", "properties": {
     "id": {"type": "integer"}, "ts": TIME, "received_at": TIME, "source": {"type": "string"}, "source_id": NSTR,
-    "text": {"type": "string"}, "tickers": STRS, "status": {"type": "string", "enum": ["pending", "classified", "skipped"]},
+    "text": {"type": "string"}, "tickers": STRS,
+    "status": {"type": "string", "enum": [m.value for m in MessageStatus]},
     "label": NSTR, "scores": {"type": "object", "nullable": True, "additionalProperties": {"type": "number"}},
     "model_version": NSTR, "lang": {"type": "string"}, "flag": NSTR, "topic": TOPIC,
     "topic_score": {"type": "number", "nullable": True, "description": "the topic's probability"}}}
@@ -56,7 +60,6 @@ RULE = {"type": "object", "properties": {
     "params": {"type": "object"}, "tickers": STRS,
     "topics": {**STRS, "description": "empty: every message counts; else one evaluation and alert per topic"},
     "severity": {"type": "string"}, "repeat_interval_s": {"type": "integer"}}}
-KINDS = ["negative_burst", "volume_spike", "keyword"]
 
 
 def _rule_body(create: bool) -> dict[str, Any]:
@@ -64,17 +67,17 @@ def _rule_body(create: bool) -> dict[str, Any]:
         "name": {"type": "string", "minLength": 1, "maxLength": 128}, "params": {"type": "object"},
         "tickers": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 16}},
         "topics": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 64}},
-        "severity": {"type": "string", "enum": ["info", "warning", "critical"]},
+        "severity": {"type": "string", "enum": list(SEVERITIES)},
         "repeat_interval_s": {"type": "integer", "minimum": 60, "maximum": 2592000}, "enabled": {"type": "boolean"}}
     if create:
-        props["kind"] = {"type": "string", "enum": KINDS}
+        props["kind"] = {"type": "string", "enum": list(RULE_KINDS)}
         return {"type": "object", "required": ["name", "kind"], "properties": props, "additionalProperties": False}
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 
 RULE_ID = {"name": "rule_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string", "enum": ["sentiment", "recsys"]}}
+TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string", "enum": list(TASKS)}}
 USER_Q = _query("user", {"type": "string", "maxLength": 128}, "another user's (admins only)")
 
 
@@ -112,7 +115,7 @@ def document() -> dict[str, Any]:
                         "type": "object", "required": ["item_id", "kind"],
                         "properties": {"item_id": {"type": "string", "minLength": 1, "maxLength": 128},
                                        "kind": {"type": "string",
-                                                "enum": ["impression", "click", "not_interested"]}}}}}}),
+                                                "enum": list(LIVE_KINDS)}}}}}}),
                 "responses": {"202": _json(OBJ, "Logged"), **_errors(401, 422, 503)}}},
             "/ingest": {"post": {
                 "summary": "Ingest financial messages (ingest token)", "operationId": "ingest",
@@ -121,15 +124,15 @@ def document() -> dict[str, Any]:
             "/alerts": {"get": {
                 "summary": "Alerts, newest first, with filters and pagination", "operationId": "listAlerts",
                 "parameters": [
-                    _query("state", {"type": "string", "enum": ["firing", "acknowledged", "resolved", "silenced"]}),
+                    _query("state", {"type": "string", "enum": list(ALERT_STATES)}),
                     _query("ticker", {"type": "string", "maxLength": 16}),
                     _query("topic", {"type": "string", "maxLength": 64}, "alerts of topic-scoped rules for it"),
                     _query("rule_id", {"type": "integer", "minimum": 1}),
                     _query("since", {"type": "string", "format": "date-time"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                     _query("offset", {"type": "integer", "minimum": 0})],
-                "responses": {"200": _json({**PAGE, "properties": {
-                    **PAGE["properties"], "items": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}),
+                "responses": {"200": _json({**PAGE, "properties": {**PAGE["properties"], "items": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}),
                     **_errors(401, 403, 422, 503)}}},
             "/alerts/{alert_id}": {"get": {
                 "summary": "One alert with its evidence", "operationId": "getAlert", "parameters": [ALERT_ID],
@@ -180,11 +183,11 @@ def document() -> dict[str, Any]:
                               **_errors(401, 403, 404, 422, 503)}}},
             "/models": {"get": {
                 "summary": "Model versions (per task)", "operationId": "listModels",
-                "parameters": [_query("task", {"type": "string", "enum": ["sentiment", "recsys"]})],
+                "parameters": [_query("task", {"type": "string", "enum": list(TASKS)})],
                 "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 503)}}},
             "/models/runs": {"get": {
                 "summary": "Training runs, newest first", "operationId": "listRuns",
-                "parameters": [_query("task", {"type": "string", "enum": ["sentiment", "recsys"]}),
+                "parameters": [_query("task", {"type": "string", "enum": list(TASKS)}),
                                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
                 "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 422, 503)}}},
             "/models/{task}/promote": {"post": {

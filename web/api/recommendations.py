@@ -6,7 +6,8 @@ from flask import g, request
 from flask.wrappers import Response
 
 from newsdesk.errors import Forbidden, InvalidInput
-from web.api import bp, int_arg, ok, services, settings
+from recsys import service as recsys_service
+from web.api import bp, int_arg, ok, settings
 from web.auth import db_session, token_required
 from web.users import require_user
 
@@ -33,7 +34,7 @@ def recommendations() -> Response:
     name = target_user()
     with db_session() as session:
         topics = g.api_user.topics if name == g.api_user.username else require_user(session, name).topics
-        recs = services().recsys.recommend_for_user(session, settings(), name, k=k, topics=tuple(topics or ()))
+        recs = recsys_service.recommend_for_user(session, settings(), name, k=k, topics=tuple(topics or ()))
     return ok({"user": name, "k": k, "items": recs})
 
 
@@ -45,5 +46,5 @@ def history() -> Response:
     name = target_user()
     with db_session() as session:
         require_user(session, name)
-        rows = services().recsys.user_history(session, name, limit=limit)
+        rows = recsys_service.user_history(session, name, limit=limit)
     return ok({"user": name, "items": rows})

@@ -6,8 +6,9 @@ from typing import Any
 
 from flask.wrappers import Response
 
+from monitor import service as monitor_service
 from newsdesk.errors import InvalidInput
-from web.api import bp, json_body, ok, services
+from web.api import bp, json_body, ok
 from web.auth import db_session, token_required
 
 CREATE_FIELDS = {"name", "kind", "params", "tickers", "topics", "severity", "repeat_interval_s", "enabled"}
@@ -37,7 +38,7 @@ def rule_body(allowed: set[str]) -> dict[str, Any]:
 @token_required("analyst")
 def list_rules() -> Response:
     with db_session() as session:
-        return ok({"items": services().monitor.list_rules(session)})
+        return ok({"items": monitor_service.list_rules(session)})
 
 
 @bp.post("/rules")
@@ -49,7 +50,7 @@ def create_rule() -> Response:
             raise InvalidInput(f"missing field {key!r}", {"field": key})
     name, kind, params = body.pop("name"), body.pop("kind"), body.pop("params", None)
     with db_session() as session:
-        rule = services().monitor.create_rule(session, name, kind, params, **body)
+        rule = monitor_service.create_rule(session, name, kind, params, **body)
     return ok(rule, 201)
 
 
@@ -58,4 +59,4 @@ def create_rule() -> Response:
 def change_rule(rule_id: int) -> Response:
     changes = rule_body(CHANGE_FIELDS)
     with db_session() as session:
-        return ok(services().monitor.update_rule(session, rule_id, **changes))
+        return ok(monitor_service.update_rule(session, rule_id, **changes))

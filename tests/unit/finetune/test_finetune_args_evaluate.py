@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from finetune.args import BehaviourArgs, SentimentArgs, build_args
-from finetune.evaluate import classification_report, is_better, ranking_metrics
-from finetune.registry import decide
-from newsdesk.errors import InvalidInput
+from finetune.evaluate import classification_report, ranking_metrics
+from finetune.gate import GateDecision, MarginRule, decide, default_rule
+from newsdesk.errors import GateRejected, InvalidInput
+from newsdesk.settings import FinetuneSettings
 
 
 def test_build_args_validates_and_coerces() -> None:
@@ -51,20 +52,46 @@ def test_ranking_metrics_exclude_seen_items() -> None:
 
 
 def test_gate_decisions() -> None:
-    assert is_better("sentiment", 0.85, 0.84, 0.005)
-    assert not is_better("sentiment", 0.843, 0.84, 0.005)
-    assert decide("sentiment", "auto", 0.8, None, 0.01)[0]
-    promoted, reason = decide("sentiment", "auto", 0.80, 0.84, 0.005)
-    assert not promoted and "does not beat" in reason
-    assert decide("sentiment", "force", 0.1, 0.9, 0.0)[0]
+    cfg = FinetuneSettings(promote_margin=0.005, recsys_promote_margin=0.05)
+    sentiment = default_rule("sentiment", cfg)
+    assert sentiment.beats(0.85, 0.84) and not sentiment.beats(0.843, 0.84)
+    first = decide("sentiment", "auto", {"macro_f1": 0.8}, None, sentiment)
+    assert first.promote and first.champion is None and "first" in first.reason
+    kept = decide("sentiment", "auto", {"macro_f1": 0.80}, {"macro_f1": 0.84}, sentiment)
+    assert not kept.promote and kept.refused and "does not beat" in kept.reason
+    assert (kept.metric, kept.candidate, kept.champion, kept.margin) == ("macro_f1", 0.80, 0.84, 0.005)
+    with pytest.raises(GateRejected, match="does not beat current 0.8400") as info:
+        kept.raise_if_refused()
+    assert info.value.exit_code == 5
+    forced = decide("sentiment", "force", {"macro_f1": 0.1}, {"macro_f1": 0.9}, sentiment)
+    assert forced.promote and not forced.refused
+    never = decide("sentiment", "never", {"macro_f1": 0.99}, {"macro_f1": 0.1}, sentiment)
+    assert not never.promote and not never.refused  # switched off, not refused: no exit 5
+    never.raise_if_refused()
     # recsys: a relative margin (NDCG@10 values are small): 0.0070 vs 0.0035 is +100%, 0.0036 only +3%
-    promoted, reason = decide("recsys", "auto", 0.0070, 0.0035, 0.05, relative=True)
-    assert promoted and reason.endswith("by >= 5%")
-    assert not decide("recsys", "auto", 0.0036, 0.0035, 0.05, relative=True)[0]
-    assert not is_better("recsys", 0.0070, 0.0035, 0.005)  # the absolute sentiment margin would refuse it
-    assert not decide("sentiment", "never", 0.99, 0.1, 0.0)[0]
+    recsys = default_rule("recsys", cfg, champion_label="base encoder")
+    won = decide("recsys", "auto", {"ndcg@10": 0.0070}, {"ndcg@10": 0.0035}, recsys)
+    assert won.promote and won.reason.endswith("by >= 5%") and "base encoder" in won.reason
+    assert not decide("recsys", "auto", {"ndcg@10": 0.0036}, {"ndcg@10": 0.0035}, recsys).promote
+    assert not MarginRule("ndcg@10", margin=0.005).beats(0.0070, 0.0035)  # an absolute margin would refuse it
+    assert not decide("sentiment", "auto", {}, None, sentiment).promote  # nothing measured
     with pytest.raises(InvalidInput):
-        decide("sentiment", "sometimes", 0.1, 0.2, 0.0)
+        decide("sentiment", "sometimes", {"macro_f1": 0.1}, {"macro_f1": 0.2}, sentiment)
+
+
+def test_gate_takes_a_task_rule() -> None:
+    """A task may bring its own rule, e.g. a joint version that must lose on neither of two metrics."""
+
+    class NeitherWorse:
+        def judge(self, task, candidate, champion):
+            worse = [m for m in ("a", "b") if champion is not None and candidate[m] < champion[m]]
+            return GateDecision(not worse, task, "a", candidate["a"], champion and champion["a"], 0.0,
+                                f"kept: worse on {', '.join(worse)}" if worse else "promoted: worse on nothing",
+                                details={"worse": worse})
+
+    decision = decide("joint", "auto", {"a": 0.9, "b": 0.5}, {"a": 0.8, "b": 0.6}, NeitherWorse())
+    assert not decision.promote and decision.details == {"worse": ["b"]} and decision.reason == "kept: worse on b"
+    assert decide("joint", "auto", {"a": 0.9, "b": 0.7}, {"a": 0.8, "b": 0.6}, NeitherWorse()).promote
 
 
 def test_knn_memory_mixes_head_and_neighbour_vote() -> None:

@@ -128,3 +128,33 @@ def test_encoder_path_falls_back_to_base(settings: Settings, session) -> None:
 def test_bad_promote_mode_is_rejected_before_work(settings: Settings, db_url: str) -> None:
     with pytest.raises(InvalidInput, match="promote must be"):
         service.retrain(settings, "sentiment", train_files=["x.csv"], promote="maybe")
+
+
+def test_refused_candidate_exits_5_and_stays_a_candidate(settings: Settings, db_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsdesk.cli import cli
+
+    with session_scope(db_url) as s:
+        finish_version(s, settings, "v1", 0.80)
+
+    def weaker(*_args, staged: Path, **_kw) -> Prepared:  # trained and evaluated: 0.79 against the champion's 0.80
+        staged.mkdir()
+        (staged / "weights.bin").write_bytes(b"w")
+        return Prepared(staged, {"macro_f1": 0.79}, 0.80, "v1", {"train_rows": 1}, 1, 1.0, {})
+
+    monkeypatch.setattr("finetune.service.prepare_sentiment", weaker)
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\na,neutral\n")
+    result = CliRunner().invoke(cli, ["finetune", "sentiment", "--train", str(data)], obj=settings)
+    assert result.exit_code == 5, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert errors == ["Error: kept, not promoted: macro_f1 0.7900 does not beat current 0.8000 by 0.005"]
+    with session_scope(db_url) as s:
+        statuses = {v.version: v.status for v in service.list_versions(s, "sentiment")}
+        assert service.current_version(s, "sentiment").version == "v1"
+    assert sorted(statuses.values()) == ["candidate", "current"]
+    forced = CliRunner().invoke(cli, ["finetune", "sentiment", "--train", str(data), "--promote", "never"],
+                                obj=settings)
+    assert forced.exit_code == 0, forced.output  # switched off is not refused

@@ -40,7 +40,7 @@ class FakeClassifier:
         sentiment = self.predict(texts, batch_size)
         if "topic" not in self.tasks:
             return [{"sentiment": p} for p in sentiment]
-        return [{"sentiment": p, "topic": topic_of(t)} for p, t in zip(sentiment, texts)]
+        return [{"sentiment": p, "topic": topic_of(t)} for p, t in zip(sentiment, texts, strict=True)]
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[FakePrediction]:
         if self.unavailable:

@@ -12,7 +12,7 @@ from monitor import ingest, service
 from monitor.enrich import Enricher, ensure_default_watchlist
 from monitor.language import detect_language
 from monitor.tables import DeadLetter, Message, MessageTicker
-from newsdesk.errors import Conflict, InvalidInput
+from newsdesk.errors import Conflict, InvalidInput, PayloadTooLarge
 
 
 def _count(session, model) -> int:
@@ -31,7 +31,7 @@ def test_parse_body_rejects_bad_bodies(body: bytes, reason: str) -> None:
 
 
 def test_parse_body_size_limit_is_413() -> None:
-    with pytest.raises(ingest.PayloadTooLarge) as info:
+    with pytest.raises(PayloadTooLarge) as info:
         ingest.parse_body(b"[" + b'{"text":"x"},' * 100 + b'{"text":"x"}]', 500)
     assert info.value.http_status == 413
     assert ingest.parse_body(b'{"text": "x"}', 500) == [{"text": "x"}]

@@ -12,6 +12,7 @@ from monitor_fakes import T0, FakeClassifier, burst_payloads
 from sqlalchemy import func, select
 
 from monitor import jobs, service
+from monitor.replay import replay_file
 from monitor.tables import Alert, Message
 from newsdesk import db
 from newsdesk.cli import cli
@@ -105,6 +106,6 @@ def test_cli_dead_letters_list_and_replay(settings, db_url) -> None:
 def test_replay_paces_by_message_time(settings, db_url, tmp_path) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in burst_payloads(neutral=3, negative=0, step_s=60)))
-    report = service.replay_file(settings, str(path), speed=600, classifier=FakeClassifier(), progress=False)
+    report = replay_file(settings, str(path), speed=600, classifier=FakeClassifier(), progress=False)
     assert report.ingest.stored == 3 and report.ingest.classified == 3
     assert 0.18 <= report.seconds < 5  # 120 s of stream at 600x is 0.2 s

@@ -1,4 +1,4 @@
-"""Monitoring per topic: topic stored per message from the one pass, topic-scoped rules, alerts per topic, migration."""
+"""Monitoring per topic: topic per message from the one model pass, topic-scoped rules, alerts per topic, migration."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from monitor_fakes import T0, FakeClassifier
 from sqlalchemy import select, text
 
 from monitor import lifecycle, service
+from monitor.replay import replay_file
 from monitor.tables import Alert, Message, MessageTicker, Notification
 from newsdesk import db
 from newsdesk.cli import cli
@@ -63,7 +64,7 @@ def test_topic_scoped_rule_fires_in_its_topic_only_on_a_replay(settings, db_url,
         plain = service.create_rule(s, "any burst", "negative_burst", {"window_minutes": 60})
     path = tmp_path / "stream.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in legal_burst()))
-    report = service.replay_file(settings, str(path), to="direct", classifier=FakeClassifier(), progress=False)
+    report = replay_file(settings, str(path), to="direct", classifier=FakeClassifier(), progress=False)
     assert report.ingest.stored == 18 and report.ingest.classified == 18
     with db.session_scope(db_url) as s:
         firing, _ = service.list_alerts(s, state="firing")

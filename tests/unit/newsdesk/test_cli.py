@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from newsdesk.cli import LAZY_COMMANDS, cli
@@ -14,12 +18,50 @@ def test_help_lists_every_command() -> None:
         assert name in result.output
 
 
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand, as argument lists (importing each package's CLI module on the way)."""
+    paths: list[list[str]] = []
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        paths.append([name])
+        if isinstance(command, click.Group):
+            paths += [[name, sub] for sub in command.list_commands(click.Context(command))]
+    return paths
+
+
 def test_every_command_has_help(tmp_path: Path) -> None:
     runner = CliRunner()
-    for name in LAZY_COMMANDS:
-        result = runner.invoke(cli, ["--home", str(tmp_path), name, "--help"])
-        assert result.exit_code == 0, (name, result.output)
+    paths = _command_paths()
+    assert len(paths) > len(LAZY_COMMANDS)  # the groups' subcommands too
+    for path in paths:
+        result = runner.invoke(cli, ["--home", str(tmp_path), *path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
         assert "Usage" in result.output
+
+
+@pytest.mark.parametrize(("package", "command"), [("recsys", "catalog"), ("finetune", "models")])
+def test_a_cli_module_with_a_typo_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, package: str,
+                                               command: str) -> None:
+    """A package's CLI module that fails at import time makes its commands fail, not show "not built yet"."""
+    broken = tmp_path / "shadow"
+    broken.mkdir()
+    (broken / "cli.py").write_text("import click\n\nsesion = session  # a typo at import time\n")
+    module = importlib.import_module(package)
+    monkeypatch.setattr(module, "__path__", [str(broken), *module.__path__])  # found first
+    monkeypatch.delitem(sys.modules, f"{package}.cli", raising=False)
+    monkeypatch.delattr(module, "cli", raising=False)  # as in a fresh process: not imported yet
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), command, "--help"])
+    monkeypatch.delitem(sys.modules, f"{package}.cli", raising=False)  # the real one is imported again later
+    assert result.exit_code == 1, result.output
+    assert f"the '{command}' command cannot be loaded" in result.output
+    assert "NameError" in result.output and "Usage" not in result.output
+
+
+def test_a_missing_command_attribute_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(LAZY_COMMANDS, "catalog", (LAZY_COMMANDS["catalog"][0], "catalog_grup"))
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "catalog", "--help"])
+    assert result.exit_code == 1 and "catalog_grup" in result.output
 
 
 def test_init_migrates_and_is_idempotent(tmp_path: Path) -> None:

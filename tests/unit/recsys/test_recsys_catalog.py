@@ -128,7 +128,7 @@ def test_feedback_arrays_count_positives_recent_positives_and_any_feedback(sessi
     from datetime import timedelta
 
     from newsdesk.db import utcnow
-    from recsys.serving import feedback_arrays
+    from recsys.recommender import feedback_arrays
 
     now, old = utcnow(), utcnow() - timedelta(days=60)
     rows = [("u1", "a", "click", None, now), ("u2", "a", "rating", 4.5, old), ("u3", "a", "rating", 4.0, now),

@@ -10,7 +10,7 @@ import pytest
 from newsdesk.errors import InvalidInput, Unavailable
 from recsys import index as index_module
 from recsys.index import INDEX_FILE, ItemIndex
-from recsys.serving import ensure_index
+from recsys.recommender import ensure_index
 
 
 def _data(n: int = 50, dim: int = 8, seed: int = 0) -> tuple[list[str], np.ndarray]:

@@ -129,13 +129,13 @@ def test_recommender_answers_from_events_without_database(built) -> None:
 def test_promotion_keeps_old_snapshot_until_new_version_is_indexed(built, fake_encoder, monkeypatch) -> None:
     from pathlib import Path
 
-    from recsys import serving
+    from recsys import recommender
 
     settings, session = built
     rec = service.get_recommender(settings)
     assert rec.snapshot(session).model_version == "base"
     promoted = lambda *_a, **_k: ("v2", Path("/nonexistent"))
-    monkeypatch.setattr(serving, "encoder_version", promoted)
+    monkeypatch.setattr(recommender, "encoder_version", promoted)
     monkeypatch.setattr(service, "encoder_version", promoted)
     rec._checked = 0.0
     assert service.index_status(session, settings).stale == 20  # every vector is from the old version

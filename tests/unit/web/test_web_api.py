@@ -74,7 +74,7 @@ def test_feedback_changes_the_feed(client: FlaskClient, seeded: dict) -> None:
 def test_cached_feed_is_per_user_and_follows_feedback_and_revocation(app: Flask, client: FlaskClient,
                                                                        seeded: dict) -> None:
     from newsdesk import db
-    from recsys.serving import get_recommender
+    from recsys.recommender import get_recommender
     from web.users import list_tokens, revoke_token
 
     tokens = seeded["tokens"]

@@ -1,4 +1,7 @@
-"""Schema-driven fuzzing: schemathesis generates requests from /api/v1/openapi.json; none may answer 500."""
+"""Schema-driven fuzzing: schemathesis generates requests from /api/v1/openapi.json; none may answer 5xx.
+
+Every package is installed and the data is seeded, so a 503 would be a bug too (a service that cannot answer).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ def test_no_operation_answers_500(app: Flask, seeded: dict) -> None:
             if time.monotonic() > deadline:  # noqa: B023 - run() is called inside this iteration
                 return
             response = case.call(headers=headers)  # noqa: B023
-            if response.status_code >= 500 and response.status_code != 503:
+            if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: "
                                 f"{response.text[:200]}")
             elif response.status_code >= 400:

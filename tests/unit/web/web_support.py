@@ -51,7 +51,7 @@ class KeywordClassifier:
     def predict_tasks(self, texts: Sequence[str], batch_size: int = 64) -> list[dict[str, FakePrediction]]:
         """Sentiment by keyword, topic "Legal | Regulation" for court/lawsuit news, else "Earnings"."""
         out = []
-        for text, sentiment in zip(texts, self.predict(texts, batch_size)):
+        for text, sentiment in zip(texts, self.predict(texts, batch_size), strict=True):
             legal = any(w in text.lower() for w in ("court", "lawsuit", "bankrupt"))
             topic = "Legal | Regulation" if legal else "Earnings"
             other = "Earnings" if legal else "Legal | Regulation"

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from newsdesk.db import session_scope, utcnow
 from newsdesk.device import faiss_gpu_available
 from newsdesk.errors import Unavailable
+from newsdesk.interactions import positive_clause
 from newsdesk.settings import Settings
 from recsys.cache import ResultCache
 from recsys.collab import CollabMap
@@ -58,8 +59,7 @@ def catalog_fingerprint(item_ids: Sequence[str], hashes: dict[str, str]) -> str:
 
 
 def positive_filter(positive_rating: float) -> sa.ColumnElement[bool]:
-    return sa.or_(Interaction.kind == "click",
-                  sa.and_(Interaction.kind == "rating", Interaction.rating >= positive_rating))
+    return positive_clause(Interaction.kind, Interaction.rating, positive_rating)
 
 
 def ensure_index(settings: Settings, model_version: str, item_ids: list[str], vectors: np.ndarray,

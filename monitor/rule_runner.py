@@ -1,0 +1,171 @@
+"""Runs the alert rules over each ticker's message windows: window statistics -> rules -> lifecycle transitions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from monitor import lifecycle, rules
+from monitor.tables import Alert, AlertRule, Message, MessageTicker
+from monitor.vocabulary import AlertState, RuleKind, normalise_ticker
+from newsdesk.db import utcnow
+from newsdesk.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+LIVE_SKEW = timedelta(days=1)  # a stream clock this close to the wall clock means we are live
+
+
+Row = tuple[int, datetime, Any, Any]  # message id, ts, sentiment label, topic (None without a topic head)
+
+
+def ticker_rows(session: Session, ticker: str, since: datetime, now: datetime) -> list[Row]:
+    """(message id, ts, label, topic) of every message about `ticker` in (since, now], oldest first."""
+    return [tuple(r) for r in session.execute(
+        select(MessageTicker.message_id, MessageTicker.ts, MessageTicker.label, MessageTicker.topic)
+        .where(MessageTicker.ticker == ticker, MessageTicker.ts > since, MessageTicker.ts <= now)
+        .order_by(MessageTicker.ts))]
+
+
+def window_stats(ticker: str, rows: list[Row], params: dict, baseline: str, now: datetime,
+                 texts: dict[int, str], topic: str | None = None) -> rules.WindowStats:
+    """The rule's view of `rows`: messages in (now - window, now] and per-window bucket counts before that.
+
+    With `topic`, only messages of that topic count, in the window and in the baseline.
+    """
+    if topic is not None:
+        rows = [r for r in rows if r[3] == topic]
+    window = timedelta(minutes=params["window_minutes"])
+    start = now - window
+    stats = rules.WindowStats(ticker, start, now, [rules.WindowMessage(mid, texts.get(mid, ""), label, ts)
+                                                   for mid, ts, label, _ in rows if start < ts <= now], topic=topic)
+    if baseline != "none":
+        n_buckets = max(1, int(params["baseline_days"] * 1440 // params["window_minutes"]))
+        base_start = start - window * n_buckets
+        counts = [0] * n_buckets
+        seconds = window.total_seconds()
+        for _, ts, label, _ in rows:
+            if base_start < ts <= start and (baseline == "all" or label == "negative"):
+                idx = int((ts - base_start).total_seconds() // seconds)
+                counts[min(max(idx, 0), n_buckets - 1)] += 1
+        stats.baseline_counts = counts
+    return stats
+
+
+def _span(params: dict) -> timedelta:
+    """How far back a rule looks: its window plus its baseline."""
+    return timedelta(minutes=params["window_minutes"]) + timedelta(days=params.get("baseline_days", 0))
+
+
+def stream_clock(session: Session) -> datetime:
+    """Now for the rules: the wall clock when messages are live, else the newest message time (a replay)."""
+    newest = session.scalar(select(func.max(Message.ts)))
+    wall = utcnow()
+    if newest is None or wall - newest < LIVE_SKEW:
+        return wall if newest is None or newest <= wall else newest
+    return newest
+
+
+class ActiveRule(NamedTuple):
+    """An enabled rule with its validated parameters, the tickers it is scoped to (empty: every ticker) and its
+    topics (empty: every message counts; else one evaluation, and alert, per topic)."""
+
+    rule: AlertRule
+    params: dict[str, Any]
+    scope: frozenset[str]
+    topics: tuple[str, ...] = ()
+
+
+def evaluate_tickers(session: Session, tickers: Iterable[str], now: datetime | None = None,
+                     *, include_firing: bool = True) -> list[lifecycle.Transition]:
+    """Evaluate every enabled rule for `tickers` (plus tickers with firing alerts) at stream time `now`."""
+    now = now or stream_clock(session)
+    targets = _targets(session, tickers, include_firing)
+    active = active_rules(session) if targets else []
+    if not active:
+        return []
+    span = max(_span(a.params) for a in active)
+    text_window = _text_window(active)
+    firing = set(session.scalars(select(Alert.active_fingerprint).where(Alert.active_fingerprint.is_not(None))))
+    transitions: list[lifecycle.Transition] = []
+    for ticker in sorted(targets):
+        scoped = [a for a in active if not a.scope or ticker in a.scope]
+        if scoped:
+            transitions += _evaluate_ticker(session, ticker, scoped, now, span, text_window, firing)
+    _log_transitions(transitions, now)
+    return transitions
+
+
+def _targets(session: Session, tickers: Iterable[str], include_firing: bool) -> set[str]:
+    """The tickers to evaluate: those given, plus (with `include_firing`) every ticker with a firing alert."""
+    targets = set(tickers)
+    if include_firing:
+        targets |= set(session.scalars(select(Alert.ticker).where(Alert.state == AlertState.FIRING.value)))
+    return targets
+
+
+def active_rules(session: Session) -> list[ActiveRule]:
+    """Enabled rules in id order; one whose stored parameters no longer validate is logged and skipped."""
+    active = []
+    for rule in session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True)).order_by(AlertRule.id)):
+        try:
+            params = rules.validate_params(rule.kind, rule.params)
+        except (InvalidInput, TypeError, ValueError, AttributeError):  # an invalid stored rule must not stop the rest
+            log.exception("rule %s has invalid parameters; skipped", rule.id)
+            continue
+        active.append(ActiveRule(rule, params, frozenset(normalise_ticker(t) for t in rule.tickers or []),
+                                 tuple(rule.topics or ())))
+    return active
+
+
+def _text_window(active: list[ActiveRule]) -> timedelta | None:
+    """How far back message texts are needed (only keyword and negative-burst rules read them)."""
+    return max((timedelta(minutes=a.params["window_minutes"]) for a in active
+                if a.rule.kind in (RuleKind.KEYWORD, RuleKind.NEGATIVE_BURST)), default=None)
+
+
+def _texts(session: Session, rows: list[Row], since: datetime) -> dict[int, str]:
+    """message id -> text of the rows newer than `since`."""
+    ids = [mid for mid, ts, _, _ in rows if ts > since]
+    return dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(ids))).all()) if ids else {}
+
+
+def _evaluate_ticker(session: Session, ticker: str, scoped: list[ActiveRule], now: datetime, span: timedelta,
+                     text_window: timedelta | None, firing: set[str]) -> list[lifecycle.Transition]:
+    """Run each rule scoped to `ticker` over its window and apply what changed (fire, repeat, resolve)."""
+    rows = ticker_rows(session, ticker, now - span, now)
+    texts = _texts(session, rows, now - text_window) if text_window is not None else {}
+    transitions = []
+    for rule, params, _, topics in scoped:
+        for topic in topics or (None,):  # a topic-scoped rule: one evaluation (and alert) per topic
+            stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts, topic)
+            result = rules.evaluate(rule.kind, params, stats)
+            if not result.met and lifecycle.fingerprint(rule.id, ticker, topic) not in firing:
+                continue  # nothing firing to resolve: skip the lookup
+            transition = lifecycle.apply_result(session, rule, ticker, result, now, topic=topic)
+            if transition is not None:
+                transitions.append(transition)
+    return transitions
+
+
+def _log_transitions(transitions: list[lifecycle.Transition], now: datetime) -> None:
+    fired = sum(1 for t in transitions if t.event == "fired")
+    resolved = sum(1 for t in transitions if t.event == "resolved")
+    if fired or resolved:
+        log.info("rules at %s: %d fired, %d resolved", now.isoformat(), fired, resolved)
+
+
+def resolve_rule_alerts(session: Session, rule_id: int, now: datetime | None = None) -> int:
+    """Resolve the firing alerts of a deleted or disabled rule; returns how many."""
+    now = now or stream_clock(session)
+    alerts = session.scalars(select(Alert).where(Alert.rule_id == rule_id, Alert.state == AlertState.FIRING.value))
+    n = 0
+    for alert in alerts:
+        alert.state, alert.resolved_at, alert.active_fingerprint = AlertState.RESOLVED.value, now, None
+        n += 1
+    return n
