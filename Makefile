@@ -39,8 +39,9 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest tests -m "not slow and not browser"
 
+# The rules live in pyproject.toml ([tool.ruff.lint]); CI (.ci/run) runs this before the tests.
 lint: install
-	$(BIN)/ruff check newsdesk finetune recsys monitor web tests benchmarks
+	$(BIN)/ruff check newsdesk finetune recsys monitor web tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) var

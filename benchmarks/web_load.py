@@ -229,7 +229,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--threads", type=int, default=24, help="waitress threads")
     parser.add_argument("--workers", default="1",
-                        help="server processes (`newsdesk serve --workers`); a comma list runs the cached rows for each")
+                        help="server processes (`newsdesk serve --workers`); a comma list runs the cached rows "
+                             "for each")
     parser.add_argument("--no-dashboard", action="store_true", help="skip the dashboard row")
     parser.add_argument("--compare-uncached", action="store_true",
                         help="also run the recommendation rows against a server with the result cache off")

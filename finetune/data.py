@@ -57,7 +57,8 @@ def _records(path: Path, handle: TextIO) -> Iterable[tuple[int, dict[str, Any]]]
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})", {"file": str(path), "line": lineno})
+                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})",
+                                   {"file": str(path), "line": lineno}) from exc
             if not isinstance(obj, dict):
                 raise InvalidInput(f"{path}:{lineno}: expected a JSON object", {"file": str(path), "line": lineno})
             yield lineno, obj

@@ -1,4 +1,7 @@
-"""Versions on disk and in the database: staging, atomic publish, register, current, promote, rollback (the gate: `finetune.gate`)."""
+"""Versions on disk and in the database: staging, atomic publish, register, current, promote, rollback.
+
+Whether a new version is promoted is `finetune.gate`'s decision.
+"""
 
 from __future__ import annotations
 

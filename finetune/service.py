@@ -30,9 +30,9 @@ __all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "
            "list_versions", "promote", "request_retrain", "retrain", "rollback"]
 
 
-def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] = (), dev_file: str | Path | None = None,
-            promote: str = "auto", args: Mapping[str, Any] | None = None, trigger: str = "cli",
-            run_id: int | None = None, resume: bool = False, actor: str = "",
+def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] = (),
+            dev_file: str | Path | None = None, promote: str = "auto", args: Mapping[str, Any] | None = None,
+            trigger: str = "cli", run_id: int | None = None, resume: bool = False, actor: str = "",
             pretrain_files: Sequence[str | Path] = ()) -> TrainOutcome:
     """Train a new version of `task`, evaluate it against the current one, register it and promote it if better.
 

@@ -174,10 +174,7 @@ def validate_payload(raw: Any, source: str, now: datetime | None = None) -> Vali
     lang, flag = detect_language(text)
     meta = {k: v for k, v in item.items() if k not in KNOWN_FIELDS}
     meta_json = json.dumps(meta, default=str)
-    if len(meta_json) > 4000:
-        meta = {"truncated": True}
-    else:
-        meta = json.loads(meta_json)
+    meta = {"truncated": True} if len(meta_json) > 4000 else json.loads(meta_json)
     return ValidMessage(key=idempotency_key(src, source_id, text, item.get("ts"), tickers), source=src,
                         source_id=source_id, text=text, ts=ts, ticker_hints=tickers, lang=lang, flag=flag, meta=meta)
 

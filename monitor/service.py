@@ -86,7 +86,7 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     touched: set[str] = set()
     newest: datetime | None = None
     todo = [(i, m) for i, m in fresh if not (i in preds and preds[i] is None)]  # None: dead-lettered by the model
-    for index, msg, row in _store_all(session, todo, tickers, preds, result):
+    for index, msg, _row in _store_all(session, todo, tickers, preds, result):
         touched.update(_links(msg, tickers[index]))
         newest = max(newest, msg.ts) if newest else msg.ts
     if evaluate_rules and touched:

@@ -31,6 +31,7 @@ def setup_logging(level: str = "INFO", logs_dir: Path | None = None, filename: s
         except OSError:
             root.warning("cannot write logs under %s; logging to stderr only", logs_dir)
     for noisy in ("urllib3", "filelock", "httpx", "sentence_transformers.SentenceTransformer", "apscheduler.scheduler",
-                  "apscheduler.executors.default", "waitress.queue", "alembic.runtime.plugins", "alembic.runtime.migration"):
+                  "apscheduler.executors.default", "waitress.queue", "alembic.runtime.plugins",
+                  "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _configured = True

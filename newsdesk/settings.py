@@ -97,8 +97,8 @@ class Settings:
                                {"key": "device"})
         scheme = urlparse(self.database_url).scheme
         if not scheme or not (scheme.startswith(("sqlite", "postgresql"))):
-            raise InvalidInput(f"NEWSDESK_DATABASE_URL must be a sqlite:// or postgresql:// URL, got {self.database_url!r}",
-                               {"key": "database_url"})
+            raise InvalidInput("NEWSDESK_DATABASE_URL must be a sqlite:// or postgresql:// URL, "
+                               f"got {self.database_url!r}", {"key": "database_url"})
         if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
             raise InvalidInput(f"NEWSDESK_REDIS_URL must be a redis:// URL, got {self.redis_url!r}",
                                {"key": "redis_url"})

@@ -102,7 +102,7 @@ class ResultCache:
         return list(entry.value), entry
 
     def put(self, key: Hashable, stamp: _Entry, value: list[Any]) -> None:
-        """Store a result computed after `lookup` returned `stamp` (its stamps, its clock: the TTL counts from then)."""
+        """Store a result computed after `lookup` returned `stamp` (its stamps and clock: the TTL counts from then)."""
         if not self.enabled:
             return
         with self._lock:

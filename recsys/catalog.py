@@ -302,7 +302,8 @@ def _interaction_rows(path: Path, report: ImportReport) -> Iterator[dict[str, An
             report.reject(name, line, f"unparsable timestamp {rec.get('ts')!r}")
             continue
         yield {"user_id": user_id, "item_id": item_id, "kind": kind, "rating": rating, "ts": ts,
-               "source": rec.get("source", "")[:32] or path.stem[:32], "impression_id": rec.get("impression_id") or None}
+               "source": rec.get("source", "")[:32] or path.stem[:32],
+               "impression_id": rec.get("impression_id") or None}
 
 
 def _mind_behaviours(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:

@@ -1,4 +1,7 @@
-"""recsys commands: catalog/interactions import, index build/status, recommend, eval recsys (parse -> service -> print)."""
+"""recsys commands: catalog/interactions import, index build/status, recommend, eval recsys.
+
+Each parses, calls `recsys.service`, prints.
+"""
 
 from __future__ import annotations
 

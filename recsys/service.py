@@ -148,7 +148,7 @@ def log_events(session: Session, user_id: str, events: Sequence[tuple[str, str]]
     events = list(events)
     if len(events) > 1000:
         raise InvalidInput("at most 1000 events per call", {"field": "events"})
-    for n, (item_id, kind) in enumerate(events):
+    for n, (_item_id, kind) in enumerate(events):
         if kind not in LIVE_KINDS:
             raise InvalidInput(f"event {n}: kind must be one of {', '.join(LIVE_KINDS)}, got {kind!r}",
                                {"event": n, "field": "kind"})

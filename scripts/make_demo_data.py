@@ -19,11 +19,14 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "newsdesk" / "demo"
 CASHTAG = re.compile(r"\$([A-Z]{1,5})\b")
 TOPICS = {
-    "earnings": ["earnings", "eps", "revenue", "quarter", "q1", "q2", "q3", "q4", "profit", "guidance", "beats", "misses"],
-    "analysts": ["upgrade", "downgrade", "price target", "rating", "analyst", "overweight", "underweight", "outperform"],
+    "earnings": ["earnings", "eps", "revenue", "quarter", "q1", "q2", "q3", "q4", "profit", "guidance", "beats",
+                 "misses"],
+    "analysts": ["upgrade", "downgrade", "price target", "rating", "analyst", "overweight", "underweight",
+                 "outperform"],
     "economy": ["fed", "inflation", "gdp", "jobs", "unemployment", "rates", "treasury", "economy", "ecb", "recession"],
     "energy": ["oil", "gas", "opec", "energy", "crude", "solar"],
-    "tech": ["apple", "google", "microsoft", "amazon", "tesla", "nvidia", "chip", "software", "ai ", "tech", "facebook"],
+    "tech": ["apple", "google", "microsoft", "amazon", "tesla", "nvidia", "chip", "software", "ai ", "tech",
+             "facebook"],
     "crypto": ["bitcoin", "crypto", "ethereum", "blockchain"],
     "deals": ["acquire", "acquisition", "merger", "deal", "buyout", "ipo", "stake"],
 }

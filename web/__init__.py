@@ -6,13 +6,15 @@ import logging
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 from werkzeug.routing import IntegerConverter
 
-from newsdesk.runtime import Runtime
 from newsdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from newsdesk.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, start_work
     `runtime` is the process's composition root (built here when not given; tests pass one built with fakes);
     with `start_worker` the worker runs in this process and shares the runtime's classifier handle.
     """
+    from newsdesk.runtime import Runtime  # here, not at the top: `import web.tables` must not load the models
     from web import api, auth, console, dashboard, events, feed, health, rules
     from web.errors import register_error_handlers
     from web.extensions import LoginThrottle, RequestMetrics, csrf, login_manager

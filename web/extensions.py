@@ -6,12 +6,14 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFProtect
 
-from newsdesk.runtime import Runtime
+if TYPE_CHECKING:
+    from newsdesk.runtime import Runtime
 
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -8,6 +8,7 @@ them), restarts a child that dies, and on SIGTERM/SIGINT stops them all. POSIX o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -124,10 +125,8 @@ def serve_prefork(make_app: Callable[[bool], Any], host: str, port: int, workers
             children[_spawn(make_app, sock, first, threads)] = first
     finally:
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # already gone
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 15
         for pid in list(children):
             while time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""GET /api/v1/openapi.json: the hand-written OpenAPI 3.0 document of this API (a test checks it covers every route)."""
+"""GET /api/v1/openapi.json: the hand-written OpenAPI 3.0 document of this API (a test checks it has every route)."""
 
 from __future__ import annotations
 

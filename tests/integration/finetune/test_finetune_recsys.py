@@ -23,7 +23,7 @@ def seed_catalog(url: str) -> None:
     """20 items in 4 topics; 8 users who each like 5 items of one topic, in order."""
     start = datetime(2024, 1, 1)
     with session_scope(url) as s:
-        for t, (topic, title) in enumerate(TOPICS.items()):
+        for topic, title in TOPICS.items():
             for n in range(5):
                 s.execute(text("INSERT INTO items (item_id, title, description, category, tags, text_hash, "
                                "created_at, updated_at) VALUES (:id, :title, :d, :c, '', '', :ts, :ts)"),

@@ -91,7 +91,8 @@ def test_worker_job_builds_then_syncs_new_items(settings, db_url, files, base_en
         service.import_catalog(session, [files[0]])
     assert jobs.refresh_index(settings) == "rebuilt"
     assert jobs.refresh_index(settings) == "idle"
-    extra = _write(tmp_path / "more.csv", ["item_id", "title", "category"], [["m7", "Oil tanker rates soar", "energy"]])
+    extra = _write(tmp_path / "more.csv", ["item_id", "title", "category"],
+                   [["m7", "Oil tanker rates soar", "energy"]])
     with db.session_scope(db_url) as session:
         service.import_catalog(session, [extra])
     assert jobs.refresh_index(settings) == "synced"
@@ -137,7 +138,7 @@ def test_register_adds_the_interval_job(settings) -> None:
             added.append((func, trigger, kwargs))
 
     jobs.register(Scheduler(), settings, threading.Event())
-    assert added == [("recsys.jobs:refresh_index", "interval",
+    assert added == [(jobs.refresh_index, "interval",
                       {"seconds": jobs.INTERVAL_S, "args": [settings], "id": "recsys:refresh-index",
                        "name": "re-embed stale items / sync the item index", "replace_existing": True})]
     assert jobs.refresh_index(settings) in ("idle", "failed")  # no database tables yet or no items: never raises

@@ -1,4 +1,4 @@
-"""A live server for the browser tests: waitress in a thread on loopback, seeded with real data through the services."""
+"""A live server for the browser tests: waitress in a thread on loopback, seeded with real data by the services."""
 
 from __future__ import annotations
 

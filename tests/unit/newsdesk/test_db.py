@@ -22,16 +22,13 @@ def test_session_scope_rolls_back_on_error(db_url: str) -> None:
 
 def test_models_match_migrations(db_url: str) -> None:
     """Every table declared in a package's tables.py is created by its migrations, column for column."""
-    import importlib
-
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    for package in db.TABLE_PACKAGES:
-        try:
-            importlib.import_module(f"{package}.tables")
-        except ModuleNotFoundError:
-            pass
+    import finetune.tables  # noqa: F401 - every package's tables on the metadata
+    import monitor.tables  # noqa: F401
+    import recsys.tables  # noqa: F401
+    import web.tables  # noqa: F401
     with db.get_engine(db_url).connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
     significant = [d for d in diff if not (isinstance(d, tuple) and d[0] == "remove_table" and

@@ -134,7 +134,9 @@ def test_promotion_keeps_old_snapshot_until_new_version_is_indexed(built, fake_e
     settings, session = built
     rec = service.get_recommender(settings)
     assert rec.snapshot(session).model_version == "base"
-    promoted = lambda *_a, **_k: ("v2", Path("/nonexistent"))
+    def promoted(*_a, **_k) -> tuple[str, Path]:
+        return "v2", Path("/nonexistent")
+
     monkeypatch.setattr(recommender, "encoder_version", promoted)
     monkeypatch.setattr(service, "encoder_version", promoted)
     rec._checked = 0.0

@@ -64,7 +64,8 @@ def test_reader_cannot_read_another_users_feed_or_history(client: FlaskClient, s
 def test_feedback_changes_the_feed(client: FlaskClient, seeded: dict) -> None:
     token = seeded["tokens"]["reader"]
     response = client.post("/api/v1/feedback", headers=bearer(token), json={"events": [
-        {"item_id": "s1", "kind": "click"}, {"item_id": "s2", "kind": "click"}, {"item_id": "m1", "kind": "not_interested"}]})
+        {"item_id": "s1", "kind": "click"}, {"item_id": "s2", "kind": "click"},
+        {"item_id": "m1", "kind": "not_interested"}]})
     assert response.status_code == 202 and response.get_json() == {"logged": 3}
     items = client.get("/api/v1/recommendations?k=4", headers=bearer(token)).get_json()["items"]
     ids = [i["item_id"] for i in items]
@@ -269,7 +270,8 @@ API_ROLES = [("GET", "/api/v1/alerts", "analyst"), ("GET", "/api/v1/alerts/1", "
              ("GET", "/api/v1/rules", "analyst"), ("POST", "/api/v1/rules", "analyst"),
              ("PATCH", "/api/v1/rules/1", "analyst"),
              ("GET", "/api/v1/models", "admin"), ("GET", "/api/v1/models/runs", "admin"),
-             ("POST", "/api/v1/models/sentiment/promote", "admin"), ("POST", "/api/v1/models/sentiment/rollback", "admin"),
+             ("POST", "/api/v1/models/sentiment/promote", "admin"),
+             ("POST", "/api/v1/models/sentiment/rollback", "admin"),
              ("POST", "/api/v1/models/sentiment/retrain", "admin")]
 
 

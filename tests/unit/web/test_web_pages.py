@@ -152,8 +152,9 @@ def test_event_stream_sends_an_alert_change(app: Flask, client: FlaskClient, see
 def test_rule_editor_creates_updates_and_rejects_bad_params(client: FlaskClient, seeded: dict) -> None:
     login(client, "analyst")
     token = page_csrf(client, "/dashboard/rules/")
-    response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Tesla burst", "kind": "negative_burst",
-                                                      "tickers": "TSLA", "severity": "critical", "repeat_minutes": "60",
+    response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Tesla burst",
+                                                      "kind": "negative_burst", "tickers": "TSLA",
+                                                      "severity": "critical", "repeat_minutes": "60",
                                                       "params": '{"min_negative": 6}', "enabled": "on"},
                            follow_redirects=True)
     html = response.get_data(as_text=True)
@@ -167,7 +168,8 @@ def test_rule_editor_creates_updates_and_rejects_bad_params(client: FlaskClient,
 
 
 def test_dead_letters_listed_and_replayed(client: FlaskClient, seeded: dict) -> None:
-    client.post("/api/v1/ingest", headers=bearer(seeded["tokens"]["ingest"]), json=[{"id": "ok", "text": "$A"}, {"id": 1}])
+    client.post("/api/v1/ingest", headers=bearer(seeded["tokens"]["ingest"]),
+                json=[{"id": "ok", "text": "$A"}, {"id": 1}])
     login(client, "analyst")
     html = client.get("/dashboard/dead-letters").get_data(as_text=True)
     assert "missing field" in html and "Replay" in html
