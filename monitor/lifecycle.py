@@ -121,7 +121,8 @@ def _create(session: Session, rule: AlertRule, ticker: str, topic: str | None, f
     """Insert a firing alert; if another worker just did, return theirs (the unique active fingerprint decides)."""
     alert = Alert(fingerprint=fp, active_fingerprint=fp, rule_id=rule.id, rule_name=rule.name, kind=rule.kind,
                   ticker=ticker, topic=topic, state=AlertState.FIRING.value, severity=rule.severity,
-                  summary=result.summary, values=result.values, started_at=now, last_eval_at=now, ack_note="", notify_count=0)
+                  summary=result.summary, values=result.values, started_at=now, last_eval_at=now, ack_note="",
+                  notify_count=0)
     try:
         with session.begin_nested():
             session.add(alert)

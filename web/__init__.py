@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from datetime import timedelta
@@ -105,8 +106,20 @@ def _install_hooks(app: Flask) -> None:
         return response
 
 
+def fact_text(value: Any) -> str:
+    """An alert fact as text: numbers rounded, lists joined, mappings as "key: value", never a Python repr."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if math.isfinite(value) else "n/a"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(fact_text(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {fact_text(v)}" for k, v in value.items()) or "none"
+    return "—" if value is None else str(value)
+
+
 def _register_template_helpers(app: Flask) -> None:
-    import math
     from datetime import datetime
 
     from newsdesk.db import utcnow
@@ -152,15 +165,4 @@ def _register_template_helpers(app: Flask) -> None:
             return f"{value:.4f}"
         return "" if value is None else str(value)
 
-    @app.template_filter("fact")
-    def _fact(value: Any) -> str:
-        """An alert fact as text: numbers rounded, lists joined, mappings as "key: value", never a Python repr."""
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if isinstance(value, float):
-            return f"{value:.4f}".rstrip("0").rstrip(".") if math.isfinite(value) else "n/a"
-        if isinstance(value, (list, tuple, set)):
-            return ", ".join(_fact(v) for v in value) or "none"
-        if isinstance(value, dict):
-            return "; ".join(f"{k}: {_fact(v)}" for k, v in value.items()) or "none"
-        return "—" if value is None else str(value)
+    app.template_filter("fact")(fact_text)
