@@ -9,16 +9,17 @@ import json
 import random
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import sqlalchemy as sa
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
+from newsdesk import inputs
 from newsdesk.errors import InvalidInput
 from newsdesk.interactions import is_positive, positive_clause
 
@@ -48,26 +49,60 @@ class Positive:
 # Labelled texts --------------------------------------------------------------------------------------------------
 
 
-def _records(path: Path, handle: TextIO) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(line number, record) from a CSV (header row) or JSONL handle; line numbers are 1-based file lines."""
+def _lines(path: Path, handle: IO[Any]) -> Iterator[str]:
+    """The handle's lines as text; bytes are decoded line by line, so a line that is not UTF-8 is named.
+
+    Raises:
+        InvalidInput: `FILE:LINE: not UTF-8 text`.
+    """
+    for lineno, line in enumerate(handle, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(f"{path}:{lineno}: not UTF-8 text (a binary file?)",
+                                   {"file": str(path), "line": lineno}) from None
+        yield line
+
+
+def _checked(path: Path, lineno: int, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` when its strings are storable text (no NUL byte, no lone surrogate), at most 8 levels deep."""
+    try:
+        return inputs.check_json(record, "the row", max_depth=8)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}:{lineno}: {exc.message}", {"file": str(path), "line": lineno}) from None
+
+
+def _records(path: Path, handle: IO[Any]) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(line number, record) from a CSV (header row) or JSONL handle (text or binary); line numbers are 1-based.
+
+    Raises:
+        InvalidInput: a line that is not UTF-8, not JSON, too deep, or holds a NUL byte or a lone surrogate.
+    """
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, line in enumerate(_lines(path, handle), start=1):
             if not line.strip():
                 continue
+            where = {"file": str(path), "line": lineno}
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})",
-                                   {"file": str(path), "line": lineno}) from exc
+                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})", where) from None
+            except (RecursionError, ValueError):
+                raise InvalidInput(f"{path}:{lineno}: JSON nested too deep or a number too long", where) from None
             if not isinstance(obj, dict):
-                raise InvalidInput(f"{path}:{lineno}: expected a JSON object", {"file": str(path), "line": lineno})
-            yield lineno, obj
+                raise InvalidInput(f"{path}:{lineno}: expected a JSON object", where)
+            yield lineno, _checked(path, lineno, obj)
         return
-    reader = csv.DictReader(handle)
-    if not reader.fieldnames:
-        return
-    for record in reader:
-        yield reader.line_num, record
+    reader = csv.DictReader(_lines(path, handle))
+    try:
+        if not reader.fieldnames:
+            return
+        for record in reader:
+            yield reader.line_num, _checked(path, reader.line_num, {k: v for k, v in record.items() if k is not None})
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}:{reader.line_num}: not CSV ({exc})",
+                           {"file": str(path), "line": reader.line_num}) from None
 
 
 def read_labelled(paths: Iterable[str | Path], labels: tuple[str, ...] = LABELS) -> list[LabelledText]:
@@ -82,7 +117,7 @@ def read_labelled(paths: Iterable[str | Path], labels: tuple[str, ...] = LABELS)
         if not path.is_file():
             raise InvalidInput(f"{path}: no such file", {"file": str(path)})
         before = len(rows)
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open("rb") as handle:
             for lineno, rec in _records(path, handle):
                 where = {"file": str(path), "line": lineno}
                 if "text" not in rec or "label" not in rec:
@@ -107,15 +142,17 @@ def read_texts(source: str | Path, stdin: TextIO | None = None) -> list[str]:
         InvalidInput: a missing file, a missing `text` field or a non-string text (naming the line).
     """
     if str(source) == "-":
-        content = (stdin or sys.stdin).read()
+        stream = stdin or sys.stdin
+        content: bytes = getattr(stream, "buffer", None).read() if hasattr(stream, "buffer") else \
+            stream.read().encode("utf-8", errors="surrogateescape")
         first = content.lstrip()[:1]
-        path = Path("stdin.jsonl" if first == "{" else "stdin.csv")
-        handle: TextIO = io.StringIO(content)
+        path = Path("stdin.jsonl" if first == b"{" else "stdin.csv")
+        handle: IO[Any] = io.BytesIO(content)
     else:
         path = Path(source)
         if not path.is_file():
             raise InvalidInput(f"{path}: no such file", {"file": str(path)})
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open("rb")
     texts: list[str] = []
     with handle:
         for lineno, rec in _records(path, handle):
@@ -201,7 +238,7 @@ def read_interactions_file(path: str | Path, positive_rating: float) -> list[Pos
     if not path.is_file():
         raise InvalidInput(f"{path}: no such file", {"file": str(path)})
     out: list[Positive] = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         for lineno, rec in _records(path, handle):
             where = {"file": str(path), "line": lineno}
             if not rec.get("user_id") or not rec.get("item_id"):
@@ -210,7 +247,7 @@ def read_interactions_file(path: str | Path, positive_rating: float) -> list[Pos
             try:
                 rating = float(rec["rating"]) if rec.get("rating") not in (None, "") else None
                 ts = _as_datetime(rec.get("timestamp") or rec.get("ts") or 0)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError, OSError) as exc:
                 raise InvalidInput(f"{path}:{lineno}: bad rating or timestamp ({exc})", where) from exc
             if is_positive(kind, rating, positive_rating):
                 out.append(Positive(str(rec["user_id"]), str(rec["item_id"]), ts))

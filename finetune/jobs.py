@@ -41,15 +41,12 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event) ->
 def mark_stale_runs(settings: Settings) -> int:
     """Runs left "running" by a dead process (their task lock is free) become "interrupted"."""
     count = 0
-    with session_scope(settings.database_url) as session:
-        for task in TASKS:
-            if not registry.lock_is_free(settings, task):
-                continue
-            for run in session.scalars(select(TrainingRun).where(TrainingRun.task == task,
-                                                                 TrainingRun.status == RunStatus.RUNNING)):
-                run.status, run.finished_at = RunStatus.INTERRUPTED, utcnow()
-                run.error = run.error or "the process running it stopped"
-                count += 1
+    for task in TASKS:
+        try:
+            with registry.task_lock(settings, task), session_scope(settings.database_url) as session:
+                count += registry.reclaim_dead_runs(session, task)
+        except Conflict:  # a live run holds the lock
+            continue
     return count
 
 

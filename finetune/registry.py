@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
-from finetune.vocabulary import TASKS, ModelStatus
+from finetune.vocabulary import TASKS, ModelStatus, RunStatus
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 from newsdesk.settings import Settings
@@ -101,10 +101,31 @@ def task_lock(settings: Settings, task: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise Conflict(f"a {task} training run is already in progress") from exc
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise Conflict(f"a {task} training run is already in progress"
+                           + (f" (process {holder})" if holder.isdigit() else "")) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
         yield
     finally:
         handle.close()
+
+
+def reclaim_dead_runs(session: Session, task: str) -> int:
+    """Runs of `task` still marked running become "interrupted" (resumable). Call it only while holding the
+    task's lock: then no live process is running any of them (a killed trainer, even by kill -9, lost the lock)."""
+    n = 0
+    for run in session.scalars(select(TrainingRun).where(TrainingRun.task == task,
+                                                         TrainingRun.status == RunStatus.RUNNING)):
+        run.status, run.finished_at = RunStatus.INTERRUPTED, utcnow()
+        run.error = run.error or "the process running it stopped"
+        n += 1
+    if n:
+        log.info("%d %s run(s) left running by a dead process marked interrupted", n, task)
+    return n
 
 
 def lock_is_free(settings: Settings, task: str) -> bool:

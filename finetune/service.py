@@ -51,6 +51,8 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
     settings.ensure_dirs()
     with registry.task_lock(settings, task):
         with session_scope(url) as session:
+            registry.reclaim_dead_runs(session, task)  # we hold the lock: a run still "running" was killed
+            session.flush()
             work_dir = _resume_dir(session, task) if resume else None
             run = session.get(TrainingRun, run_id) if run_id else None
             if run_id and run is None:
@@ -113,8 +115,18 @@ def _mark_run(url: str, run_id: int, status: str, error: str) -> None:
 
 
 def request_retrain(session: Session, task: str, requested_by: str) -> int:
-    """Queue a retraining of `task` (status "queued"); the worker's finetune job runs it. Returns the run id."""
+    """Queue a retraining of `task` (status "queued"); the worker's finetune job runs it. Returns the run id.
+
+    Requests are coalesced per task: while a run of `task` is queued or running, that run's id is returned and
+    nothing new is queued (16 clicks or API calls are one training, not 16 hours of CPU).
+    """
     check_task(task)
+    open_states = (RunStatus.QUEUED, RunStatus.RUNNING)
+    pending = session.scalar(select(TrainingRun.id)
+                             .where(TrainingRun.task == task, TrainingRun.status.in_(open_states))
+                             .order_by(TrainingRun.id).limit(1))
+    if pending is not None:
+        return pending
     run = TrainingRun(task=task, status=RunStatus.QUEUED, trigger="request", requested_by=requested_by,
                       created_at=utcnow())
     session.add(run)

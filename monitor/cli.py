@@ -29,9 +29,13 @@ def stream_group() -> None:
 @click.option("--source", default="replay", show_default=True, help="Source name for lines without one.")
 @click.option("--url", default=None, help="Ingest URL for --to http (default: the configured web host/port).")
 @click.option("--token", envvar="NEWSDESK_API_TOKEN", default="", help="API token for --to http.")
+@click.option("--skip", type=int, default=0, show_default=True,
+              help="Skip the first N lines (continue a replay that gave up; its error names N).")
+@click.option("--retry-for", "retry_for", type=float, default=600.0, show_default=True,
+              help="Seconds to keep retrying a batch while the target (Redis, database, web) is down.")
 @pass_settings
 def replay_command(settings: Settings, file: str, speed: float | None, to: str, limit: int | None, source: str,
-                   url: str | None, token: str) -> None:
+                   url: str | None, token: str, skip: int, retry_for: float) -> None:
     """Replay a JSONL file (gzip accepted) with text and optional ts, id, source, ticker."""
     from monitor import service
     from monitor.replay import replay_file
@@ -45,9 +49,13 @@ def replay_command(settings: Settings, file: str, speed: float | None, to: str, 
             if not service.list_rules(session):
                 service.ensure_default_rules(session)
                 service.ensure_default_watchlist(session)
+    if retry_for < 0:
+        raise InvalidInput("--retry-for must not be negative")
     report = replay_file(settings, file, speed=speed, to=to, limit=limit, source=source, url=url,
-                         token=token)
+                         token=token, skip=skip, retry_for_s=retry_for)
     click.echo(f"Replayed {report}")
+    if report.error:  # the lines before it are kept; say why the rest is not, in one line
+        raise InvalidInput(report.error, {"path": file})
 
 
 @stream_group.command("consume")
@@ -168,6 +176,29 @@ def silence_command(settings: Settings, ticker: str | None, topic: str | None, r
     click.echo(f"Silence {silence.id} on {silence.matchers} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
 
 
+@alerts_group.command("notifications")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--retry", "retry", is_flag=True, help="Send the undelivered notifications again now.")
+@click.option("--id", "ids", type=int, multiple=True, help="With --retry: only this notification (repeatable).")
+@pass_settings
+def notifications_command(settings: Settings, limit: int, retry: bool, ids: tuple[int, ...]) -> None:
+    """List webhook notifications not delivered yet, or queue them for another try with --retry."""
+    from monitor import service
+
+    if ids and not retry:
+        raise InvalidInput("--id goes with --retry")
+    with session_scope(settings.database_url) as session:
+        if retry:
+            n = service.retry_notifications(session, list(ids) or None, actor="cli")
+            click.echo(f"{n} notifications queued for another try (the worker sends them within seconds)")
+            return
+        items, total = service.undelivered_notifications(session, limit)
+    for n in items:
+        click.echo(f"{n['id']:>5} {n['status']:8} alert {n['alert_id']:<5} {n['event']:9} {n['attempts']:>3} tries "
+                   f"{n['url'][:40]} {n['last_error'][:60]!r}")
+    click.echo(f"{len(items)} of {total} undelivered notifications")
+
+
 @alerts_group.command("rules")
 @click.option("--rule", "rule_id", type=int, default=None, help="Change this rule's topic scope (with --topic).")
 @click.option("--topic", "topics", multiple=True,
@@ -201,16 +232,29 @@ def rules_command(settings: Settings, rule_id: int | None, topics: tuple[str, ..
 @stream_group.command("dead-letters")
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--replay", "replay_id", type=int, default=None, help="Ingest this dead letter again.")
+@click.option("--replay-all", is_flag=True, help="Ingest every open dead letter again (after an outage or a fix).")
+@click.option("--reason", default=None, help="With --replay-all: only dead letters whose reason contains this.")
+@click.option("--stage", type=click.Choice(["validate", "classify", "process"]), default=None,
+              help="With --replay-all: only dead letters of this stage.")
 @pass_settings
-def dead_letters_command(settings: Settings, limit: int, replay_id: int | None) -> None:
-    """List dead letters (newest first), or replay one with --replay ID."""
+def dead_letters_command(settings: Settings, limit: int, replay_id: int | None, replay_all: bool,
+                         reason: str | None, stage: str | None) -> None:
+    """List dead letters (newest first), replay one with --replay ID, or all open ones with --replay-all."""
     from monitor import service
     from monitor.jobs import classifier_for
 
+    if replay_all and replay_id is not None:
+        raise InvalidInput("use either --replay ID or --replay-all")
+    if (reason or stage) and not replay_all:
+        raise InvalidInput("--reason and --stage go with --replay-all")
     with session_scope(settings.database_url) as session:
         if replay_id is not None:
             info = service.replay_dead_letter(session, classifier_for(settings), replay_id)
             click.echo(f"Dead letter {info.id} replayed as message {info.message_id}")
+            return
+        if replay_all:
+            out = service.replay_dead_letters(session, classifier_for(settings), reason=reason, stage=stage)
+            click.echo(f"Replayed {out['replayed']} dead letters ({out['still_invalid']} still invalid, left open)")
             return
         letters, total = service.list_dead_letters(session, limit)
     for d in letters:

@@ -17,6 +17,7 @@ from typing import Any
 from monitor.enrich import TICKER
 from monitor.language import detect_language
 from monitor.vocabulary import normalise_ticker
+from newsdesk import inputs
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput, PayloadTooLarge
 
@@ -24,6 +25,7 @@ MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 128
 MAX_SOURCE_CHARS = 64
 MAX_TICKERS = 20
+MAX_META_DEPTH = 16
 KNOWN_FIELDS = ("text", "id", "tweet_id", "ts", "source", "ticker", "tickers")
 _SOURCE = re.compile(r"^[\w.:\-]{1,64}$")
 
@@ -87,6 +89,10 @@ def decode_item(raw: Any) -> dict[str, Any]:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+        except ValueError as exc:  # e.g. an integer literal over Python's 4,300-digit limit
+            raise InvalidInput(f"malformed JSON: {exc}") from exc
+        except RecursionError:
+            raise InvalidInput("JSON nested too deep") from None
     if not isinstance(raw, dict):
         raise InvalidInput(f"item must be a JSON object, got {type(raw).__name__}")
     return raw
@@ -110,13 +116,26 @@ def parse_ts(value: Any, now: datetime | None = None) -> datetime:
             ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         else:
             raise TypeError(type(value).__name__)
+        if ts.tzinfo is not None:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: OverflowError
+            ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
     except (TypeError, ValueError, OverflowError, OSError) as exc:
-        raise InvalidInput(f"'ts' is not an ISO 8601 time or epoch seconds: {value!r}") from exc
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+        raise InvalidInput(f"'ts' is not an ISO 8601 time or epoch seconds: {inputs.scrub(repr(value))[:80]}") from exc
     if ts > now + timedelta(days=1):
         raise InvalidInput(f"'ts' {value!r} is more than a day in the future")
     return ts
+
+
+def bind_source(payloads: list[Any], source: str) -> list[Any]:
+    """Payloads whose `source` field is kept under `source` (an ingest token's own name): `api:feed` sending
+    `"source": "reuters"` stores `api:feed:reuters`, so one token can never pre-empt or re-tag another feed's ids."""
+    out = []
+    for item in payloads:
+        if isinstance(item, dict) and item.get("source") not in (None, ""):
+            claimed = item["source"]
+            bound = f"{source}:{claimed}"[:MAX_SOURCE_CHARS] if isinstance(claimed, str) else claimed
+            item = {**item, "source": bound}
+        out.append(item)
+    return out
 
 
 def _tickers(item: dict[str, Any]) -> list[str]:
@@ -159,20 +178,23 @@ def validate_payload(raw: Any, source: str, now: datetime | None = None) -> Vali
         raise InvalidInput(f"'text' must be a string, got {type(text).__name__}")
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidInput(f"'text' is {len(text)} characters, over the {MAX_TEXT_CHARS} limit")
-    text = text.replace("\x00", "")
+    text = inputs.check_text(text.replace("\x00", ""), "text")
     raw_id = item.get("id", item.get("tweet_id"))
     if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
         raise InvalidInput(f"'id' must be a string or an integer, got {type(raw_id).__name__}")
-    source_id = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() else None
-    if source_id and len(source_id) > MAX_ID_CHARS:
+    if isinstance(raw_id, int) and abs(raw_id) >= 10 ** MAX_ID_CHARS:
         raise InvalidInput(f"'id' is longer than {MAX_ID_CHARS} characters")
+    source_id = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() else None
+    if source_id:
+        inputs.check_text(source_id, "id", MAX_ID_CHARS)
     src = item.get("source", source) or source
     if not isinstance(src, str) or not _SOURCE.match(src):
         raise InvalidInput("'source' must be 1-64 letters, digits or ._:-")
     tickers = _tickers(item)
     ts = parse_ts(item.get("ts"), now)
     lang, flag = detect_language(text)
-    meta = {k: v for k, v in item.items() if k not in KNOWN_FIELDS}
+    meta = inputs.check_json({k: v for k, v in item.items() if k not in KNOWN_FIELDS}, "extra fields",
+                             MAX_META_DEPTH)
     meta_json = json.dumps(meta, default=str)
     meta = {"truncated": True} if len(meta_json) > 4000 else json.loads(meta_json)
     return ValidMessage(key=idempotency_key(src, source_id, text, item.get("ts"), tickers), source=src,
@@ -188,6 +210,6 @@ def raw_text(raw: Any, limit: int = 20_000) -> str:
     else:
         try:
             text = json.dumps(raw, default=str)
-        except (TypeError, ValueError):
-            text = repr(raw)
-    return text.replace("\x00", "")[:limit]
+        except (TypeError, ValueError, RecursionError):
+            text = "<unprintable payload>"
+    return inputs.scrub(text[:limit])

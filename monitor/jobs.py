@@ -75,11 +75,24 @@ def run_consumer(settings: Settings, stop_event: threading.Event, claim_idle_ms:
 
 
 def evaluate_rules_job(settings: Settings) -> int:
-    """Re-evaluate tickers with firing alerts at the stream clock (resolves alerts when the flow stops)."""
-    from monitor.rule_runner import evaluate_tickers
+    """Catch the rule cursor up with what is committed (see `rule_runner.advance`), then, when nothing is in
+    flight, re-evaluate tickers with firing alerts at the stream clock (resolves alerts when the flow stops)."""
+    from monitor.rule_runner import advance, evaluate_tickers
 
+    floor = None
+    if settings.redis_url:
+        from monitor import producer, stream
+
+        client = producer.connect(settings)
+        try:
+            floor = stream.inflight_floor(client, settings)
+        finally:
+            client.close()
     with session_scope(settings.database_url) as session:
-        return len(evaluate_tickers(session, ()))
+        n = len(advance(session, floor, inclusive=floor is None))
+        if floor is None:
+            n += len(evaluate_tickers(session, ()))
+        return n
 
 
 def classify_pending_job(settings: Settings, max_batches: int = 20) -> int:
@@ -107,4 +120,6 @@ def deliver_notifications_job(settings: Settings) -> dict[str, int]:
     from monitor.notify import deliver_pending
 
     with session_scope(settings.database_url) as session:
-        return deliver_pending(session, settings.monitor.webhook_urls)
+        return deliver_pending(session, settings.monitor.webhook_urls,
+                               retry_for_s=settings.monitor.webhook_retry_hours * 3600,
+                               max_backoff_s=settings.monitor.webhook_max_backoff_s)

@@ -23,6 +23,11 @@ def group(settings: Settings) -> str:
     return settings.monitor.consumer_group
 
 
+def outages(settings: Settings) -> str:
+    """Hash: stream entry id -> how many of its deliveries ended in a database outage (they do not count)."""
+    return f"{settings.monitor.stream_name}:outage-deliveries"
+
+
 def consumer(prefix: str = "") -> str:
     """A name unique to this process (host, pid and a random tail)."""
     return f"{prefix or socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -4,6 +4,9 @@ evidence.
 Decisions use the stream clock (message timestamps), so a replayed history alerts as it would have live; silences
 and acknowledgements are operator actions and use the wall clock. Notifications are written as outbox rows in the
 same transaction as the transition (`notify.deliver_pending` sends them), so a crash never loses or doubles one.
+Each transition is a conditional UPDATE (resolve: WHERE state = 'firing'; first notification: WHERE
+notify_count = 0; repeat: WHERE last_notified_at = the value read), and each outbox row carries a unique key per
+transition, so two consumers evaluating the same alert at once produce exactly one notification.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from monitor.rules import RuleResult
 from monitor.tables import Alert, AlertEvidence, AlertRule, Notification, Silence
@@ -26,6 +30,9 @@ from newsdesk.db import utcnow
 log = logging.getLogger(__name__)
 
 MAX_EVIDENCE_PER_ALERT = 200
+# An alert resolves only once its rule has been unmet this long in stream time (like Prometheus' keep_firing_for):
+# rules run at every message's time, and a count hovering at its threshold must not fire, resolve and fire again.
+KEEP_FIRING_FOR = timedelta(minutes=15)
 MATCHER_KEYS = ("ticker", "topic", "rule_id", "kind", "severity", "rule_name")
 
 
@@ -88,12 +95,14 @@ def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleRes
     if not result.met:
         if alert is None:
             return None
-        alert.state = AlertState.RESOLVED.value
-        alert.resolved_at = now
-        alert.last_eval_at = now
-        alert.active_fingerprint = None
+        if now - alert.last_eval_at < KEEP_FIRING_FOR:
+            return None  # unmet only briefly (a window edge): keep firing rather than flap resolve -> fire
+        if not _transition(session, alert, (Alert.state == AlertState.FIRING.value) & (Alert.active_fingerprint == fp),
+                           state=AlertState.RESOLVED.value, resolved_at=now, last_eval_at=now,
+                           active_fingerprint=None):
+            return None  # another consumer resolved it a moment ago
         if alert.notify_count > 0:
-            _queue(session, alert, "resolved")
+            _queue(session, alert, "resolved", f"{alert.id}:resolved")
         return Transition(alert.id, "resolved", ticker, rule.id, topic)
     event = "updated"
     if alert is None:
@@ -107,13 +116,31 @@ def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleRes
     alert.silence_id = silence.id if silence else None
     if silence is None and alert.acknowledged_at is None:
         if alert.notify_count == 0:
-            _queue(session, alert, "firing")
-            alert.last_notified_at = now
+            if _transition(session, alert, Alert.notify_count == 0, last_notified_at=now):
+                _queue(session, alert, "firing", f"{alert.id}:firing")
         elif alert.last_notified_at and now - alert.last_notified_at >= timedelta(seconds=rule.repeat_interval_s):
-            _queue(session, alert, "repeat")
-            alert.last_notified_at = now
-            event = "repeated"
+            previous = alert.last_notified_at
+            if _transition(session, alert, Alert.last_notified_at == previous, last_notified_at=now):
+                _queue(session, alert, "repeat", f"{alert.id}:repeat:{previous.isoformat()}")
+                event = "repeated"
     return Transition(alert.id, event, ticker, rule.id, topic)
+
+
+def _transition(session: Session, alert: Alert, condition: Any, **values: Any) -> bool:
+    """UPDATE the alert with `values` only if `condition` still holds in the database; True if it did.
+
+    On PostgreSQL a concurrent transition of the same row waits for the other transaction, then re-checks the
+    condition, so exactly one of two consumers wins.
+    """
+    session.flush()
+    done = session.execute(update(Alert).where(Alert.id == alert.id, condition).values(**values)
+                           .execution_options(synchronize_session=False)).rowcount
+    if done:
+        for key, value in values.items():
+            set_committed_value(alert, key, value)
+    else:
+        session.refresh(alert)
+    return bool(done)
 
 
 def _create(session: Session, rule: AlertRule, ticker: str, topic: str | None, fp: str, result: RuleResult,
@@ -146,12 +173,23 @@ def add_evidence(session: Session, alert_id: int, message_ids: list[int]) -> int
     return len(new)
 
 
-def _queue(session: Session, alert: Alert, event: str) -> None:
-    """Write an outbox row; the delivery job fans it out to every configured webhook URL."""
+def _queue(session: Session, alert: Alert, event: str, key: str) -> bool:
+    """Write an outbox row with the transition's unique `key` (a second one for the same transition is dropped);
+    the delivery job fans it out to every configured webhook URL. Returns whether it was written."""
     session.flush()
-    alert.notify_count = (alert.notify_count or 0) + 1
-    session.add(Notification(alert_id=alert.id, event=event, url="", status="pending", attempts=[],
-                             next_attempt_at=utcnow(), payload=notification_payload(session, alert, event)))
+    row = Notification(alert_id=alert.id, event=event, url="", status="pending", attempts=[], dedup_key=key,
+                       next_attempt_at=utcnow(), payload=notification_payload(session, alert, event))
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        log.info("notification %s was already queued by another consumer", key)
+        return False
+    session.execute(update(Alert).where(Alert.id == alert.id).values(notify_count=Alert.notify_count + 1)
+                    .execution_options(synchronize_session=False))
+    session.refresh(alert, ["notify_count"])
+    return True
 
 
 def notification_payload(session: Session, alert: Alert, event: str) -> dict[str, Any]:

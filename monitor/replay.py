@@ -3,6 +3,11 @@
 Each line is a JSON object with `text` and optional `ts`, `id` (or `tweet_id`), `source`, `ticker`. With
 `speed`, lines are paced by their timestamps (speed 60: one minute of stream per second); without, as fast as the
 target takes them. Lines that are not valid JSON are sent as they are, so the pipeline dead-letters them.
+
+A target that goes away (Redis restarted, the database or the web app down) pauses the replay: the batch is sent
+again with capped exponential backoff for up to `retry_for_s`, and the replay goes on from there (a batch sent twice
+is harmless: storage is idempotent). If the target stays down longer, the error names the lines already sent, and
+`skip` continues after them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +29,9 @@ from tqdm import tqdm
 from finetune.classifier import ClassifierHandle, SentimentClassifier
 from monitor import producer
 from monitor.ingest import parse_ts
-from monitor.service import ingest_messages
+from monitor.service import ingest_batch
 from monitor.views import IngestResult, ReplayReport
 from monitor.vocabulary import REPLAY_TARGETS, ReplayTarget
-from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput, NotFound, Unavailable
 from newsdesk.settings import Settings
 
@@ -37,6 +42,7 @@ def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int
 
     Raises:
         NotFound: no such file.
+        InvalidInput: the file cannot be read on (a truncated or corrupt gzip), after the lines before it.
     """
     path = Path(path)
     if not path.is_file():
@@ -44,9 +50,19 @@ def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int
     with path.open("rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     opener = gzip.open if gz else open
-    count = 0
+    count, number = 0, 0
     with opener(path, "rb") as fh:  # type: ignore[operator]
-        for number, raw in enumerate(fh, 1):
+        lines = iter(fh)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+                what = "truncated or corrupt gzip" if gz else "read error"
+                raise InvalidInput(f"{path}:{number + 1}: cannot read on ({what}: {exc})",
+                                   {"path": str(path), "line": number + 1}) from None
+            number += 1
             line = raw.decode("utf-8", errors="replace").strip()
             if not line:
                 continue
@@ -54,6 +70,15 @@ def read_lines(path: str | Path, limit: int | None = None) -> Iterator[tuple[int
             count += 1
             if limit is not None and count >= limit:
                 return
+
+
+def _reading(lines: Iterator[tuple[int, str]], report: ReplayReport) -> Iterator[tuple[int, str]]:
+    """The lines until the file cannot be read on; then the error goes in `report.error` (what was read is kept)."""
+    try:
+        yield from lines
+    except InvalidInput as exc:
+        log.warning("replay stopped early: %s", exc.message)
+        report.error = exc.message
 
 
 def _line_ts(line: str) -> datetime | None:
@@ -64,29 +89,40 @@ def _line_ts(line: str) -> datetime | None:
         return None
 
 
+RETRY_FOR_S = 600.0  # how long one batch is retried while its target is down
+MAX_BACKOFF_S = 30.0
+
+
 def replay_file(settings: Settings, path: str | Path, *, speed: float | None = None, to: str = "direct",
                 limit: int | None = None, source: str = "replay", url: str | None = None, token: str = "",
-                classifier: Any = None, progress: bool = True) -> ReplayReport:
-    """Send the file's lines to `to` in micro-batches (batch_size lines or batch_wait_ms, whichever first).
+                classifier: Any = None, progress: bool = True, skip: int = 0,
+                retry_for_s: float = RETRY_FOR_S) -> ReplayReport:
+    """Send the file's lines to `to` in micro-batches (batch_size lines or batch_wait_ms, whichever first), after
+    skipping the first `skip` lines; an unreachable target is retried with backoff for `retry_for_s` per batch.
 
     Raises:
-        InvalidInput: unknown target or a non-positive speed.
+        InvalidInput: unknown target, a non-positive speed or a negative skip.
         NotFound: no such file.
-        Unavailable: Redis, the HTTP endpoint or the database cannot be reached.
+        Unavailable: Redis, the HTTP endpoint or the database stayed unreachable for `retry_for_s`.
     """
     if to not in REPLAY_TARGETS:
         raise InvalidInput(f"--to must be one of {', '.join(REPLAY_TARGETS)}", {"field": "to"})
     if speed is not None and speed <= 0:
         raise InvalidInput("--speed must be positive", {"field": "speed"})
+    if skip < 0:
+        raise InvalidInput("--skip must not be negative", {"field": "skip"})
     report = ReplayReport(path=str(path), to=to)
-    send = _sender(settings, to, source, url, token, classifier, report)
+    send = _retrying(_sender(settings, to, source, url, token, classifier, report), report, skip, retry_for_s)
     cfg = settings.monitor
     started = time.monotonic()
     first_ts: datetime | None = None
     batch: list[str] = []
     batch_started = time.monotonic()
-    for _, line in tqdm(read_lines(path, limit), desc=f"replay -> {to}", unit="msg", disable=not progress,
-                        total=limit):
+    lines = _reading(read_lines(path, None if limit is None else limit + skip), report)
+    for n, (_, line) in enumerate(tqdm(lines, desc=f"replay -> {to}", unit="msg", disable=not progress,
+                                       total=limit)):
+        if n < skip:
+            continue
         report.read += 1
         if speed is not None:
             ts = _line_ts(line)
@@ -112,6 +148,30 @@ def replay_file(settings: Settings, path: str | Path, *, speed: float | None = N
     return report
 
 
+def _retrying(send: Callable[[list[str]], None], report: ReplayReport, skip: int,
+              retry_for_s: float) -> Callable[[list[str]], None]:
+    """`send`, retried with capped exponential backoff (0.5 s, 1 s, ... 30 s) while its target is unavailable."""
+
+    def send_with_retry(lines: list[str]) -> None:
+        deadline = time.monotonic() + retry_for_s
+        delay = 0.5
+        while True:
+            try:
+                send(lines)
+                return
+            except Unavailable as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    done = skip + report.sent
+                    raise Unavailable(f"{exc.message}; gave up after {retry_for_s:.0f} s with {report.sent} lines "
+                                      f"sent: continue with --skip {done}", {"sent": done}) from exc
+                log.warning("replay paused (%s); retrying in %.1f s", exc.message, min(delay, left))
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    return send_with_retry
+
+
 def _sender(settings: Settings, to: str, source: str, url: str | None, token: str, classifier: Any,
             report: ReplayReport) -> Callable[[list[str]], None]:
     if to == ReplayTarget.DIRECT:
@@ -119,9 +179,8 @@ def _sender(settings: Settings, to: str, source: str, url: str | None, token: st
 
         def send_direct(lines: list[str]) -> None:
             model = classifier if classifier is not None else current_classifier(handle)
-            with session_scope(settings.database_url) as session:
-                result: IngestResult = ingest_messages(session, model, list(lines), source,
-                                                       batch_size=settings.monitor.batch_size)
+            result: IngestResult = ingest_batch(settings.database_url, model, list(lines), source,
+                                                batch_size=settings.monitor.batch_size)
             report.ingest.add(result)
             report.sent += len(lines)
 

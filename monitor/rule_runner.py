@@ -1,4 +1,11 @@
-"""Runs the alert rules over each ticker's message windows: window statistics -> rules -> lifecycle transitions."""
+"""Runs the alert rules over each ticker's message windows: window statistics -> rules -> lifecycle transitions.
+
+Order independence (`advance`): the rules are evaluated on stream time, at every committed message's own time in
+time order, up to a watermark below which every message is committed (the stream consumers compute it from what
+is still in flight in Redis). A cursor row (`rule_cursor`, locked while it moves) records how far evaluation has
+gone, so each point is evaluated once, by one process, whatever the consumer interleaving: the same input yields
+the same alerts. A message older than the cursor (late) joins the past: it counts in later windows only.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from monitor import lifecycle, rules
-from monitor.tables import Alert, AlertRule, Message, MessageTicker
+from monitor.tables import Alert, AlertRule, Message, MessageTicker, RuleCursor
 from monitor.vocabulary import AlertState, RuleKind, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput
@@ -158,6 +165,121 @@ def _log_transitions(transitions: list[lifecycle.Transition], now: datetime) -> 
     resolved = sum(1 for t in transitions if t.event == "resolved")
     if fired or resolved:
         log.info("rules at %s: %d fired, %d resolved", now.isoformat(), fired, resolved)
+
+
+def lock_cursor(session: Session) -> RuleCursor:
+    """The rule cursor row, locked until the transaction ends (FOR UPDATE on PostgreSQL); created if missing."""
+    cursor = session.scalar(select(RuleCursor).where(RuleCursor.id == 1).with_for_update())
+    if cursor is None:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with session.begin_nested():
+                session.add(RuleCursor(id=1, evaluated_to=None))
+                session.flush()
+        except IntegrityError:
+            pass  # created concurrently
+        cursor = session.scalar(select(RuleCursor).where(RuleCursor.id == 1).with_for_update())
+    return cursor
+
+
+def advance(session: Session, watermark: datetime | None = None, *, inclusive: bool = True,
+            late: Iterable[str] = ()) -> list[lifecycle.Transition]:
+    """Evaluate the rules at every message time after the cursor up to `watermark` (default: the newest stored
+    message), oldest first, then move the cursor there. `inclusive=False` leaves messages at exactly `watermark`
+    for later (something at that time is still in flight).
+
+    At each point the rules run for the tickers of the messages at that time, and the rules that are firing for
+    other tickers run too (so an alert resolves at the same stream time in every run). Tickers in `late` (just
+    stored) that got no point (their messages are older than the cursor) are evaluated at the cursor.
+    """
+    cursor = lock_cursor(session)
+    session.flush()
+    if watermark is None:
+        watermark = session.scalar(select(func.max(MessageTicker.ts)))
+        if watermark is None:
+            return []
+    start = cursor.evaluated_to
+    query = select(MessageTicker.ts, MessageTicker.ticker).where(
+        MessageTicker.ts <= watermark if inclusive else MessageTicker.ts < watermark)
+    if start is not None:
+        query = query.where(MessageTicker.ts > start)
+    points: dict[datetime, set[str]] = {}
+    for ts, ticker in session.execute(query.order_by(MessageTicker.ts)):
+        points.setdefault(ts, set()).add(ticker)
+    late = set(late) - {t for tickers in points.values() for t in tickers}
+    transitions: list[lifecycle.Transition] = []
+    if late and start is not None:  # a late message joins the past: evaluated at the cursor, never reopening it
+        transitions += evaluate_tickers(session, late, start, include_firing=False)
+    if not points:
+        return transitions
+    active = active_rules(session)
+    if active:
+        transitions += _evaluate_points(session, active, sorted(points.items()))
+    cursor.evaluated_to = max(points)
+    cursor.updated_at = utcnow()
+    fired = sum(1 for t in transitions if t.event == "fired")
+    resolved = sum(1 for t in transitions if t.event == "resolved")
+    if fired or resolved:
+        log.info("rules over %d points up to %s: %d fired, %d resolved", len(points), max(points).isoformat(),
+                 fired, resolved)
+    return transitions
+
+
+def _evaluate_points(session: Session, active: list[ActiveRule],
+                     points: list[tuple[datetime, set[str]]]) -> list[lifecycle.Transition]:
+    """Walk the points in time order; each ticker's rows are read once for the whole range."""
+    first, last = points[0][0], points[-1][0]
+    span = max(_span(a.params) for a in active)
+    text_window = _text_window(active)
+    firing: dict[str, set[tuple[int, str | None]]] = {}  # ticker -> (rule id, topic) of its firing alerts
+    for ticker, rule_id, topic in session.execute(select(Alert.ticker, Alert.rule_id, Alert.topic)
+                                                  .where(Alert.state == AlertState.FIRING.value)):
+        firing.setdefault(ticker, set()).add((rule_id, topic))
+    tickers = set(firing) | {t for _, ts in points for t in ts}
+    rows: dict[str, list[Row]] = {t: ticker_rows(session, t, first - span, last) for t in tickers}
+    texts: dict[int, str] = {}
+    if text_window is not None:
+        ids = [mid for t in tickers for mid, ts, _, _ in rows[t] if ts > first - text_window]
+        for chunk in range(0, len(ids), 1000):
+            part = ids[chunk:chunk + 1000]
+            texts.update(session.execute(select(Message.id, Message.text).where(Message.id.in_(part))).all())
+    transitions = []
+    for now, own in points:
+        for ticker in sorted(own | set(firing)):
+            transitions += _evaluate_at(session, ticker, now, ticker in own, active, rows[ticker], texts, firing)
+    return transitions
+
+
+def _evaluate_at(session: Session, ticker: str, now: datetime, own: bool, active: list[ActiveRule], rows: list[Row],
+                 texts: dict[int, str], firing: dict[str, set[tuple[int, str | None]]]) -> list[lifecycle.Transition]:
+    """The rules scoped to `ticker` (each topic of a topic-scoped rule on its own) at one point; `firing` follows."""
+    transitions = []
+    mine = firing.get(ticker, set())
+    for rule, params, scope, topics in active:
+        if scope and ticker not in scope:
+            continue
+        for topic in topics or (None,):
+            key = (rule.id, topic)
+            if not own and key not in mine:
+                continue  # not this ticker's message, nothing firing to resolve
+            stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts, topic)
+            result = rules.evaluate(rule.kind, params, stats)
+            if not result.met and key not in mine:
+                continue
+            transition = lifecycle.apply_result(session, rule, ticker, result, now, topic=topic)
+            if transition is None:
+                continue
+            transitions.append(transition)
+            if transition.event == "resolved":
+                mine.discard(key)
+            elif result.met:
+                mine.add(key)
+    if mine:
+        firing[ticker] = mine
+    else:
+        firing.pop(ticker, None)
+    return transitions
 
 
 def resolve_rule_alerts(session: Session, rule_id: int, now: datetime | None = None) -> int:

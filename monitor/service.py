@@ -34,12 +34,13 @@ from monitor.alerting import (  # noqa: F401
     upsert_watch,
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
-from monitor.ingest import ValidMessage, raw_text, validate_payload
+from monitor.ingest import ValidMessage, bind_source, raw_text, validate_payload  # noqa: F401 - bind_source
 from monitor.tables import Alert, AlertRule, DeadLetter, Message, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
 from monitor.vocabulary import MessageStatus, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound, Unavailable
+from newsdesk.inputs import scrub
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,12 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     for index, raw in enumerate(payloads):
         try:
             valid.append((index, validate_payload(raw, source, now)))
-        except InvalidInput as exc:
-            result.rejected.append({"index": index, "reason": exc.message})
+        except (InvalidInput, ValueError, OverflowError, RecursionError) as exc:  # one bad item never sinks the rest
+            reason = exc.message if isinstance(exc, InvalidInput) else f"invalid item: {type(exc).__name__}: {exc}"
+            reason = scrub(reason)[:500]
+            result.rejected.append({"index": index, "reason": reason})
             if dead_letter:
-                add_dead_letter(session, source, "validate", exc.message, raw,
+                add_dead_letter(session, source, "validate", reason, raw,
                                 stream_ids[index] if stream_ids else None)
                 result.dead_lettered += 1
     fresh = _deduplicate(session, valid, result)
@@ -89,12 +92,45 @@ def ingest_messages(session: Session, classifier: Classifier | None, payloads: l
     for index, msg, _row in _store_all(session, todo, tickers, preds, result):
         touched.update(_links(msg, tickers[index]))
         newest = max(newest, msg.ts) if newest else msg.ts
+    result.tickers = sorted(touched)
     if evaluate_rules and touched:
-        # The rule clock never goes back: a late or redelivered message joins the past, it does not reopen it.
-        clock = session.scalar(select(func.max(Message.ts)))
-        transitions = rule_runner.evaluate_tickers(session, touched, max(newest, clock) if clock else newest)
+        # Rules run at each new message's time (see rule_runner.advance); a late message joins the past.
+        transitions = rule_runner.advance(session, late=touched)
         result.alerts_fired = [t.alert_id for t in transitions if t.event == "fired"]
     return result
+
+
+def ingest_batch(database_url: str, classifier: Classifier | None, payloads: list[Any], source: str, *,
+                 batch_size: int = 64) -> IngestResult:
+    """`ingest_messages` in its own transaction; when the database refuses the batch for something validation did
+    not foresee, each item is retried in its own transaction and the ones still refused become dead letters, so one
+    bad item never costs the good ones beside it (the direct path: `POST /api/v1/ingest`, `stream replay`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsdesk.db import session_scope
+
+    try:
+        with session_scope(database_url) as session:
+            return ingest_messages(session, classifier, payloads, source, batch_size=batch_size)
+    except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+        log.warning("ingest batch of %d refused (%s: %s); retrying one by one", len(payloads), type(exc).__name__,
+                    scrub(str(exc))[:200])
+    total = IngestResult()
+    for index, raw in enumerate(payloads):
+        try:
+            with session_scope(database_url) as session:
+                one = ingest_messages(session, classifier, [raw], source, batch_size=batch_size)
+        except (SQLAlchemyError, ValueError, UnicodeError) as exc:
+            reason = scrub(f"refused by the database: {type(exc).__name__}: {exc}")[:500]
+            with session_scope(database_url) as session:
+                add_dead_letter(session, source, "process", reason, raw)
+            one = IngestResult(dead_lettered=1)
+            one.rejected.append({"index": 0, "reason": reason})
+        for item in one.rejected:
+            item["index"] = index
+        total.add(one)
+        total.message_ids += one.message_ids
+    return total
 
 
 def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result: IngestResult,
@@ -106,13 +142,19 @@ def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result
             first[msg.key].ticker_hints = sorted(set(first[msg.key].ticker_hints) | set(msg.ticker_hints))
         else:
             first[msg.key] = msg
-    existing = dict(session.execute(select(Message.key, Message.id).where(Message.key.in_(list(first)))).all()) \
-        if first else {}
+    query = select(Message.key, Message.id, Message.source, Message.flag).where(Message.key.in_(list(first)))
+    found = session.execute(query).all() if first else []
+    existing = {key: message_id for key, message_id, _, _ in found}
+    stored_source = {key: source for key, _, source, _ in found}
+    stored_flag = {key: flag for key, _, _, flag in found}
     fresh, seen = [], set()
     for index, msg in valid:
         if msg.key in existing or msg.key in seen:
             result.duplicates += 1
-            if msg.key in existing and msg.ticker_hints:
+            # only the feed that stored a message may file it under more tickers (a content-hash key can match
+            # another source's message: that one is left as it is), and a flagged one (spam, empty) stays as stored
+            if msg.key in existing and msg.ticker_hints and stored_source[msg.key] == msg.source \
+                    and stored_flag[msg.key] is None:
                 _link_tickers(session, existing[msg.key], msg.ticker_hints)
             continue
         seen.add(msg.key)
@@ -121,10 +163,15 @@ def _deduplicate(session: Session, valid: list[tuple[int, ValidMessage]], result
 
 
 def _link_tickers(session: Session, message_id: int, hints: list[str]) -> None:
-    """A redelivered tweet filed under another ticker: link that ticker too (idempotent)."""
+    """The same tweet filed under another ticker: link that ticker too (idempotent). A plain redelivery names
+    only tickers already linked, so it changes nothing; links never grow past MAX_TICKERS_PER_MESSAGE."""
     msg = session.get(Message, message_id)
     have = set(session.scalars(select(MessageTicker.ticker).where(MessageTicker.message_id == message_id)))
-    for ticker in sorted(set(hints) - have):
+    new = sorted(set(hints) - have)
+    if not new or len(have) + len(new) > MAX_TICKERS_PER_MESSAGE:
+        return
+    have |= {t for t in (msg.tickers or "").split(",") if t}
+    for ticker in new:
         try:
             with session.begin_nested():
                 session.add(MessageTicker(message_id=message_id, ticker=ticker, ts=msg.ts, label=msg.label,
@@ -257,7 +304,8 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
 def add_dead_letter(session: Session, source: str, stage: str, reason: str, raw: Any,
                     stream_id: str | None = None, deliveries: int = 1) -> DeadLetter:
     """Keep a payload that could not be processed, with the reason, for the UI and a later replay."""
-    row = DeadLetter(source=source[:64], stage=stage, reason=reason, payload=raw_text(raw), stream_id=stream_id,
+    row = DeadLetter(source=scrub(source)[:64], stage=stage, reason=scrub(reason), payload=raw_text(raw),
+                     stream_id=stream_id,
                      deliveries=deliveries, status="open", created_at=utcnow())
     session.add(row)
     return row
@@ -293,6 +341,54 @@ def replay_dead_letter(session: Session, classifier: Classifier | None, dead_let
     row.status, row.replayed_at = "replayed", utcnow()
     row.message_id = result.message_ids[0] if result.message_ids else None
     return DeadLetterInfo.of(row)
+
+
+def replay_dead_letters(session: Session, classifier: Classifier | None, *, reason: str | None = None,
+                        stage: str | None = None, limit: int = 10_000) -> dict[str, Any]:
+    """Replay every open dead letter (oldest first), optionally only those whose reason contains `reason` or of
+    one `stage`; each in its own savepoint. Returns {"replayed", "still_invalid", "ids"}.
+
+    Raises:
+        InvalidInput: a bad stage or limit.
+    """
+    if stage is not None and stage not in ("validate", "classify", "process"):
+        raise InvalidInput("stage must be one of validate, classify, process", {"field": "stage"})
+    if not 0 < limit <= 100_000:
+        raise InvalidInput("limit must be between 1 and 100000", {"field": "limit"})
+    query = select(DeadLetter.id).where(DeadLetter.status == "open")
+    if reason:
+        query = query.where(DeadLetter.reason.contains(reason, autoescape=True))
+    if stage:
+        query = query.where(DeadLetter.stage == stage)
+    ids = list(session.scalars(query.order_by(DeadLetter.id).limit(limit)))
+    out: dict[str, Any] = {"replayed": 0, "still_invalid": 0, "ids": []}
+    for dead_letter_id in ids:
+        try:
+            with session.begin_nested():
+                replay_dead_letter(session, classifier, dead_letter_id)
+            out["replayed"] += 1
+            out["ids"].append(dead_letter_id)
+        except InvalidInput:
+            out["still_invalid"] += 1
+        except (Conflict, NotFound):  # replayed by someone else meanwhile
+            continue
+    if ids:
+        log.info("replayed %d of %d dead letters (%d still invalid)", out["replayed"], len(ids), out["still_invalid"])
+    return out
+
+
+def undelivered_notifications(session: Session, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+    """Webhook notifications not delivered yet (failed, or pending after a failed attempt), newest first."""
+    from monitor import notify
+
+    return notify.undelivered(session, limit)
+
+
+def retry_notifications(session: Session, ids: Sequence[int] | None = None, *, actor: str = "") -> int:
+    """Queue undelivered notifications (all, or `ids`) for another try now, with a fresh retry period."""
+    from monitor import notify
+
+    return notify.retry(session, ids, actor=actor)
 
 
 def latest_messages(session: Session, limit: int = 50, ticker: str | None = None,

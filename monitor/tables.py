@@ -175,5 +175,18 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="pending", index=True)  # pending|delivered|failed
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     next_attempt_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
+    # one outbox row per alert transition ("<alert>:firing", "<alert>:resolved", ...; fan-out copies add ">url")
+    dedup_key: Mapped[str | None] = mapped_column(sa.String(200), nullable=True, unique=True)
+    retry_since: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)  # retry period starts here
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, onupdate=utcnow)
+
+
+class RuleCursor(Base):
+    """How far (stream time) the rules have been evaluated over committed messages; one row, locked to move."""
+
+    __tablename__ = "rule_cursor"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    evaluated_to: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, onupdate=utcnow)

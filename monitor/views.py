@@ -22,6 +22,7 @@ class IngestResult:
     dead_lettered: int = 0
     alerts_fired: list[int] = field(default_factory=list)
     message_ids: list[int] = field(default_factory=list, repr=False)
+    tickers: list[str] = field(default_factory=list, repr=False)  # tickers the stored messages count for
     model_version: str | None = None
     model_seconds: float = 0.0
 
@@ -35,6 +36,7 @@ class IngestResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("message_ids")
+        d.pop("tickers")
         return d
 
 
@@ -193,6 +195,7 @@ class ReplayReport:
     sent: int = 0
     ingest: IngestResult = field(default_factory=IngestResult)
     seconds: float = 0.0
+    error: str = ""  # why the file could not be read to its end (what was read before it is kept)
 
     @property
     def rate(self) -> float:

@@ -195,7 +195,13 @@ def init_command(settings: Settings) -> None:
 eval_group = LazyGroup(name="eval", lazy=EVAL_COMMANDS, help=HELP["eval"])
 
 
+PRIVATE_UMASK = 0o027  # the database, its WAL, logs, models and indexes: owner read-write, group read, others nothing
+
+
 def main() -> None:
+    import os
+
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # never looser than the caller's umask
     cli(prog_name="newsdesk")
 
 

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event, inspect
+from sqlalchemy import MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from newsdesk.errors import Unavailable
@@ -105,14 +105,37 @@ def session_scope(url: str) -> Iterator[Session]:
     try:
         yield session
         session.commit()
-    except OperationalError as exc:
-        session.rollback()
+    except (OperationalError, InterfaceError) as exc:
+        _quiet_rollback(session)
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
+    except DBAPIError as exc:
+        _quiet_rollback(session)
+        if exc.connection_invalidated:
+            raise Unavailable(f"database connection lost: {exc.orig}") from exc
+        raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def _quiet_rollback(session: Session) -> None:
+    """Roll back after a connection error (the rollback itself may fail on the dead connection)."""
+    try:
+        session.rollback()
+    except SQLAlchemyError as exc:
+        log.debug("rollback after a connection error failed: %s", exc)
+
+
+def database_reachable(url: str) -> bool:
+    """True when a fresh `SELECT 1` succeeds: tells "this failed on a healthy database" from an outage."""
+    try:
+        with get_engine(url).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except SQLAlchemyError:
+        return False
 
 
 # Migrations ------------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class MonitorSettings:
     batch_wait_ms: int = 200
     max_deliveries: int = 5
     webhook_urls: tuple[str, ...] = ()
+    webhook_retry_hours: float = 24.0  # a failing webhook is retried (capped exponential backoff) this long
+    webhook_max_backoff_s: float = 300.0  # the longest wait between two attempts
     ingest_max_bytes: int = 1_000_000
     rule_interval_s: int = 30
 
@@ -67,7 +69,14 @@ class WebSettings:
 
     host: str = "127.0.0.1"
     port: int = 5000
-    login_rate_limit: int = 10  # failed logins per minute per address
+    login_rate_limit: int = 10  # failed logins per account within login_window_s before it backs off
+    login_address_limit: int = 50  # failed logins per client address within login_window_s (all accounts)
+    login_window_s: int = 900
+    trusted_proxies: int = 0  # reverse proxies in front (their X-Forwarded-For/-Proto are trusted), 0: none
+    session_minutes: int = 120  # a session cookie's life; logout, password/role change and deactivation end it
+    secure_cookies: bool = False  # behind TLS: cookies marked Secure and an HSTS header
+    event_stream_slots: int = 4  # concurrent /events/stream per process; more get `retry:` and close at once
+    event_stream_max_s: float = 25.0  # how long one event stream holds a server thread before the browser reconnects
     demo_password: str = ""  # if set, demo users get this password instead of a random one
 
 
@@ -160,8 +169,10 @@ def _persistent_secret(home: Path) -> str:
     try:
         home.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(key)
-        os.chmod(tmp, 0o600)
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
         os.replace(tmp, path)
     except OSError:
         pass

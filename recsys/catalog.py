@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from newsdesk import inputs
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput, NotFound
 from newsdesk.interactions import INTERACTION_KINDS, is_positive
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 2000
 MAX_REJECTIONS_KEPT = 1000
+SAFE_URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 ITEM_ALIASES = {"id": "item_id", "news_id": "item_id", "genres": "category", "genre": "category",
                 "abstract": "description", "overview": "description", "link": "url", "date": "published_at"}
 INTERACTION_ALIASES = {"user": "user_id", "userid": "user_id", "item": "item_id", "movieid": "item_id",
@@ -59,6 +63,7 @@ class ImportReport:
     unknown_examples: list[str] = field(default_factory=list)
     duplicates: int = 0
     positives: int = 0
+    empty_files: list[str] = field(default_factory=list)  # files without a single row (said, not silent)
 
     def reject(self, file: str, line: int, reason: str) -> None:
         self.rejected_total += 1
@@ -69,7 +74,7 @@ class ImportReport:
         return {"imported": self.imported, "updated": self.updated, "unchanged": self.unchanged,
                 "rejected": self.rejected_total, "rejections": [str(r) for r in self.rejected],
                 "unknown_items": self.unknown_items, "unknown_examples": self.unknown_examples,
-                "duplicates": self.duplicates, "positives": self.positives}
+                "duplicates": self.duplicates, "positives": self.positives, "empty_files": self.empty_files}
 
     def __str__(self) -> str:
         text = f"imported {self.imported}, updated {self.updated}, unchanged {self.unchanged}, " \
@@ -84,12 +89,36 @@ class ImportReport:
 
 def _open_lines(path: Path) -> list[str]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            return [fh.readline() for _ in range(2)]
+        first = [line for _, line in itertools.islice(_lines(path), 2)]
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path} is not UTF-8 text") from exc
+    return first + [""] * (2 - len(first))
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(number, line) of a UTF-8 text file (a leading BOM dropped); a line that is not UTF-8 ends the import (the
+    caller's transaction rolls back, so nothing is half-imported).
+
+    Raises:
+        InvalidInput: `FILE:LINE: not UTF-8 text`.
+    """
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"{path}:{number}: not UTF-8 text (byte {exc.start} of the line; a binary file?)",
+                                   {"path": str(path), "line": number}) from exc
+            yield number, line
+
+
+def _bad_fields(record: dict[str, str]) -> str:
+    """Why a record cannot be stored (a NUL byte or a lone surrogate in a field), or ''."""
+    for key, value in record.items():
+        problem = inputs.bad_char(key) or inputs.bad_char(value)
+        if problem:
+            return f"field {inputs.scrub(key)[:40]!r} contains a {problem}"
+    return ""
 
 
 def _detect(path: Path, mind_fields: int) -> str:
@@ -105,22 +134,27 @@ def _detect(path: Path, mind_fields: int) -> str:
 def _records(path: Path, aliases: dict[str, str]) -> Iterator[tuple[int, dict[str, str] | None, str]]:
     """(line, normalised record or None, error) for each CSV/JSONL row."""
     kind = "jsonl" if _detect(path, 0) == "jsonl" else "csv"
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        if kind == "jsonl":
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, None, f"invalid JSON ({exc.msg})"
-                    continue
-                if not isinstance(obj, dict):
-                    yield number, None, "not a JSON object"
-                    continue
-                yield number, _normalise(obj, aliases), ""
-            return
-        reader = csv.DictReader(fh)
+    if kind == "jsonl":
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            try:
+                obj = inputs.check_json_depth(json.loads(line), "the line", max_depth=8)
+            except json.JSONDecodeError as exc:
+                yield number, None, f"invalid JSON ({exc.msg})"
+                continue
+            except (RecursionError, ValueError, InvalidInput):  # nested too deep, a 5,000-digit number
+                yield number, None, "JSON nested too deep or a number too long"
+                continue
+            if not isinstance(obj, dict):
+                yield number, None, "not a JSON object"
+                continue
+            record = _normalise(obj, aliases)
+            problem = _bad_fields(record)
+            yield number, None if problem else record, problem
+        return
+    reader = csv.DictReader(line for _, line in _lines(path))
+    try:
         if not reader.fieldnames:
             return
         start = 2
@@ -128,8 +162,13 @@ def _records(path: Path, aliases: dict[str, str]) -> Iterator[tuple[int, dict[st
             if None in row:
                 yield start, None, "more fields than the header"
             else:
-                yield start, _normalise(row, aliases), ""
+                record = _normalise(row, aliases)
+                problem = _bad_fields(record)
+                yield start, None if problem else record, problem
             start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}:{reader.line_num}: not CSV ({exc})",
+                           {"path": str(path), "line": reader.line_num}) from exc
 
 
 def _normalise(obj: dict[str, Any], aliases: dict[str, str]) -> dict[str, str]:
@@ -191,25 +230,31 @@ def _item_rows(path: Path, report: ImportReport) -> Iterator[dict[str, Any]]:
         except (ValueError, OverflowError, OSError):
             report.reject(name, line, f"unparsable published_at {rec.get('published_at')!r}")
             continue
+        url = rec.get("url") or None
+        if url is not None and not SAFE_URL.match(url):  # javascript:, data: and the like never reach an href
+            report.reject(name, line, f"url of item {item_id} is not http(s): {url[:40]!r}")
+            continue
         category = rec.get("category", "")[:128]
         description = rec.get("description", "")
         yield {"item_id": item_id, "title": title, "description": description, "category": category,
-               "tags": rec.get("tags", ""), "url": rec.get("url") or None, "published_at": published,
+               "tags": rec.get("tags", ""), "url": url, "published_at": published,
                "source": rec.get("source", "")[:64] or source, "text_hash": text_hash(title, category, description)}
 
 
 def _mind_news(path: Path) -> Iterator[tuple[int, dict[str, str] | None, str]]:
     """MIND news.tsv: id, category, subcategory, title, abstract, url, title entities, abstract entities."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) < 6:
-                yield number, None, f"expected 8 tab-separated MIND fields, found {len(parts)}"
-                continue
-            yield number, {"item_id": parts[0].strip(), "category": parts[1].strip(), "tags": parts[2].strip(),
-                           "title": parts[3].strip(), "description": parts[4].strip(), "url": parts[5].strip()}, ""
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        if inputs.bad_char(line):
+            yield number, None, f"the line contains a {inputs.bad_char(line)}"
+            continue
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) < 6:
+            yield number, None, f"expected 8 tab-separated MIND fields, found {len(parts)}"
+            continue
+        yield number, {"item_id": parts[0].strip(), "category": parts[1].strip(), "tags": parts[2].strip(),
+                       "title": parts[3].strip(), "description": parts[4].strip(), "url": parts[5].strip()}, ""
 
 
 _COMPARED = ("title", "description", "category", "tags", "url", "published_at", "source")
@@ -236,6 +281,12 @@ def _upsert_items(session: Session, batch: dict[str, dict[str, Any]], report: Im
     report.updated += len(updates)
 
 
+def _note_empty(path: Path, rows: int, report: ImportReport) -> None:
+    if rows == 0:
+        log.warning("%s has no rows (an empty file, or only a header?)", path)
+        report.empty_files.append(str(path))
+
+
 def import_items(session: Session, paths: Iterable[str | Path]) -> ImportReport:
     """Upsert items from CSV/JSONL/MIND news.tsv files by item_id; changed text makes the item's vector stale.
 
@@ -247,9 +298,11 @@ def import_items(session: Session, paths: Iterable[str | Path]) -> ImportReport:
     for raw in paths:
         path = Path(raw)
         batch: dict[str, dict[str, Any]] = {}
+        rejected_before, rows = report.rejected_total, 0
         with tqdm(desc=f"items {path.name}", unit="rows", disable=None) as bar:
             for row in _item_rows(path, report):
                 batch[row["item_id"]] = row  # the last row for an id wins
+                rows += 1
                 bar.update()
                 if len(batch) >= BATCH:
                     _upsert_items(session, batch, report)
@@ -257,6 +310,7 @@ def import_items(session: Session, paths: Iterable[str | Path]) -> ImportReport:
             if batch:
                 _upsert_items(session, batch, report)
         session.flush()
+        _note_empty(path, rows + report.rejected_total - rejected_before, report)
     log.info("catalog import: %s", report)
     return report
 
@@ -282,12 +336,18 @@ def _interaction_rows(path: Path, report: ImportReport) -> Iterator[dict[str, An
         if len(user_id) > 128 or len(item_id) > 128:
             report.reject(name, line, "user_id or item_id longer than 128 characters")
             continue
+        if len(rec.get("impression_id", "")) > 64:
+            report.reject(name, line, "impression_id longer than 64 characters")
+            continue
         rating = None
         if rec.get("rating", ""):
             try:
                 rating = float(rec["rating"])
             except ValueError:
-                report.reject(name, line, f"rating {rec['rating']!r} is not a number")
+                report.reject(name, line, f"rating {rec['rating'][:40]!r} is not a number")
+                continue
+            if not math.isfinite(rating):
+                report.reject(name, line, f"rating {rec['rating'][:40]!r} is not a finite number")
                 continue
         kind = rec.get("kind", "") or ("rating" if rating is not None else "click")
         if kind not in INTERACTION_KINDS:
@@ -310,41 +370,46 @@ def _mind_behaviours(path: Path, report: ImportReport) -> Iterator[dict[str, Any
     """MIND behaviors.tsv: impression id, user, time, history (clicks), impressions `N1-1 N2-0` (label 1 = click)."""
     name = str(path)
     history_seen: set[tuple[str, str]] = set()
-    with path.open(encoding="utf-8", newline="") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) != 5 or not parts[1]:
-                report.reject(name, number, f"expected 5 tab-separated MIND behaviour fields, found {len(parts)}")
-                continue
-            impression_id, user_id, when, history, shown = parts
-            try:
-                ts = datetime.strptime(when.strip(), "%m/%d/%Y %I:%M:%S %p")
-            except ValueError:
-                report.reject(name, number, f"unparsable time {when!r}")
-                continue
-            labels = []
-            for token in shown.split():
-                item_id, _, label = token.rpartition("-")
-                if not MIND_NEWS_ID.match(item_id) or label not in ("0", "1"):
-                    labels = None
-                    break
-                labels.append((item_id, label == "1"))
-            if labels is None:
-                report.reject(name, number, "impressions must look like N123-1 or N123-0")
-                continue
-            for item_id in history.split():
-                if (user_id, item_id) not in history_seen:
-                    history_seen.add((user_id, item_id))
-                    yield {"user_id": user_id, "item_id": item_id, "kind": "click", "rating": None, "ts": ts,
-                           "source": "mind-history", "impression_id": None}
-            for item_id, clicked in labels:
-                yield {"user_id": user_id, "item_id": item_id, "kind": "impression", "rating": None, "ts": ts,
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        if inputs.bad_char(line):
+            report.reject(name, number, f"the line contains a {inputs.bad_char(line)}")
+            continue
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) != 5 or not parts[1]:
+            report.reject(name, number, f"expected 5 tab-separated MIND behaviour fields, found {len(parts)}")
+            continue
+        impression_id, user_id, when, history, shown = parts
+        if len(impression_id) > 64 or len(user_id) > 128:
+            report.reject(name, number, "impression id over 64 or user id over 128 characters")
+            continue
+        try:
+            ts = datetime.strptime(when.strip(), "%m/%d/%Y %I:%M:%S %p")
+        except ValueError:
+            report.reject(name, number, f"unparsable time {when!r}")
+            continue
+        labels = []
+        for token in shown.split():
+            item_id, _, label = token.rpartition("-")
+            if not MIND_NEWS_ID.match(item_id) or label not in ("0", "1"):
+                labels = None
+                break
+            labels.append((item_id, label == "1"))
+        if labels is None:
+            report.reject(name, number, "impressions must look like N123-1 or N123-0")
+            continue
+        for item_id in history.split():
+            if (user_id, item_id) not in history_seen:
+                history_seen.add((user_id, item_id))
+                yield {"user_id": user_id, "item_id": item_id, "kind": "click", "rating": None, "ts": ts,
+                       "source": "mind-history", "impression_id": None}
+        for item_id, clicked in labels:
+            yield {"user_id": user_id, "item_id": item_id, "kind": "impression", "rating": None, "ts": ts,
+                   "source": "mind", "impression_id": impression_id}
+            if clicked:
+                yield {"user_id": user_id, "item_id": item_id, "kind": "click", "rating": None, "ts": ts,
                        "source": "mind", "impression_id": impression_id}
-                if clicked:
-                    yield {"user_id": user_id, "item_id": item_id, "kind": "click", "rating": None, "ts": ts,
-                           "source": "mind", "impression_id": impression_id}
 
 
 def _key(row: Any) -> Key:
@@ -391,8 +456,10 @@ def import_interaction_files(session: Session, paths: Iterable[str | Path], posi
     for raw in paths:
         path = Path(raw)
         batch: list[dict[str, Any]] = []
+        rejected_before, rows = report.rejected_total, 0
         with tqdm(desc=f"interactions {path.name}", unit="rows", disable=None) as bar:
             for row in _interaction_rows(path, report):
+                rows += 1
                 bar.update()
                 if row["item_id"] not in known:
                     report.unknown_items += 1
@@ -407,6 +474,7 @@ def import_interaction_files(session: Session, paths: Iterable[str | Path], posi
             if batch:
                 _insert_interactions(session, batch, report, positive_rating)
         session.flush()
+        _note_empty(path, rows + report.rejected_total - rejected_before, report)
     if report.unknown_items:
         log.warning("%d interactions name items not in the catalog (e.g. %s); they were skipped",
                     report.unknown_items, ", ".join(report.unknown_examples[:5]))

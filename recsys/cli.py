@@ -23,6 +23,8 @@ def _print_report(report, as_json: bool, show: int = 20) -> None:
         click.echo(json.dumps(report.to_dict()))
         return
     click.echo(str(report))
+    for empty in getattr(report, "empty_files", []):
+        click.echo(f"Warning: {empty} has no rows (an empty file, or only a header?)", err=True)
     for rejection in report.rejected[:show]:
         click.echo(f"  rejected {rejection}")
     if report.rejected_total > show:

@@ -1,4 +1,10 @@
-"""`ItemIndex`: an id-mapped FAISS inner-product index (flat or HNSW), optional GPU copy, atomic save and load."""
+"""`ItemIndex`: an id-mapped FAISS inner-product index (flat or HNSW), optional GPU copy, atomic save and load.
+
+Published indexes are switched as a whole: `indexes/<version>` is a symbolic link to one complete generation
+folder (`indexes/.<version>.gen-<stamp>`). `publish` writes a new generation in a staging folder, renames it, then
+replaces the link in one `rename`, so a reader (or `index status`) sees the old index or the new one, never a mix,
+whatever kills the writer; staging folders left by a dead writer and superseded generations are removed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -253,6 +261,7 @@ class ItemIndex:
         """
         import faiss
 
+        folder = folder.resolve()  # one generation throughout, even if the link is switched meanwhile
         manifest = read_manifest(folder)
         for name, expected in manifest.checksums.items():
             if not (folder / name).exists() or _sha256(folder / name) != expected:
@@ -285,3 +294,89 @@ def read_manifest(folder: Path) -> Manifest:
         raise Unavailable(f"no index built in {folder}") from exc
     except (OSError, ValueError, TypeError) as exc:
         raise Unavailable(f"unreadable index manifest in {folder}: {exc}") from exc
+
+
+# Publishing a generation as a whole ---------------------------------------------------------------------------------
+
+STAGING_SUFFIX = ".tmp"
+KEEP_GENERATIONS = 2  # the published one and the one before it (a reader may still be loading it)
+
+
+def publish(indexes_dir: Path, version: str, write: Callable[[Path], None]) -> Path:
+    """Write a new generation of `version` with `write(folder)` and switch `indexes_dir/version` to it atomically.
+
+    Returns the generation folder. If `write` raises (or the process dies), the published index is untouched and
+    the staging folder is removed (now, or by the next publish after a crash).
+    """
+    indexes_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(indexes_dir)
+    stamp = f"{os.getpid()}-{time.time_ns()}"
+    staging = indexes_dir / f".staging-{stamp}-{version}{STAGING_SUFFIX}"
+    staging.mkdir()
+    try:
+        write(staging)
+        _fsync_dir(staging)
+        generation = indexes_dir / f".{version}.gen-{stamp}"
+        os.rename(staging, generation)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    link = indexes_dir / version
+    if link.is_dir() and not link.is_symlink():  # a folder written before generations: move it aside once
+        os.rename(link, indexes_dir / f".{version}.gen-0-legacy")
+    tmp_link = indexes_dir / f".staging-{stamp}-{version}.link{STAGING_SUFFIX}"
+    tmp_link.unlink(missing_ok=True)
+    os.symlink(generation.name, tmp_link)
+    os.replace(tmp_link, link)  # the switch: one rename
+    _fsync_dir(indexes_dir)
+    _prune_generations(indexes_dir, version, generation)
+    log.info("published index %s as %s", version, generation.name)
+    return generation
+
+
+def current_generation(indexes_dir: Path, version: str) -> Path | None:
+    """The generation folder `indexes_dir/version` points at (the folder itself for a pre-generation layout)."""
+    link = indexes_dir / version
+    return link.resolve() if link.exists() else None
+
+
+def remove_leftovers(indexes_dir: Path) -> int:
+    """Remove staging folders and links whose writer process is gone; returns how many."""
+    n = 0
+    for path in indexes_dir.glob(f".staging-*{STAGING_SUFFIX}"):
+        raw = path.name.split("-")[1]
+        pid = int(raw) if raw.isdigit() else 0
+        if pid == os.getpid() or (pid and _alive(pid)):
+            continue  # its writer is still running (maybe another thread of this process)
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        log.info("removed leftover index staging %s", path.name)
+        n += 1
+    return n
+
+
+def _prune_generations(indexes_dir: Path, version: str, current: Path) -> None:
+    gens = sorted((p for p in indexes_dir.glob(f".{version}.gen-*") if p.is_dir() and p != current),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in gens[KEEP_GENERATIONS - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -37,7 +37,7 @@ def refresh_index(settings: Settings) -> str:
     from recsys.embed import count_stale, encoder_version
     from recsys.index import read_manifest
     from recsys.recommender import positive_filter
-    from recsys.tables import Interaction, Item
+    from recsys.tables import Interaction, Item, ItemVector
 
     if not _lock.acquire(blocking=False):
         return "busy"
@@ -48,10 +48,10 @@ def refresh_index(settings: Settings) -> str:
             version, _ = encoder_version(session, settings)
             folder = settings.indexes_dir / version
             try:
-                read_manifest(folder)
+                indexed = read_manifest(folder).item_count
                 has_index = True
             except NewsdeskError:
-                has_index = False
+                has_index, indexed = False, 0
             positives = session.scalar(sa.select(sa.func.count()).select_from(Interaction)
                                        .where(positive_filter(settings.recsys.positive_rating))) or 0
             fitted = _fitted_positives(folder)
@@ -59,7 +59,9 @@ def refresh_index(settings: Settings) -> str:
                 status = service.rebuild_index(session, settings)
                 log.info("recsys job rebuilt the index: %s", status)
                 return "rebuilt"
-            if count_stale(session, version):
+            vectors = session.scalar(sa.select(sa.func.count()).select_from(ItemVector)
+                                     .where(ItemVector.model_version == version)) or 0
+            if count_stale(session, version) or vectors != indexed:  # new, changed or removed items
                 status = service.sync_index(session, settings)
                 log.info("recsys job synced the index: %s", status)
                 return "synced"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -20,9 +21,10 @@ from newsdesk.errors import Unavailable
 from newsdesk.interactions import positive_clause
 from newsdesk.settings import Settings
 from recsys.cache import ResultCache
-from recsys.collab import CollabMap
+from recsys.collab import MAP_FILE, META_FILE, CollabMap
 from recsys.embed import encoder_version, load_vectors
-from recsys.index import MANIFEST_FILE, ItemIndex, Manifest
+from recsys.index import MANIFEST_FILE, ItemIndex, Manifest, current_generation
+from recsys.index import publish as publish_generation
 from recsys.profile import CollabRows, Event, build_profile
 from recsys.rank import RankParams, Scored, Snapshot, cold_start, rank_for_profile
 from recsys.tables import Interaction, Item
@@ -62,12 +64,19 @@ def positive_filter(positive_rating: float) -> sa.ColumnElement[bool]:
     return positive_clause(Interaction.kind, Interaction.rating, positive_rating)
 
 
+KEEP = "keep"  # ensure_index(collab=KEEP): carry the published collaborative map over to the new generation
+
+
 def ensure_index(settings: Settings, model_version: str, item_ids: list[str], vectors: np.ndarray,
-                 hashes: dict[str, str], *, force: bool = False) -> tuple[ItemIndex, Manifest]:
+                 hashes: dict[str, str], *, force: bool = False, publish: bool = True,
+                 collab: CollabMap | None | str = KEEP) -> tuple[ItemIndex, Manifest]:
     """The saved index for `model_version`, brought in line with the catalog (incrementally when possible).
 
     A missing, corrupt or wrong-kind index is rebuilt from the vectors; otherwise new and changed items are added
-    (replacing old vectors) and vanished items removed, then the index is saved again.
+    (replacing old vectors) and vanished items removed. With `publish` the result is published as a new
+    generation (index, ids, manifest and the collaborative map `collab`: KEEP the published one, None for none);
+    `publish=False` (a request path) never writes: a stale saved index is served as it is, and the worker job
+    publishes the update.
     """
     folder = settings.indexes_dir / model_version
     fingerprint = catalog_fingerprint(item_ids, hashes)
@@ -78,9 +87,14 @@ def ensure_index(settings: Settings, model_version: str, item_ids: list[str], ve
         try:
             index, manifest = ItemIndex.load(folder, use_gpu=use_gpu)
         except Unavailable as exc:
-            log.info("index for %s not usable (%s): building it", model_version, exc.message)
+            log.info("index for %s not usable (%s): building it%s", model_version, exc.message,
+                     "" if publish else " in memory (the worker job publishes it)")
         else:
             if manifest.catalog_fingerprint == fingerprint and manifest.model_version == model_version:
+                return index, manifest
+            if not publish:
+                log.info("index %s is behind the catalog (%d items indexed, %d in the catalog): serving it until "
+                         "the worker job publishes the update", model_version, manifest.item_count, len(item_ids))
                 return index, manifest
             if index.kind != want_kind or index.dim != vectors.shape[1]:
                 index = None
@@ -97,8 +111,24 @@ def ensure_index(settings: Settings, model_version: str, item_ids: list[str], ve
             index.add(changed, vectors[[position[i] for i in changed]])
         index.hashes.update({i: hashes[i] for i in changed})
         log.info("index %s synced: %d added or updated, %d removed", model_version, len(changed), len(gone))
-    manifest = index.save(folder, model_version, fingerprint)
-    return index, manifest
+    if not publish:
+        manifest = Manifest(model_version=model_version, item_count=len(index), dim=index.dim, kind=index.kind,
+                            catalog_fingerprint=fingerprint, checksums={}, created_at="")
+        return index, manifest
+    previous = current_generation(settings.indexes_dir, model_version)
+    saved: list[Manifest] = []
+
+    def write(staging: Path) -> None:
+        saved.append(index.save(staging, model_version, fingerprint))
+        if isinstance(collab, CollabMap):
+            collab.save(staging)
+        elif collab == KEEP and previous is not None:
+            for name in (MAP_FILE, META_FILE):
+                if (previous / name).is_file():
+                    shutil.copy2(previous / name, staging / name)
+
+    publish_generation(settings.indexes_dir, model_version, write)
+    return index, saved[0]
 
 
 def load_snapshot(session: Session, settings: Settings, version: str | None = None) -> Snapshot:
@@ -114,7 +144,7 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
     meta = {r.item_id: r for r in session.execute(
         sa.select(Item.item_id, Item.title, Item.category, Item.tags, Item.published_at, Item.text_hash))}
     hashes = {i: meta[i].text_hash for i in ids}
-    index, _ = ensure_index(settings, version, ids, vectors, hashes)
+    index, _ = ensure_index(settings, version, ids, vectors, hashes, publish=False)  # never written from here
     # published_at is naive UTC: attach the zone before .timestamp(), which would otherwise assume local time
     published = np.array([meta[i].published_at.replace(tzinfo=timezone.utc).timestamp()
                           if meta[i].published_at else np.nan for i in ids])

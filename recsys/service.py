@@ -263,15 +263,9 @@ def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
     if not ids:
         raise Unavailable("the catalog is empty: import items first (`newsdesk catalog import FILE`)")
     hashes = dict(session.execute(sa.select(Item.item_id, Item.text_hash)).tuples().all())
-    folder = settings.indexes_dir / version
-    folder.mkdir(parents=True, exist_ok=True)
     cmap = fit_collab_map(positive_pairs(session, settings.recsys.positive_rating), ids, vectors, collab_args)
-    if cmap is not None:
-        cmap.save(folder)
-    else:
-        for name in ("collab.npz", "collab.json"):
-            (folder / name).unlink(missing_ok=True)
-    ensure_index(settings, version, ids, vectors, {i: hashes[i] for i in ids}, force=True)
+    # index, ids, manifest and collaborative map published together, as one new generation
+    ensure_index(settings, version, ids, vectors, {i: hashes[i] for i in ids}, force=True, collab=cmap)
     get_recommender(settings).invalidate()
     status = index_status(session, settings)
     status.seconds = round(time.perf_counter() - start, 2)

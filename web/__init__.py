@@ -10,8 +10,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
+from newsdesk import inputs
+from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,9 +37,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, start_work
     from newsdesk.runtime import Runtime  # here, not at the top: `import web.tables` must not load the models
     from web import api, auth, console, dashboard, events, feed, health, rules
     from web.errors import register_error_handlers
-    from web.extensions import LoginThrottle, RequestMetrics, csrf, login_manager
+    from web.extensions import RequestMetrics, csrf, login_manager
+    from web.throttle import LoginThrottle
 
     app = Flask(__name__)
+    app.json = GuardedJSONProvider(app)
     app.url_map.converters["id"] = IdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -47,16 +52,24 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, start_work
         SESSION_COOKIE_NAME="newsdesk_session",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.web.session_minutes),
+        SESSION_COOKIE_SECURE=settings.web.secure_cookies,
+        REMEMBER_COOKIE_SECURE=settings.web.secure_cookies,
         WTF_CSRF_TIME_LIMIT=None,  # valid for the session's life
         MAX_CONTENT_LENGTH=settings.monitor.ingest_max_bytes + 1024,
         JSON_SORT_KEYS=False,
     )
+    if settings.web.trusted_proxies > 0:  # the client address and scheme as the proxies in front saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.web.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.jinja_env.autoescape = True  # also for non-.html templates; item text and tweets are untrusted
     runtime = runtime if runtime is not None else Runtime(settings)
     app.extensions["newsdesk_runtime"] = runtime
-    app.extensions["newsdesk_throttle"] = LoginThrottle(settings.web.login_rate_limit)
+    app.extensions["newsdesk_throttle"] = LoginThrottle(settings)
     app.extensions["newsdesk_metrics"] = RequestMetrics()
+    app.extensions["newsdesk_event_slots"] = events.StreamSlots(settings.web.event_stream_slots)
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -77,6 +90,45 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, start_work
     return app
 
 
+class GuardedJSONProvider(DefaultJSONProvider):
+    """Request bodies parsed with a depth limit: JSON nested 100,000 deep is a 422, never a RecursionError."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return inputs.loads(s, strings=False)
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# Endpoints that check the strings of each item themselves (a bad item is dead-lettered, its batch kept).
+PER_ITEM_ENDPOINTS = frozenset({"api.ingest"})
+
+
+def _guard_request() -> None:
+    """One request-level check: no NUL byte or lone surrogate in the path, query, headers, form or JSON body.
+
+    Raises:
+        InvalidInput: naming the part of the request (a 422 JSON error under /api, an error page elsewhere).
+    """
+    def check(value: str, where: str) -> None:
+        problem = inputs.bad_char(value)
+        if problem:
+            raise InvalidInput(f"the {where} contains a {problem}", {"field": where})
+
+    check(request.path, "path")
+    for key, value in request.args.items(multi=True):
+        check(key, "query"), check(value, "query")
+    for _, value in request.headers.items():
+        check(value, "headers")
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            for key, value in request.form.items(multi=True):
+                check(key, "form"), check(value, "form")
+        if request.is_json and request.endpoint not in PER_ITEM_ENDPOINTS and request.content_length != 0:
+            data = request.get_json(silent=True)  # depth-checked by GuardedJSONProvider; cached for the view
+            if data is not None:
+                inputs.check_json(data, "body")
+
+
 class IdConverter(IntegerConverter):
     """`<id:name>`: a positive integer that fits the database's 32-bit INTEGER (else 404, never an overflow)."""
 
@@ -86,11 +138,13 @@ class IdConverter(IntegerConverter):
 
 def _install_hooks(app: Flask) -> None:
     metrics = app.extensions["newsdesk_metrics"]
+    hsts = app.config["NEWSDESK_SETTINGS"].web.secure_cookies
 
     @app.before_request
     def _start() -> None:
         g.request_id = uuid.uuid4().hex[:16]
         g.started = time.perf_counter()
+        _guard_request()
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -98,11 +152,14 @@ def _install_hooks(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if hsts:  # behind TLS (web.secure_cookies): browsers keep to https for this host
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if response.mimetype == "text/html":
             response.headers.setdefault("Content-Security-Policy", CSP)
         if hasattr(g, "started"):
             endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics.observe(endpoint, request.method, response.status_code, time.perf_counter() - g.started)
+            method = request.method if request.method in HTTP_METHODS else "OTHER"  # no series per invented verb
+            metrics.observe(endpoint, method, response.status_code, time.perf_counter() - g.started)
         return response
 
 
@@ -158,6 +215,12 @@ def _register_template_helpers(app: Flask) -> None:
         if state == "firing" and getattr(alert, "acknowledged_at", None):
             return "acknowledged"
         return state
+
+    @app.template_filter("http_url")
+    def _http_url(value: Any) -> str:
+        """An http(s) URL as is, anything else (javascript:, data:, stored before imports checked) as ''."""
+        text = value if isinstance(value, str) else ""
+        return text if text[:8].lower().startswith(("http://", "https://")) else ""
 
     @app.template_filter("num")
     def _num(value: Any) -> str:

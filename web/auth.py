@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import session as flask_session
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
@@ -15,9 +16,10 @@ from wtforms.validators import DataRequired, Length
 
 from newsdesk.db import session_scope
 from newsdesk.errors import Forbidden, NewsdeskError
+from newsdesk.inputs import is_ascii_int
 from web.extensions import CurrentUser, login_manager
 from web.tables import User
-from web.users import TokenOwner, authenticate, role_at_least, token_owner
+from web.users import TokenOwner, authenticate, end_sessions, role_at_least, token_owner
 
 bp = Blueprint("auth", __name__)
 
@@ -44,13 +46,19 @@ def _as_current(user: User | TokenOwner, via_token: bool = False) -> CurrentUser
                        topics=list(user.topics) if user.topics is not None else None, via_token=via_token)
 
 
+SESSION_VERSION_KEY = "_sv"
+
+
 @login_manager.user_loader
 def _load_user(user_id: str) -> CurrentUser | None:
-    if not user_id.isdigit():
+    """The session's user, while active and while the session's version is the user's (see `users.end_sessions`)."""
+    if not is_ascii_int(user_id):
         return None
     with db_session() as session:
         user = session.get(User, int(user_id))
-        return _as_current(user) if user is not None and user.active else None
+        if user is None or not user.active or flask_session.get(SESSION_VERSION_KEY) != user.session_version:
+            return None
+        return _as_current(user)
 
 
 def role_required(role: str) -> Callable:
@@ -107,9 +115,10 @@ def home_for(user: CurrentUser) -> str:
     return url_for("feed.index")
 
 
-def _safe_next(target: str | None) -> str | None:
-    if not target:
-        return None
+def safe_next(target: str | None) -> str | None:
+    """`target` when it is a path on this site (no scheme, host, backslash or control character), else None."""
+    if not target or any(ord(c) < 32 or ord(c) == 127 for c in target) or "\\" in target:
+        return None  # CR/LF would split the Location header; a backslash reads as // in some browsers
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
         return None
@@ -118,37 +127,55 @@ def _safe_next(target: str | None) -> str | None:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """The login form; failed attempts are throttled per client address."""
+    """The login form; failed attempts are throttled per account and per client address (web.throttle)."""
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = LoginForm()
-    throttle = current_app.extensions["newsdesk_throttle"]
-    key = request.remote_addr or "?"
     status = 200
     if request.method == "POST":
-        wait = throttle.blocked(key)
-        if wait:
-            flash(f"Too many failed logins; try again in {int(wait) + 1} s.", "error")
-            return render_template("login.html", form=form), 429
-        if form.validate_on_submit():
-            with db_session() as session:
-                user = authenticate(session, form.username.data, form.password.data)
-                found = _as_current(user) if user is not None else None
-            if found is not None:
-                throttle.reset(key)
-                login_user(found)
-                return redirect(_safe_next(request.args.get("next")) or home_for(found))
-            throttle.fail(key)
-            flash("Wrong username or password.", "error")
-            status = 401
-        else:
-            status = 400
+        if not form.validate_on_submit():
+            return render_template("login.html", form=form), 400
+        throttle = current_app.extensions["newsdesk_throttle"]
+        username, address = form.username.data, request.remote_addr or "?"
+        verdict = throttle.check(username, address)
+        if verdict.account_wait:  # no password is checked while the account backs off, from any address
+            return _too_many(form, verdict.account_wait)
+        with db_session() as session:
+            user = authenticate(session, username, form.password.data)
+            found = _as_current(user) if user is not None else None
+            version = user.session_version if user is not None else None
+        if found is not None:  # a correct password gets in even from a throttled (shared) address
+            throttle.succeeded(username)
+            flask_session.clear()  # no state carried over from before the login (session fixation)
+            flask_session.permanent = True  # expires after web.session_minutes, in the browser too
+            flask_session[SESSION_VERSION_KEY] = version
+            login_user(found)
+            return redirect(safe_next(request.args.get("next")) or home_for(found))
+        throttle.fail(username, address)
+        if verdict.address_wait:
+            return _too_many(form, verdict.address_wait)
+        flash("Wrong username or password.", "error")
+        status = 401
     return render_template("login.html", form=form), status
+
+
+def _too_many(form: LoginForm, wait: float) -> Any:
+    flash(f"Too many failed logins; try again in {int(wait) + 1} s.", "error")
+    response = current_app.make_response((render_template("login.html", form=form), 429))
+    response.headers["Retry-After"] = str(int(wait) + 1)
+    return response
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
+    """Sign out: ends this user's sessions everywhere (a copied cookie stops working too)."""
+    if current_user.is_authenticated:
+        with db_session() as session:
+            user = session.get(User, current_user.id)
+            if user is not None:
+                end_sessions(user)
     logout_user()
+    flask_session.pop(SESSION_VERSION_KEY, None)
     flash("Signed out.", "info")
     return redirect(url_for("auth.login"))
 

@@ -1,14 +1,18 @@
-"""`newsdesk serve` (waitress + the worker in-process) and `newsdesk users create|list|token`."""
+"""`newsdesk serve` (waitress + the worker in-process) and `newsdesk users create|list|token|tokens|revoke-token|
+deactivate|set-role|set-password`."""
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
 
 from newsdesk.cli_context import pass_settings
+from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 from web.prefork import serve_prefork, serve_until_stopped
 from web.vocabulary import ROLES, TOKEN_KINDS
@@ -40,10 +44,11 @@ def serve_command(settings: Settings, host: str | None, port: int | None, no_wor
     if workers == 1:
         from waitress import create_server
 
-        server = create_server(_app(settings, not no_worker), host=host, port=port, threads=threads, ident="newsdesk")
+        app = _app(settings, not no_worker)
+        server = create_server(app, host=host, port=port, threads=threads, ident="newsdesk")
         click.echo(f"newsdesk is serving on http://{host}:{server.effective_port}/ "
                    f"({'with' if not no_worker else 'without'} the worker; Ctrl-C stops)")
-        serve_until_stopped(server)
+        serve_until_stopped(server, app)
         return
 
     def announce(bound_port: int) -> None:
@@ -111,12 +116,105 @@ def list_command(settings: Settings) -> None:
 @click.argument("username")
 @click.option("--kind", type=click.Choice(TOKEN_KINDS), default="user", show_default=True,
               help="user: the API as this user; ingest: POST /api/v1/ingest only.")
+@click.option("--expires", default=None, metavar="DURATION",
+              help="Valid for this long (30d, 12h, 90m); default: until revoked.")
 @pass_settings
-def token_command(settings: Settings, username: str, kind: str) -> None:
+def token_command(settings: Settings, username: str, kind: str, expires: str | None) -> None:
     """Create an API token for USERNAME (printed once; only its hash is stored)."""
     from newsdesk import db
     from web.users import create_token
 
+    expires_in = parse_duration(expires) if expires else None
     with db.session_scope(settings.database_url) as session:
-        token = create_token(session, username, kind)
+        token = create_token(session, username, kind, expires_in)
     click.echo(token)
+
+
+@users_group.command("tokens")
+@click.argument("username", required=False)
+@pass_settings
+def tokens_command(settings: Settings, username: str | None) -> None:
+    """List API tokens (id, user, kind, prefix, expiry), newest first."""
+    from newsdesk import db
+    from web.users import list_tokens
+
+    with db.session_scope(settings.database_url) as session:
+        tokens = list_tokens(session, username)
+    if not tokens:
+        click.echo("No tokens.")
+        return
+    click.echo(f"{'id':>5} {'username':20} {'kind':7} {'prefix':13} {'expires (UTC)':17} state")
+    for t in tokens:
+        expires = f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never"
+        click.echo(f"{t.id:>5} {t.username:20} {t.kind:7} {t.prefix:13} {expires:17} "
+                   f"{'revoked' if t.revoked else 'active'}")
+
+
+@users_group.command("revoke-token")
+@click.argument("token_id", type=click.IntRange(1, 2**31 - 1))
+@pass_settings
+def revoke_token_command(settings: Settings, token_id: int) -> None:
+    """Revoke the API token TOKEN_ID (see `newsdesk users tokens`)."""
+    from newsdesk import db
+    from web.users import revoke_token
+
+    with db.session_scope(settings.database_url) as session:
+        revoke_token(session, token_id)
+    click.echo(f"Revoked token {token_id}")
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+@click.option("--activate", is_flag=True, help="Reactivate instead.")
+@pass_settings
+def deactivate_command(settings: Settings, username: str, activate: bool) -> None:
+    """Deactivate USERNAME: no login, no API token, every open session ended."""
+    from newsdesk import db
+    from web.users import set_active
+
+    with db.session_scope(settings.database_url) as session:
+        set_active(session, username, activate)
+    click.echo(f"{'Activated' if activate else 'Deactivated'} {username}")
+
+
+@users_group.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["reader", "analyst", "admin"]))
+@pass_settings
+def set_role_command(settings: Settings, username: str, role: str) -> None:
+    """Give USERNAME another role (their open sessions end)."""
+    from newsdesk import db
+    from web.users import set_role
+
+    with db.session_scope(settings.database_url) as session:
+        set_role(session, username, role)
+    click.echo(f"{username} is now {role}")
+
+
+@users_group.command("set-password")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The new password (prompted for when omitted).")
+@pass_settings
+def set_password_command(settings: Settings, username: str, password: str) -> None:
+    """Set USERNAME's password (their open sessions end)."""
+    from newsdesk import db
+    from web.users import set_password
+
+    with db.session_scope(settings.database_url) as session:
+        set_password(session, username, password)
+    click.echo(f"Password of {username} changed")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m` -> timedelta.
+
+    Raises:
+        InvalidInput: anything else, or zero.
+    """
+    match = re.fullmatch(r"([0-9]{1,6})([dhm])", text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise InvalidInput(f"--expires must look like 30d, 12h or 90m, got {text!r}", {"field": "expires"})
+    number, unit = int(match.group(1)), match.group(2)
+    return timedelta(days=number) if unit == "d" else timedelta(hours=number) if unit == "h" else \
+        timedelta(minutes=number)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,10 +14,20 @@ from finetune import service as finetune_service
 from finetune.vocabulary import TASKS
 from newsdesk.db import get_engine
 from newsdesk.errors import InvalidInput, Unavailable
+from newsdesk.inputs import strict_int
 from web.auth import db_session, role_required
 from web.extensions import runtime
 from web.forms import ActionForm, flashed_errors, require_valid_form
-from web.users import create_token, create_user, list_tokens, list_users
+from web.users import (
+    create_token,
+    create_user,
+    list_tokens,
+    list_users,
+    revoke_token,
+    set_active,
+    set_password,
+    set_role,
+)
 from web.vocabulary import ROLES, TOKEN_KINDS
 
 log = logging.getLogger(__name__)
@@ -119,7 +129,8 @@ def retrain(task: str) -> Any:
     require_valid_form()
     with db_session() as session:
         run_id = finetune_service.request_retrain(session, _task(task), current_user.username)
-    flash(f"Queued {task} training run #{run_id}; the worker picks it up.", "info")
+    flash(f"Queued {task} training run #{run_id}; the worker picks it up (requests while a run of the task is "
+          "queued or running join that run).", "info")
     return redirect(url_for("console.index"))
 
 
@@ -138,7 +149,27 @@ def users() -> Any:
                 flash(f"Created {request.form.get('username')}.", "info")
             elif action == "token":
                 kind = request.form.get("kind", "user")
-                new_token = create_token(session, request.form.get("username", ""), kind)
+                days = request.form.get("expires_days", "").strip()
+                expires = timedelta(days=strict_int(days, "expires_days", 1, 3650)) if days else None
+                new_token = create_token(session, request.form.get("username", ""), kind, expires)
+            elif action == "revoke":
+                token_id = strict_int(request.form.get("token_id", ""), "token_id", 1, 2**31 - 1)
+                revoke_token(session, token_id)
+                flash(f"Revoked token {token_id}.", "info")
+            elif action in ("deactivate", "activate"):
+                name = request.form.get("username", "")
+                if action == "deactivate" and name == current_user.username:
+                    raise InvalidInput("you cannot deactivate yourself", {"field": "username"})
+                set_active(session, name, action == "activate")
+                flash(f"{name} {action}d; their sessions ended.", "info")
+            elif action == "role":
+                name = request.form.get("username", "")
+                set_role(session, name, request.form.get("role", ""))
+                flash(f"{name} is now {request.form.get('role')}; their sessions ended.", "info")
+            elif action == "password":
+                name = request.form.get("username", "")
+                set_password(session, name, request.form.get("password", ""))
+                flash(f"Password of {name} changed; their sessions ended.", "info")
             else:
                 raise InvalidInput("unknown action", {"field": "action"})
     with db_session() as session:

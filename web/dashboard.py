@@ -13,7 +13,8 @@ from monitor import service as monitor_service
 from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Unavailable
-from web.auth import db_session, role_required
+from newsdesk.inputs import is_ascii_int
+from web.auth import db_session, role_required, safe_next
 from web.extensions import runtime
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
@@ -35,7 +36,7 @@ def _filters() -> dict[str, Any]:
     rule = request.args.get("rule_id") or ""
     hours = request.args.get("hours") or ""
     return {"state": state if state in ALERT_STATES else None, "ticker": ticker, "topic": _topic_arg(),
-            "rule_id": int(rule) if rule.isdigit() and len(rule) < 10 else None,
+            "rule_id": int(rule) if is_ascii_int(rule) and 0 < int(rule) < 2**31 else None,
             "since": utcnow() - timedelta(hours=WINDOWS[hours]) if hours in WINDOWS else None}
 
 
@@ -45,7 +46,7 @@ def index() -> Any:
     """Alerts with filters and pages, the per-ticker and per-topic sentiment charts, the latest messages."""
     filters = _filters()
     page_no = request.args.get("page", "1")
-    page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
+    page_no = int(page_no) if is_ascii_int(page_no) and 0 < int(page_no) < 100_000 else 1
     context: dict[str, Any] = {"alerts": [], "total": 0, "messages": [], "rules": [], "silences": [],
                                "topics": [], "groups": {}, "problem": None}
     try:
@@ -122,8 +123,8 @@ def acknowledge(alert_id: int) -> Any:
         with db_session() as session:
             monitor_service.acknowledge_alert(session, alert_id, current_user.username, note=note)
         flash(f"Alert #{alert_id} acknowledged.", "info")
-    return redirect(request.form.get("back") if request.form.get("back", "").startswith("/dashboard") else
-                    url_for("dashboard.alert", alert_id=alert_id))
+    back = safe_next(request.form.get("back"))
+    return redirect(back if back and back.startswith("/dashboard") else url_for("dashboard.alert", alert_id=alert_id))
 
 
 @bp.route("/alerts/<id:alert_id>/silence", methods=["POST"])
@@ -153,11 +154,39 @@ def silence(alert_id: int) -> Any:
 @role_required("analyst")
 def dead_letters() -> Any:
     page_no = request.args.get("page", "1")
-    page_no = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 100_000 else 1
+    page_no = int(page_no) if is_ascii_int(page_no) and 0 < int(page_no) < 100_000 else 1
     with db_session() as session:
         rows, total = monitor_service.list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+        notes, notes_total = monitor_service.undelivered_notifications(session, PAGE_SIZE)
     return render_template("dead_letters.html", rows=rows, total=total, page=page_no, page_size=PAGE_SIZE,
-                           form=ActionForm())
+                           notes=notes, notes_total=notes_total, form=ActionForm())
+
+
+@bp.route("/dead-letters/replay-all", methods=["POST"])
+@role_required("analyst")
+def replay_all() -> Any:
+    """Replay every open dead letter (e.g. after an outage or a fix); those still invalid stay open."""
+    require_valid_form()
+    classifier = runtime().classifier()
+    reason = (request.form.get("reason") or "").strip()[:200] or None
+    with flashed_errors("Replay failed: "):
+        with db_session() as session:
+            out = monitor_service.replay_dead_letters(session, classifier, reason=reason)
+        flash(f"Replayed {out['replayed']} dead letters ({out['still_invalid']} still invalid).", "info")
+    return redirect(url_for("dashboard.dead_letters"))
+
+
+@bp.route("/notifications/retry", methods=["POST"])
+@role_required("analyst")
+def retry_notifications() -> Any:
+    """Send undelivered webhook notifications again now (one with `id`, else all)."""
+    require_valid_form()
+    raw = request.form.get("id") or ""
+    ids = [int(raw)] if raw.isdigit() and len(raw) < 10 else None
+    with db_session() as session:
+        n = monitor_service.retry_notifications(session, ids, actor=current_user.username)
+    flash(f"{n} notification{'s' if n != 1 else ''} queued for another try.", "info")
+    return redirect(url_for("dashboard.dead_letters"))
 
 
 @bp.route("/dead-letters/<id:dead_letter_id>/replay", methods=["POST"])

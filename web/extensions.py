@@ -1,10 +1,9 @@
-"""Unbound extension objects (Flask-Login, CSRF), the process runtime, the login throttle and request metrics."""
+"""Unbound extension objects (Flask-Login, CSRF), the process runtime and request metrics."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -44,39 +43,6 @@ class CurrentUser(UserMixin):
     @property
     def is_analyst(self) -> bool:
         return self.role in ("analyst", "admin")
-
-
-class LoginThrottle:
-    """At most `limit` failed logins per `window_s` seconds per client address (in memory, per process)."""
-
-    def __init__(self, limit: int, window_s: float = 60.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        hits = self._failures[key]
-        while hits and now - hits[0] > self.window_s:
-            hits.popleft()
-        return hits
-
-    def blocked(self, key: str) -> float:
-        """Seconds until `key` may try again (0 when it may try now)."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._recent(key, now)
-            if len(hits) < self.limit:
-                return 0.0
-            return max(0.0, self.window_s - (now - hits[0]))
-
-    def fail(self, key: str) -> None:
-        with self._lock:
-            self._recent(key, time.monotonic()).append(time.monotonic())
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
 
 
 # Request latency buckets in seconds (Prometheus histogram convention: cumulative, `le` upper bounds).

@@ -40,15 +40,30 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
-def serve_until_stopped(server: Any) -> None:
-    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close."""
+def serve_until_stopped(server: Any, app: Any) -> None:
+    """Serve until Ctrl-C/SIGTERM, then stop the in-process worker (if any) and close.
+
+    `app` is passed in because waitress may wrap what it serves (`server.application` is not always the Flask app).
+    SIGTERM becomes the same KeyboardInterrupt as Ctrl-C (waitress then ends its loop and its threads).
+    """
+    import threading
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _interrupt)
     try:
-        server.run()
+        server.run()  # returns (waitress catches the KeyboardInterrupt) or raises it
     except KeyboardInterrupt:
         pass
     finally:
-        server.application.extensions["newsdesk_runtime"].stop_worker()
+        log.info("stopping the server")
+        runtime = app.extensions.get("newsdesk_runtime")
+        if runtime is not None:
+            runtime.stop_worker()
         server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _child(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, threads: int) -> None:
@@ -57,8 +72,9 @@ def _child(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, th
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    server = create_server(make_app(first), sockets=[sock], threads=threads, ident="newsdesk")
-    serve_until_stopped(server)
+    app = make_app(first)
+    server = create_server(app, sockets=[sock], threads=threads, ident="newsdesk")
+    serve_until_stopped(server, app)
 
 
 def _spawn(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, threads: int) -> int:
@@ -67,6 +83,8 @@ def _spawn(make_app: Callable[[bool], Any], sock: socket.socket, first: bool, th
         code = 0
         try:
             _child(make_app, sock, first, threads)
+        except KeyboardInterrupt:  # told to stop while still building its app: a clean exit
+            pass
         except BaseException:  # a child must never return into the parent's code
             logging.getLogger(__name__).exception("server process %d failed", os.getpid())
             code = 1

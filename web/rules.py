@@ -9,6 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from monitor import service as monitor_service
 from monitor.vocabulary import RULE_KINDS, SEVERITIES, normalise_ticker
+from newsdesk import inputs
 from newsdesk.errors import InvalidInput, NewsdeskError
 from web.auth import db_session, role_required
 from web.forms import ActionForm, flashed_errors, require_valid_form
@@ -24,15 +25,15 @@ def _fields() -> dict[str, Any]:
     """
     raw = request.form.get("params", "").strip() or "{}"
     try:
-        params = json.loads(raw)
-    except ValueError:
+        params = inputs.loads(raw, "parameters", max_depth=8)
+    except InvalidInput:
         raise InvalidInput("parameters must be a JSON object, e.g. {\"min_negative\": 5}", {"field": "params"}) \
             from None
     if not isinstance(params, dict):
         raise InvalidInput("parameters must be a JSON object", {"field": "params"})
     repeat = request.form.get("repeat_minutes", "240").strip()
-    if not repeat.isdigit():
-        raise InvalidInput("repeat must be a whole number of minutes", {"field": "repeat_minutes"})
+    if not inputs.is_ascii_int(repeat) or not 0 <= int(repeat) <= 525_600:
+        raise InvalidInput("repeat must be a whole number of minutes (at most a year)", {"field": "repeat_minutes"})
     tickers = [normalise_ticker(t) for t in request.form.get("tickers", "").replace(",", " ").split()]
     # topics: the known ones picked in the list, plus new ones typed (";"-separated: labels may contain "|" or ",")
     topics = request.form.getlist("topics") + request.form.get("topics_extra", "").split(";")

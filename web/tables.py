@@ -1,4 +1,5 @@
-"""ORM classes owned by web: `users` (login, role, onboarding topics) and `api_tokens` (hashed bearer tokens)."""
+"""ORM classes owned by web: `users` (login, role, onboarding topics), `api_tokens` (hashed bearer tokens) and
+`login_failures` (the login throttle's shared counters)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class User(Base):
     topics: Mapped[Any] = mapped_column(sa.JSON, nullable=True)  # None until onboarding is done
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
     active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    # Bumped at logout, password change, role change and deactivation: every older session cookie stops working.
+    session_version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -39,3 +42,16 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     revoked: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)  # None: until revoked
+
+
+class LoginFailure(Base):
+    """One failed login, under each throttle key it counts for (`a:<account>`, `i:<address>`); rows older than the
+    throttle window are deleted as new ones arrive."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False)

@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +37,7 @@ class TokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    expires_at: datetime | None = None
 
 
 def role_at_least(role: str, needed: str) -> bool:
@@ -112,7 +113,41 @@ def set_password(session: Session, username: str, password: str) -> None:
     """
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters", {"field": "password"})
-    require_user(session, username).password_hash = generate_password_hash(password)
+    user = require_user(session, username)
+    user.password_hash = generate_password_hash(password)
+    end_sessions(user)
+
+
+def set_role(session: Session, username: str, role: str) -> User:
+    """Change a user's role; their open sessions end (the next request signs in again with the new role).
+
+    Raises:
+        NotFound: no such user.  InvalidInput: unknown role.
+    """
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, got {role!r}", {"field": "role"})
+    user = require_user(session, username)
+    if user.role != role:
+        user.role = role
+        end_sessions(user)
+    return user
+
+
+def set_active(session: Session, username: str, active: bool) -> User:
+    """Deactivate (no login, no token, every session ended) or reactivate a user.
+
+    Raises:
+        NotFound: no such user.
+    """
+    user = require_user(session, username)
+    user.active = active
+    end_sessions(user)
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Every session cookie issued to `user` so far stops working (logout, password, role, deactivation)."""
+    user.session_version = (user.session_version or 0) + 1
 
 
 def set_topics(session: Session, user: User, topics: list[str]) -> list[str]:
@@ -140,18 +175,22 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(session: Session, username: str, kind: str = "user") -> str:
-    """Create a bearer token for `username`; returns the clear text (shown once, only its hash is stored).
+def create_token(session: Session, username: str, kind: str = "user", expires_in: timedelta | None = None) -> str:
+    """Create a bearer token for `username`, valid until revoked or for `expires_in`; returns the clear text (shown
+    once, only its hash is stored).
 
     Raises:
-        NotFound: no such user.  InvalidInput: unknown kind.
+        NotFound: no such user.  InvalidInput: unknown kind or a non-positive expiry.
     """
     if kind not in TOKEN_KINDS:
         raise InvalidInput(f"token kind must be one of {', '.join(TOKEN_KINDS)}", {"field": "kind"})
+    if expires_in is not None and expires_in.total_seconds() <= 0:
+        raise InvalidInput("a token's expiry must be in the future", {"field": "expires"})
     user = require_user(session, username)
     token = f"nd{'i' if kind == 'ingest' else 'u'}_{secrets.token_urlsafe(32)}"
+    now = utcnow()
     session.add(ApiToken(user_id=user.id, token_hash=_hash_token(token), prefix=token[:12], kind=kind,
-                         created_at=utcnow(), revoked=False))
+                         created_at=now, revoked=False, expires_at=now + expires_in if expires_in else None))
     session.flush()
     return token
 
@@ -167,7 +206,7 @@ class TokenOwner:
     active: bool
 
 
-_TOKEN_OWNER = (sa.select(ApiToken.id, ApiToken.kind, ApiToken.revoked, ApiToken.last_used_at,
+_TOKEN_OWNER = (sa.select(ApiToken.id, ApiToken.kind, ApiToken.revoked, ApiToken.last_used_at, ApiToken.expires_at,
                           User.id.label("user_id"), User.username, User.role, User.topics, User.active)
                 .join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == sa.bindparam("token_hash")))
 
@@ -180,9 +219,11 @@ def token_owner(session: Session, token: str, kind: str = "user") -> TokenOwner 
     if not token or len(token) > 200:
         return None
     found = session.connection().execute(_TOKEN_OWNER, {"token_hash": _hash_token(token)}).first()
+    now = utcnow()
     if found is None or found.revoked or found.kind != kind or not found.active:
         return None
-    now = utcnow()
+    if found.expires_at is not None and found.expires_at <= now:
+        return None
     if found.last_used_at is None or (now - found.last_used_at).total_seconds() > LAST_USED_RESOLUTION_S:
         # at most one write a minute per token: API reads stay reads
         session.execute(sa.update(ApiToken).where(ApiToken.id == found.id).values(last_used_at=now))
@@ -202,7 +243,8 @@ def list_tokens(session: Session, username: str | None = None) -> list[TokenInfo
     if username:
         query = query.where(User.username == username)
     rows = session.execute(query.order_by(ApiToken.id.desc())).all()
-    return [TokenInfo(t.id, name, t.kind, t.prefix, t.created_at, t.last_used_at, t.revoked) for t, name in rows]
+    return [TokenInfo(t.id, name, t.kind, t.prefix, t.created_at, t.last_used_at, t.revoked, t.expires_at)
+            for t, name in rows]
 
 
 def revoke_token(session: Session, token_id: int) -> None:

@@ -11,13 +11,24 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.wrappers import Response
 
 from newsdesk.errors import InvalidInput
+from newsdesk.inputs import strict_int
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def register(app: Flask) -> None:
     """Attach every resource module's routes, then the blueprint."""
-    from web.api import alerts, feedback, ingest, messages, models, openapi, recommendations, rules  # noqa: F401
+    from web.api import (  # noqa: F401 - routes
+        alerts,
+        delivery,
+        feedback,
+        ingest,
+        messages,
+        models,
+        openapi,
+        recommendations,
+        rules,
+    )
 
     app.register_blueprint(bp)
 
@@ -87,13 +98,7 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer", {"field": name}) from None
-    if not low <= value <= high:
-        raise InvalidInput(f"{name} must be between {low} and {high}", {"field": name})
-    return value
+    return strict_int(raw, name, low, high)  # ASCII digits only: int() alone reads '٣' as 3
 
 
 def datetime_arg(name: str) -> datetime | None:
@@ -120,10 +125,11 @@ def parse_datetime(raw: Any, field: str) -> datetime:
         raise InvalidInput(f"{field} must be an ISO-8601 date/time string", {"field": field})
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{field} must be an ISO-8601 date/time, got {raw[:40]!r}", {"field": field}) from None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        if value.tzinfo is not None:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: OverflowError
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{field} must be an ISO-8601 date/time in years 1-9999 UTC, got {raw[:40]!r}",
+                           {"field": field}) from None
     return value
 
 

@@ -11,6 +11,7 @@ from monitor import service as monitor_service
 from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput
+from newsdesk.inputs import strict_int
 from web.api import bp, datetime_arg, int_arg, json_body, ok, page, parse_datetime
 from web.auth import db_session, token_required
 
@@ -34,9 +35,7 @@ def alert_filters() -> dict:
         raise InvalidInput("topic is at most 64 characters", {"field": "topic"})
     rule_id = request.args.get("rule_id") or None
     if rule_id is not None:
-        if not rule_id.isdigit() or len(rule_id) > 9:
-            raise InvalidInput("rule_id must be a positive integer", {"field": "rule_id"})
-        rule_id = int(rule_id)
+        rule_id = strict_int(rule_id, "rule_id", 1, 2**31 - 1)
     return {"state": state, "ticker": ticker, "topic": topic, "rule_id": rule_id, "since": datetime_arg("since")}
 
 

@@ -10,7 +10,7 @@ from flask.wrappers import Response
 from monitor import service as monitor_service
 from newsdesk.errors import InvalidInput, PayloadTooLarge
 from web.api import bp, json_body, ok, settings
-from web.auth import db_session, token_required
+from web.auth import token_required
 from web.extensions import runtime
 
 MAX_ITEMS = 1000
@@ -36,12 +36,12 @@ def ingest() -> Response:
     if bad:
         raise InvalidInput("some messages are not JSON objects", {"rejected": bad})
     source = "api:" + re.sub(r"[^A-Za-z0-9._:-]", "_", g.api_user.username)[:60]
+    payloads = monitor_service.bind_source(payloads, source)  # a token writes under its own source only
     if settings().redis_url:
         queued = monitor_service.enqueue_messages(settings(), payloads, source)
         return ok({"queued": queued, "stored": 0, "duplicates": 0, "rejected": []}, 202)
     classifier = runtime().classifier()
-    with db_session() as session:
-        result = monitor_service.ingest_messages(session, classifier, payloads, source)
+    result = monitor_service.ingest_batch(settings().database_url, classifier, payloads, source)
     rejected = list(getattr(result, "rejected", []) or [])
     if rejected and len(rejected) == len(payloads):
         raise InvalidInput("every message was rejected", {"rejected": rejected})

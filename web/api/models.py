@@ -61,4 +61,6 @@ def retrain(task: str) -> Response:
     check_task(task)
     with db_session() as session:
         run_id = finetune_service.request_retrain(session, task, g.api_user.username)
-    return ok({"run_id": run_id, "task": task, "status": "queued"}, 202)
+        runs = finetune_service.list_training_runs(session, task, limit=5)
+    status = next((r.status for r in runs if getattr(r, "id", None) == run_id), "queued")
+    return ok({"run_id": run_id, "task": task, "status": status}, 202)  # an already queued/running run is reused

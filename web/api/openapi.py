@@ -26,7 +26,22 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    # `?limit=` (empty) means the default, as the server reads it
+    return {"name": name, "in": "query", "required": False, "allowEmptyValue": True, "schema": schema,
+            "description": description}
+
+
+def _complete(paths: dict[str, Any]) -> dict[str, Any]:
+    """Responses every operation can give: 422 (the request guard: NUL bytes, lone surrogates, deep JSON), 413 on
+    a body over the size limit, 404 where the path names something."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if path == "/openapi.json":
+                continue
+            extra = [422] + ([413] if method in ("post", "put", "patch") else []) + ([404] if "{" in path else [])
+            for code in extra:
+                operation["responses"].setdefault(str(code), _errors(code)[str(code)])
+    return paths
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +114,7 @@ def document() -> dict[str, Any]:
                                "details": {"type": "object"}}}}},
                 "Message": MESSAGE, "Alert": ALERT, "Rule": RULE},
         },
-        "paths": {
+        "paths": _complete({
             "/recommendations": {"get": {
                 "summary": "Ranked items for the caller (admins may name a user)", "operationId": "recommendations",
                 "parameters": [_query("k", {"type": "integer", "minimum": 1, "maximum": 100}), USER_Q],
@@ -145,6 +160,28 @@ def document() -> dict[str, Any]:
                 "requestBody": _body({"type": "object", "properties": {"note": {"type": "string",
                                                                                 "maxLength": 2000}}}),
                 "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 409, 422, 503)}}},
+            "/dead-letters/replay": {"post": {
+                "summary": "Replay every open dead letter (optionally by reason text or stage)",
+                "operationId": "replayDeadLetters",
+                "requestBody": _body({"type": "object", "properties": {
+                    "reason": {"type": "string", "maxLength": 200},
+                    "stage": {"type": "string", "enum": ["validate", "classify", "process"]}}}),
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "replayed": {"type": "integer"}, "still_invalid": {"type": "integer"},
+                    "ids": {"type": "array", "items": {"type": "integer"}}}}), **_errors(401, 403, 422, 503)}}},
+            "/notifications/undelivered": {"get": {
+                "summary": "Webhook notifications not delivered yet (failed, or pending after a failure)",
+                "operationId": "undeliveredNotifications",
+                "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
+                "responses": {"200": _json(PAGE), **_errors(401, 403, 422, 503)}}},
+            "/notifications/retry": {"post": {
+                "summary": "Send undelivered notifications again now (all, or the ids given)",
+                "operationId": "retryNotifications",
+                "requestBody": _body({"type": "object", "properties": {
+                    "ids": {"type": "array", "maxItems": 1000,
+                            "items": {"type": "integer", "minimum": 1, "maximum": 2147483647}}}}),
+                "responses": {"200": _json({"type": "object", "properties": {"queued": {"type": "integer"}}}),
+                              **_errors(401, 403, 422, 503)}}},
             "/alerts/{alert_id}/silence": {"post": {
                 "summary": "Silence alerts like this one (same ticker and rule) until a time",
                 "operationId": "silenceAlert", "parameters": [ALERT_ID],
@@ -203,7 +240,7 @@ def document() -> dict[str, Any]:
                 "parameters": [TASK], "responses": {"202": _json(OBJ, "Queued"), **_errors(401, 403, 404, 503)}}},
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
                                       "responses": {"200": _json(OBJ)}}},
-        },
+        }),
     }
 
 

@@ -225,5 +225,6 @@
     else addActivity(data.type || "change");
   });
   source.addEventListener("problem", function (ev) { status.textContent = JSON.parse(ev.data).message; });
+  source.addEventListener("busy", function () { dot.classList.remove("on"); status.textContent = "busy, retrying soon…"; });
   source.onerror = function () { dot.classList.remove("on"); status.textContent = "reconnecting…"; };
 })();

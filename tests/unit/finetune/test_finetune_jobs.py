@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import select as sa_select
 
 from finetune import jobs, registry, service
 from finetune.tables import TrainingRun
@@ -111,3 +112,60 @@ def test_jobs_persist_in_the_database_job_store(settings: Settings, db_url: str)
         again.shutdown(wait=False)
     assert set(stored) == {"finetune:sentiment:cron", "finetune:recsys:cron", "finetune:queue"}
     assert stored["finetune:sentiment:cron"].args[1] == "sentiment"
+
+
+_TRAINER = """
+import sys, time
+from pathlib import Path
+from finetune import registry
+from sqlalchemy import select as sa_select
+
+from finetune.tables import TrainingRun
+from newsdesk.db import session_scope
+from newsdesk.settings import Settings
+
+settings = Settings.load(env={}, home=Path(sys.argv[1]), secret_key="x", device="cpu")
+with registry.task_lock(settings, "sentiment"):
+    with session_scope(settings.database_url) as s:
+        run = TrainingRun(task="sentiment", status="running", trigger="cli", requested_by="", output_dir=sys.argv[2])
+        s.add(run)
+    (Path(sys.argv[2]) / "trainer" / "checkpoint-40").mkdir(parents=True)
+    print("training", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_resume_after_kill_9_continues_from_the_checkpoint(settings: Settings, db_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training process killed with SIGKILL leaves its row "running"; `--resume` (no worker ran meanwhile) sees
+    that the task lock is free, takes the run over and continues from its checkpoint folder."""
+    import signal
+    import subprocess
+    import sys
+
+    work = settings.runs_dir / "sentiment" / "run-killed"
+    proc = subprocess.Popen([sys.executable, "-c", _TRAINER, str(settings.home), str(work)], stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parents[3])
+    try:
+        assert proc.stdout.readline().strip() == "training"
+        with pytest.raises(Conflict, match=rf"process {proc.pid}"):
+            service.retrain(settings, "sentiment", train_files=["x.csv"], resume=True)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_prepare(url, settings, train_files, dev_file, parsed, *, work_dir, staged, resume, pretrain_files):
+        seen.update(work_dir=work_dir, resume=resume)
+        raise Stop
+
+    monkeypatch.setattr(service, "prepare_sentiment", fake_prepare)
+    with pytest.raises(Stop):
+        service.retrain(settings, "sentiment", train_files=["x.csv"], resume=True)
+    assert seen == {"work_dir": work, "resume": True}
+    with session_scope(db_url) as s:
+        statuses = s.scalars(sa_select(TrainingRun.status).order_by(TrainingRun.id)).all()
+    assert statuses == ["interrupted", "failed"]  # the killed run, and the resumed attempt stopped by Stop

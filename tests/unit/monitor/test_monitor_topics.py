@@ -159,7 +159,7 @@ def test_cli_rules_topic_scope_and_alert_list(settings, db_url) -> None:
 
 def test_migration_adds_topic_columns_to_existing_rows(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    db.upgrade(url, "monitor@monitor_0001")
+    db.upgrade(url, "monitor@monitor_0002_faults")
     with db.get_engine(url).begin() as conn:
         conn.execute(text("INSERT INTO messages (key, source, text, ts, received_at, lang, status, tickers, meta) "
                           "VALUES ('k', 's', 't', '2015-06-01 09:00:00', '2015-06-01 09:00:00', 'en', 'pending', "
@@ -171,7 +171,7 @@ def test_migration_adds_topic_columns_to_existing_rows(tmp_path) -> None:
     with db.session_scope(url) as s:
         assert s.execute(text("SELECT topic, topic_score FROM messages")).one() == (None, None)
         assert service.list_rules(s)[0].topics == []
-    db.downgrade(url, "monitor_0001")
+    db.downgrade(url, "monitor_0002_faults")
     with db.get_engine(url).connect() as conn:
         columns = {row[1] for row in conn.execute(text("PRAGMA table_info(messages)"))}
     assert "topic" not in columns and "text" in columns

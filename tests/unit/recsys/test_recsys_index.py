@@ -134,3 +134,58 @@ def test_ensure_index_syncs_changes_incrementally(settings) -> None:
     synced, m2 = ensure_index(settings, "base", new_ids, new_vecs, hashes2)
     assert m2.item_count == 20 and "i19" not in synced and "new" in synced
     assert set(synced.search(vecs[5], 2)[1][0]) == {"i0", "i5"}
+
+
+def test_interrupted_publish_leaves_the_published_index_whole(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill in the save window (here: between the ids file and the manifest) leaves the published index as it
+    was, `index status` right, and the staging folder is removed."""
+    from recsys.index import MANIFEST_FILE, read_manifest
+
+    ids, vecs = _data(20)
+    ensure_index(settings, "base", ids, vecs, {i: "h" for i in ids})
+    folder = settings.indexes_dir / "base"
+    more_ids, more_vecs = ids + ["extra"], np.vstack([vecs, vecs[:1]])
+    real_write = index_module.atomic_write_bytes
+
+    def killed_before_manifest(path, data) -> None:
+        if path.name == MANIFEST_FILE:
+            raise KeyboardInterrupt  # stands in for the kill
+        real_write(path, data)
+
+    monkeypatch.setattr(index_module, "atomic_write_bytes", killed_before_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_index(settings, "base", more_ids, more_vecs, {i: "h" for i in more_ids}, force=True)
+    monkeypatch.undo()
+    loaded, manifest = ItemIndex.load(folder)  # checksums hold: nothing half new
+    assert len(loaded) == 20 and manifest.item_count == 20 and "extra" not in loaded
+    assert read_manifest(folder).item_count == 20
+    assert not list(settings.indexes_dir.glob(".staging-*"))
+
+
+def test_publish_removes_what_a_killed_writer_left(settings) -> None:
+    import subprocess
+
+    ids, vecs = _data(10)
+    ensure_index(settings, "base", ids, vecs, {i: "h" for i in ids})
+    writer = subprocess.Popen(["true"])  # a writer process that is gone (exited and reaped)
+    writer.wait()
+    pid = writer.pid
+    leftover = settings.indexes_dir / f".staging-{pid}-1-base.tmp"
+    leftover.mkdir()
+    (leftover / "index.faiss").write_bytes(b"half")
+    ensure_index(settings, "base", ids[:5], vecs[:5], {i: "h" for i in ids[:5]})
+    assert not leftover.exists()
+    gens = list(settings.indexes_dir.glob(".base.gen-*"))
+    assert len(gens) == 2 and (settings.indexes_dir / "base").resolve() in gens
+
+
+def test_request_path_serves_a_stale_index_without_writing(settings) -> None:
+    ids, vecs = _data(20)
+    ensure_index(settings, "base", ids, vecs, {i: "h" for i in ids})
+    before = sorted(p.name for p in settings.indexes_dir.iterdir())
+    stamp = (settings.indexes_dir / "base" / "manifest.json").stat().st_mtime_ns
+    fewer = ids[:15]  # a catalog change the worker job has not published yet
+    served, manifest = ensure_index(settings, "base", fewer, vecs[:15], {i: "h" for i in fewer}, publish=False)
+    assert len(served) == 20 and manifest.item_count == 20  # the old index, whole
+    assert sorted(p.name for p in settings.indexes_dir.iterdir()) == before
+    assert (settings.indexes_dir / "base" / "manifest.json").stat().st_mtime_ns == stamp

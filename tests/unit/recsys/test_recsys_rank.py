@@ -87,10 +87,16 @@ def test_no_vectors_is_unavailable(settings, session, catalog_file) -> None:
 def test_lost_index_is_rebuilt_from_stored_vectors(built) -> None:
     import shutil
 
+    from recsys import jobs
+
     settings, session = built
-    shutil.rmtree(settings.indexes_dir / "base")
+    shutil.rmtree((settings.indexes_dir / "base").resolve())
     service.get_recommender(settings).invalidate()
+    # the request is served from an index built in memory; it writes nothing, the worker job publishes
     assert service.recommend_for_user(session, settings, "oil0", k=1)[0].item_id.startswith("e")
+    assert service.index_status(session, settings).indexed == 0
+    session.commit()
+    assert jobs.refresh_index(settings) == "rebuilt"
     assert service.index_status(session, settings).indexed == 20
 
 

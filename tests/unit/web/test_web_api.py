@@ -322,3 +322,29 @@ def test_topic_fields_rules_and_filters_in_the_api(client: FlaskClient, tokens: 
     schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
     assert {"topic", "topic_score"} <= set(schemas["Message"]["properties"])
     assert "topic" in schemas["Alert"]["properties"] and "topics" in schemas["Rule"]["properties"]
+
+
+def test_dead_letters_bulk_replay_and_undelivered_notifications(client: FlaskClient, app: Flask, seeded: dict) -> None:
+    from monitor import service
+    from monitor.tables import Notification
+    from web.auth import db_session
+
+    tokens = seeded["tokens"]
+    client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json=[{"id": "ok", "text": "$A"}, {"id": 1}])
+    with app.app_context(), db_session() as session:
+        service.add_dead_letter(session, "test", "process", "failed 6 deliveries (limit 5)",
+                                '{"id": "lost", "text": "$XYZ numbers today"}')
+        note = session.query(Notification).first()
+        note.url, note.status, note.attempts = "http://127.0.0.1:9/x", "failed", [{"status_code": 503, "error": ""}]
+    assert client.post("/api/v1/dead-letters/replay", json={}, headers=bearer(tokens["reader"])).status_code == 403
+    bad = client.post("/api/v1/dead-letters/replay", json={"stage": "nope"}, headers=bearer(tokens["analyst"]))
+    assert bad.status_code == 422 and error_of(bad)["details"]["field"] == "stage"
+    response = client.post("/api/v1/dead-letters/replay", json={}, headers=bearer(tokens["analyst"]))
+    assert response.status_code == 200 and response.get_json()["replayed"] == 1
+    assert response.get_json()["still_invalid"] == 1  # {"id": 1} has no text: stays open
+    undelivered = client.get("/api/v1/notifications/undelivered", headers=bearer(tokens["analyst"])).get_json()
+    assert undelivered["total"] == 1 and undelivered["items"][0]["last_error"] == "HTTP 503"
+    bad = client.post("/api/v1/notifications/retry", json={"ids": ["x"]}, headers=bearer(tokens["analyst"]))
+    assert bad.status_code == 422
+    retried = client.post("/api/v1/notifications/retry", json={}, headers=bearer(tokens["analyst"]))
+    assert retried.get_json() == {"queued": 1}

@@ -291,3 +291,24 @@ def test_event_stream_messages_carry_the_new_rows(client: FlaskClient, seeded: d
     batch = next(e for e in events if e["type"] == "messages")
     assert batch["count"] == 1 and batch["messages"][0]["text"] == "$QQQ court date set"
     assert batch["messages"][0]["topic"] == "Legal | Regulation" and batch["messages"][0]["ts"].endswith("Z")
+
+
+def test_dead_letters_page_replays_all_and_retries_notifications(client: FlaskClient, app, seeded: dict) -> None:
+    from monitor.tables import Notification
+    from web.auth import db_session
+
+    with app.app_context(), db_session() as session:
+        note = session.query(Notification).first()
+        note.url, note.status = "http://127.0.0.1:9/x", "failed"
+        note.attempts = [{"status_code": None, "error": "ConnectionRefusedError: refused"}]
+    client.post("/api/v1/ingest", headers=bearer(seeded["tokens"]["ingest"]), json=[{"id": 1}])
+    login(client, "analyst")
+    html = client.get("/dashboard/dead-letters").get_data(as_text=True)
+    assert 'id="undelivered"' in html and "ConnectionRefusedError" in html and "Replay all open" in html
+    token = page_csrf(client, "/dashboard/dead-letters")
+    response = client.post("/dashboard/dead-letters/replay-all", data={"csrf_token": token}, follow_redirects=True)
+    assert "Replayed 0 dead letters (1 still invalid)." in response.get_data(as_text=True)
+    response = client.post("/dashboard/notifications/retry", data={"csrf_token": token}, follow_redirects=True)
+    assert "1 notification queued for another try." in response.get_data(as_text=True)
+    with app.app_context(), db_session() as session:
+        assert session.query(Notification).filter_by(status="pending").count() >= 1

@@ -1,7 +1,7 @@
 """monitor: topic and topic score per message (and per ticker link), topic scope of rules, topic of alerts.
 
-Revision ID: monitor_0002
-Revises: monitor_0001
+Revision ID: monitor_0003_topics
+Revises: monitor_0002_faults
 Create Date: 2026-12-01
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "monitor_0002"
-down_revision = "monitor_0001"
+revision = "monitor_0003_topics"
+down_revision = "monitor_0002_faults"
 branch_labels = None
 depends_on = None
 
