@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
-from finetune.vocabulary import TASKS, ModelStatus, RunStatus
+from finetune.vocabulary import TASKS, ModelEventKind, ModelStatus, RunStatus
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 from newsdesk.settings import Settings
@@ -174,8 +174,8 @@ def register(session: Session, *, task: str, version: str, path: Path, metrics: 
                        primary_metric=metric, primary_value=metrics.get(metric), args=args, data=data,
                        train_seconds=train_seconds, run_id=run_id, created_at=utcnow())
     session.add(row)
-    session.add(ModelEvent(task=task, version=version, kind="registered", actor="", detail={"metric": metric,
-                           "value": metrics.get(metric)}, created_at=utcnow()))
+    session.add(ModelEvent(task=task, version=version, kind=ModelEventKind.REGISTERED, actor="",
+                           detail={"metric": metric, "value": metrics.get(metric)}, created_at=utcnow()))
     session.flush()
     return row
 
@@ -196,7 +196,7 @@ def get_row(session: Session, task: str, version: str) -> ModelVersion:
     return row
 
 
-def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = "promoted",
+def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = ModelEventKind.PROMOTED,
                 detail: dict[str, Any] | None = None) -> ModelVersion:
     """Make `version` the served one; the previous current becomes `archived` (or `rolled_back`)."""
     row = get_row(session, task, version)
@@ -204,7 +204,7 @@ def set_current(session: Session, task: str, version: str, *, actor: str, kind: 
         raise NotFound(f"model folder {row.path} of {task} {version} is missing", {"version": version})
     previous = current_row(session, task)
     if previous is not None and previous.id != row.id:
-        previous.status = ModelStatus.ROLLED_BACK if kind == "rolled_back" else ModelStatus.ARCHIVED
+        previous.status = ModelStatus.ROLLED_BACK if kind == ModelEventKind.ROLLED_BACK else ModelStatus.ARCHIVED
     row.status = ModelStatus.CURRENT
     row.promoted_at = utcnow()
     session.add(ModelEvent(task=task, version=version, kind=kind, actor=actor,
@@ -229,7 +229,7 @@ def rollback(session: Session, task: str, *, actor: str) -> ModelVersion:
         ModelVersion.status != ModelStatus.ROLLED_BACK).order_by(ModelVersion.promoted_at.desc())).all()
     for candidate in earlier:
         if Path(candidate.path).is_dir():
-            return set_current(session, task, candidate.version, actor=actor, kind="rolled_back",
+            return set_current(session, task, candidate.version, actor=actor, kind=ModelEventKind.ROLLED_BACK,
                                detail={"from": current.version})
     raise NotFound(f"no earlier promoted {task} model to roll back to")
 

@@ -31,6 +31,15 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"  # stopped (Ctrl-C, a dead process); `--resume` continues it
 
 
+class ModelEventKind(StrEnum):
+    """The registry's audit trail (`model_events.kind`)."""
+
+    REGISTERED = "registered"
+    PROMOTED = "promoted"
+    KEPT = "kept"  # the gate (or --promote never) kept the version a candidate
+    ROLLED_BACK = "rolled_back"
+
+
 class PromoteMode(StrEnum):
     """`--promote`: let the gate decide, never promote, or promote whatever the figures."""
 

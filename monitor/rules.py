@@ -20,18 +20,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.vocabulary import RULE_KINDS
+from monitor.vocabulary import RULE_KINDS, RuleKind
 from newsdesk.errors import InvalidInput
 
 SENTIMENTS = ("any", "negative", "neutral", "positive")
 MAX_EVIDENCE = 50
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "negative_burst": {"window_minutes": 360, "baseline_days": 7, "min_negative": 4, "min_share": 0.4,
-                       "z_threshold": 2.5},
-    "volume_spike": {"window_minutes": 60, "baseline_days": 7, "min_count": 10, "min_ratio": 3.0, "z_threshold": 3.0,
-                     "min_history": 10},
-    "keyword": {"window_minutes": 360, "phrases": [], "sentiment": "negative", "min_count": 1},
+    RuleKind.NEGATIVE_BURST: {"window_minutes": 360, "baseline_days": 7, "min_negative": 4, "min_share": 0.4,
+                              "z_threshold": 2.5},
+    RuleKind.VOLUME_SPIKE: {"window_minutes": 60, "baseline_days": 7, "min_count": 10, "min_ratio": 3.0,
+                            "z_threshold": 3.0, "min_history": 10},
+    RuleKind.KEYWORD: {"window_minutes": 360, "phrases": [], "sentiment": "negative", "min_count": 1},
 }
 _LIMITS = {"window_minutes": (1, 7 * 1440), "baseline_days": (1, 90), "min_negative": (1, 100_000),
            "min_count": (1, 100_000), "min_history": (0, 1_000_000), "min_share": (0.0, 1.0),
@@ -102,7 +102,7 @@ def validate_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
             if not low <= value <= high:
                 raise InvalidInput(f"{key!r} must be between {low} and {high}", {"field": key})
             out[key] = int(value) if isinstance(default, int) else float(value)
-    if kind == "keyword" and not out["phrases"]:
+    if kind == RuleKind.KEYWORD and not out["phrases"]:
         raise InvalidInput("a keyword rule needs at least one phrase", {"field": "phrases"})
     return out
 
@@ -209,12 +209,13 @@ def keyword(params: dict[str, Any], stats: WindowStats) -> RuleResult:
 
 def evaluate(kind: str, params: dict[str, Any], stats: WindowStats) -> RuleResult:
     """Dispatch to the rule function of `kind`."""
-    return {"negative_burst": negative_burst, "volume_spike": volume_spike, "keyword": keyword}[kind](params, stats)
+    return {RuleKind.NEGATIVE_BURST: negative_burst, RuleKind.VOLUME_SPIKE: volume_spike,
+            RuleKind.KEYWORD: keyword}[kind](params, stats)
 
 
 def baseline_of(kind: str) -> str:
     """Which messages the baseline buckets count: "negative" (burst), "all" (volume) or "none" (keyword)."""
-    return {"negative_burst": "negative", "volume_spike": "all", "keyword": "none"}[kind]
+    return {RuleKind.NEGATIVE_BURST: "negative", RuleKind.VOLUME_SPIKE: "all", RuleKind.KEYWORD: "none"}[kind]
 
 
 def _latest_ids(messages: list[WindowMessage]) -> list[int]:

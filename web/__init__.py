@@ -18,6 +18,7 @@ from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 
 if TYPE_CHECKING:
+    from monitor.views import AlertInfo
     from newsdesk.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def fact_text(value: Any) -> str:
 def _register_template_helpers(app: Flask) -> None:
     from datetime import datetime
 
+    from monitor.vocabulary import AlertState
     from newsdesk.db import utcnow
 
     @app.template_filter("ago")
@@ -207,14 +209,13 @@ def _register_template_helpers(app: Flask) -> None:
         return urlencode([(k, v) for k, v in args.items(multi=True) if k != key])
 
     @app.template_filter("alert_state")
-    def _alert_state(alert: Any) -> str:
+    def _alert_state(alert: AlertInfo) -> str:
         """firing alerts may be acknowledged or silenced: show the most telling state."""
-        state = getattr(alert, "state", "")
-        if state == "firing" and getattr(alert, "silence_id", None):
-            return "silenced"
-        if state == "firing" and getattr(alert, "acknowledged_at", None):
-            return "acknowledged"
-        return state
+        if alert.state == AlertState.FIRING and alert.silence_id:
+            return AlertState.SILENCED
+        if alert.state == AlertState.FIRING and alert.acknowledged_at:
+            return AlertState.ACKNOWLEDGED
+        return alert.state
 
     @app.template_filter("http_url")
     def _http_url(value: Any) -> str:

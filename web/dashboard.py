@@ -14,6 +14,7 @@ from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import Unavailable
 from newsdesk.inputs import is_ascii_int
+from web.api.alerts import silence_matchers
 from web.auth import db_session, role_required, safe_next
 from web.extensions import runtime
 from web.forms import ActionForm, flashed_errors, require_valid_form
@@ -60,21 +61,14 @@ def index() -> Any:
                            groups=monitor_service.list_alert_groups(session))
     except Unavailable as exc:
         context["problem"] = exc.message
-    tickers = sorted({a.ticker for a in context["alerts"] if getattr(a, "ticker", None)} |
-                     {t for m in context["messages"] for t in _tickers_of(m)})
+    tickers = sorted({a.ticker for a in context["alerts"] if a.ticker} |
+                     {t for m in context["messages"] for t in m.tickers})
     rule_names = {r.id: r.name for r in context["rules"]}  # silences show "rule “name”", not "rule_id=3"
     return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
                            rule_names=rule_names,
                            states=ALERT_STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
                            chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
                            **context), 503 if context["problem"] else 200
-
-
-def _tickers_of(message: Any) -> list[str]:
-    tickers = getattr(message, "tickers", None) or []
-    if isinstance(tickers, str):
-        tickers = [t for t in tickers.split(",") if t]
-    return list(tickers)
 
 
 @bp.route("/series.json")
@@ -142,8 +136,7 @@ def silence(alert_id: int) -> Any:
     comment = request.form.get("comment", "").strip()[:2000]
     with db_session() as session:
         detail = monitor_service.get_alert(session, alert_id)
-        matchers = {k: getattr(detail, k) for k in ("ticker", "topic", "rule_id")
-                    if getattr(detail, k, None) not in (None, "")}
+        matchers = silence_matchers(detail)
         monitor_service.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
                                        comment=comment)
     flash(f"Silenced {', '.join(f'{k}={v}' for k, v in matchers.items())} for {hours_f:g} h.", "info")

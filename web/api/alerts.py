@@ -8,6 +8,7 @@ from flask import g, request
 from flask.wrappers import Response
 
 from monitor import service as monitor_service
+from monitor.views import AlertInfo
 from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput
@@ -86,14 +87,10 @@ def silence_end(body: dict) -> object:
     return utcnow() + timedelta(minutes=minutes)
 
 
-def silence_matchers(alert: object) -> dict:
+def silence_matchers(alert: AlertInfo) -> dict[str, str | int]:
     """Silence what this alert is about: its ticker, topic (for a topic-scoped rule) and rule."""
-    matchers = {}
-    for key in ("ticker", "topic", "rule_id"):
-        value = getattr(alert, key, None)
-        if value not in (None, ""):
-            matchers[key] = value
-    return matchers
+    return {key: value for key, value in (("ticker", alert.ticker), ("topic", alert.topic), ("rule_id", alert.rule_id))
+            if value not in (None, "")}
 
 
 @bp.post("/alerts/<id:alert_id>/silence")

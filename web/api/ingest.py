@@ -42,7 +42,7 @@ def ingest() -> Response:
         return ok({"queued": queued, "stored": 0, "duplicates": 0, "rejected": []}, 202)
     classifier = runtime().classifier()
     result = monitor_service.ingest_batch(settings().database_url, classifier, payloads, source)
-    rejected = list(getattr(result, "rejected", []) or [])
+    rejected = result.rejected
     if rejected and len(rejected) == len(payloads):
         raise InvalidInput("every message was rejected", {"rejected": rejected})
     return ok({"queued": 0, "stored": result.stored, "duplicates": result.duplicates, "rejected": rejected}, 202)

@@ -30,6 +30,7 @@ COMPOSITION_ROOT = {"newsdesk.runtime", "newsdesk.cli", "newsdesk.worker", "news
 WEB_MAY_USE = {
     "finetune.service", "recsys.service", "monitor.service",
     "finetune.vocabulary", "monitor.vocabulary",  # str enums and constants: tasks, states, kinds, tickers
+    "monitor.views",  # the result dataclasses monitor's service returns (AlertInfo, MessageInfo, IngestResult, ...)
 }
 
 
