@@ -226,17 +226,78 @@ def advance(session: Session, watermark: datetime | None = None, *, inclusive: b
     return transitions
 
 
+WalkKey = tuple[str, int, str | None]  # ticker, rule id, topic (None: the rule is not topic-scoped)
+
+
+class _Walk:
+    """State of one walk over the points: which rules (per topic, for topic-scoped ones) fire for which ticker, and
+    when each was last met."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.firing: dict[str, set[tuple[int, str | None]]] = {}  # ticker -> (rule id, topic) firing for it
+        self.last_met: dict[WalkKey, datetime] = {}  # (ticker, rule id, topic) -> last stream time it was met
+        self.moved: set[WalkKey] = set()  # last_met moved in memory only (written by `finish`)
+        self.transitions: list[lifecycle.Transition] = []
+        for ticker, rule_id, topic, met_at in session.execute(
+                select(Alert.ticker, Alert.rule_id, Alert.topic, Alert.last_eval_at)
+                .where(Alert.state == AlertState.FIRING.value)):
+            self.firing.setdefault(ticker, set()).add((rule_id, topic))
+            self.last_met[(ticker, rule_id, topic)] = met_at
+
+    def step(self, rule: AlertRule, ticker: str, topic: str | None, result: rules.RuleResult, now: datetime,
+             own: bool) -> None:
+        """Apply one evaluation; at another ticker's point a firing rule that is still met only moves its last-met
+        time, and an unmet one resolves once it has been unmet for the lifecycle's KEEP_FIRING_FOR."""
+        key = (ticker, rule.id, topic)
+        if not own:
+            if result.met:
+                self.last_met[key] = now
+                self.moved.add(key)
+                return
+            if now - self.last_met.get(key, now) < lifecycle.KEEP_FIRING_FOR:
+                return
+        elif result.met:
+            self.last_met[key] = now
+        if key in self.moved:  # the lifecycle reads the last-met time from the alert: write it first
+            self._write(key)
+        transition = lifecycle.apply_result(self.session, rule, ticker, result, now, topic=topic)
+        if transition is None:
+            return
+        self.transitions.append(transition)
+        if transition.event == "resolved":
+            self.firing.get(ticker, set()).discard((rule.id, topic))
+            if not self.firing.get(ticker):
+                self.firing.pop(ticker, None)
+        elif result.met:
+            self.firing.setdefault(ticker, set()).add((rule.id, topic))
+
+    def _write(self, key: WalkKey) -> None:
+        ticker, rule_id, topic = key
+        fingerprint = lifecycle.fingerprint(rule_id, ticker, topic)
+        alert = self.session.scalar(select(Alert).where(Alert.active_fingerprint == fingerprint))
+        if alert is not None and alert.last_eval_at < self.last_met[key]:
+            alert.last_eval_at = self.last_met[key]
+        self.moved.discard(key)
+
+    def finish(self) -> list[lifecycle.Transition]:
+        for key in list(self.moved):
+            self._write(key)
+        return self.transitions
+
+
 def _evaluate_points(session: Session, active: list[ActiveRule],
                      points: list[tuple[datetime, set[str]]]) -> list[lifecycle.Transition]:
-    """Walk the points in time order; each ticker's rows are read once for the whole range."""
+    """Walk the points in time order; each ticker's rows are read once for the whole range.
+
+    At a ticker's own points every rule runs through the lifecycle; at other points only its firing rules run,
+    without queries unless one resolves (`_Walk.step`): what running the lifecycle at every point would do.
+    """
     first, last = points[0][0], points[-1][0]
     span = max(_span(a.params) for a in active)
     text_window = _text_window(active)
-    firing: dict[str, set[tuple[int, str | None]]] = {}  # ticker -> (rule id, topic) of its firing alerts
-    for ticker, rule_id, topic in session.execute(select(Alert.ticker, Alert.rule_id, Alert.topic)
-                                                  .where(Alert.state == AlertState.FIRING.value)):
-        firing.setdefault(ticker, set()).add((rule_id, topic))
-    tickers = set(firing) | {t for _, ts in points for t in ts}
+    walk = _Walk(session)
+    tickers = set(walk.firing) | {t for _, ts in points for t in ts}
     rows: dict[str, list[Row]] = {t: ticker_rows(session, t, first - span, last) for t in tickers}
     texts: dict[int, str] = {}
     if text_window is not None:
@@ -244,42 +305,21 @@ def _evaluate_points(session: Session, active: list[ActiveRule],
         for chunk in range(0, len(ids), 1000):
             part = ids[chunk:chunk + 1000]
             texts.update(session.execute(select(Message.id, Message.text).where(Message.id.in_(part))).all())
-    transitions = []
     for now, own in points:
-        for ticker in sorted(own | set(firing)):
-            transitions += _evaluate_at(session, ticker, now, ticker in own, active, rows[ticker], texts, firing)
-    return transitions
-
-
-def _evaluate_at(session: Session, ticker: str, now: datetime, own: bool, active: list[ActiveRule], rows: list[Row],
-                 texts: dict[int, str], firing: dict[str, set[tuple[int, str | None]]]) -> list[lifecycle.Transition]:
-    """The rules scoped to `ticker` (each topic of a topic-scoped rule on its own) at one point; `firing` follows."""
-    transitions = []
-    mine = firing.get(ticker, set())
-    for rule, params, scope, topics in active:
-        if scope and ticker not in scope:
-            continue
-        for topic in topics or (None,):
-            key = (rule.id, topic)
-            if not own and key not in mine:
-                continue  # not this ticker's message, nothing firing to resolve
-            stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts, topic)
-            result = rules.evaluate(rule.kind, params, stats)
-            if not result.met and key not in mine:
-                continue
-            transition = lifecycle.apply_result(session, rule, ticker, result, now, topic=topic)
-            if transition is None:
-                continue
-            transitions.append(transition)
-            if transition.event == "resolved":
-                mine.discard(key)
-            elif result.met:
-                mine.add(key)
-    if mine:
-        firing[ticker] = mine
-    else:
-        firing.pop(ticker, None)
-    return transitions
+        for ticker in sorted(own | set(walk.firing)):
+            for rule, params, scope, topics in active:
+                if scope and ticker not in scope:
+                    continue
+                for topic in topics or (None,):  # a topic-scoped rule: one evaluation (and alert) per topic
+                    firing = (rule.id, topic) in walk.firing.get(ticker, ())
+                    if ticker not in own and not firing:
+                        continue  # not this ticker's message and nothing firing to resolve
+                    stats = window_stats(ticker, rows[ticker], params, rules.baseline_of(rule.kind), now, texts,
+                                         topic)
+                    result = rules.evaluate(rule.kind, params, stats)
+                    if result.met or firing:
+                        walk.step(rule, ticker, topic, result, now, ticker in own)
+    return walk.finish()
 
 
 def resolve_rule_alerts(session: Session, rule_id: int, now: datetime | None = None) -> int:
