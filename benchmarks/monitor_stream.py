@@ -163,10 +163,12 @@ def run_redis(settings: Settings, lines: list[str], clf: Any, rate: float | None
     class Timed:
         version = clf.version
 
-        def predict(self, texts, batch_size=64):
+        tasks = clf.tasks
+
+        def predict_tasks(self, texts, batch_size=64):
             t = time.perf_counter()
             try:
-                return clf.predict(texts, batch_size=batch_size)
+                return clf.predict_tasks(texts, batch_size=batch_size)
             finally:
                 model_time[0] += time.perf_counter() - t
 

@@ -29,10 +29,12 @@ DEFAULT_RULES: list[dict[str, Any]] = [
 
 
 def list_alerts(session: Session, *, state: str | None = None, ticker: str | None = None, rule_id: int | None = None,
-                since: datetime | None = None, limit: int = 50, offset: int = 0) -> tuple[list[AlertInfo], int]:
+                since: datetime | None = None, limit: int = 50, offset: int = 0,
+                topic: str | None = None) -> tuple[list[AlertInfo], int]:
     """Alerts, most recently started first, with the total matching count.
 
-    `state` is firing | resolved | acknowledged | silenced (the last two are firing alerts with that mark).
+    `state` is firing | resolved | acknowledged | silenced (the last two are firing alerts with that mark);
+    `topic` keeps the alerts of topic-scoped rules for that topic.
     """
     query = select(Alert)
     if state in (AlertState.FIRING, AlertState.RESOLVED):
@@ -47,6 +49,8 @@ def list_alerts(session: Session, *, state: str | None = None, ticker: str | Non
         query = query.where(Alert.ticker == normalise_ticker(ticker))
     if rule_id is not None:
         query = query.where(Alert.rule_id == rule_id)
+    if topic:
+        query = query.where(Alert.topic == topic)
     if since is not None:
         query = query.where(Alert.updated_at >= since)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -55,11 +59,11 @@ def list_alerts(session: Session, *, state: str | None = None, ticker: str | Non
 
 
 def list_alert_groups(session: Session, state: str = "firing") -> dict[str, list[AlertInfo]]:
-    """Alerts grouped per ticker (Alertmanager's group_by: [ticker])."""
+    """Alerts grouped per ticker and topic (Alertmanager's group_by: [ticker, topic]), keyed "XYZ" or "XYZ / topic"."""
     alerts, _ = list_alerts(session, state=state, limit=10_000)
     groups: dict[str, list[AlertInfo]] = {}
     for alert in alerts:
-        groups.setdefault(alert.ticker, []).append(alert)
+        groups.setdefault(lifecycle.group_key(alert.ticker, alert.topic), []).append(alert)
     return groups
 
 
@@ -165,11 +169,12 @@ def list_rules(session: Session) -> list[RuleInfo]:
 
 def create_rule(session: Session, name: str, kind: str, params: dict[str, Any] | None = None, *,
                 tickers: list[str] | tuple[str, ...] = (), severity: str = "warning",
-                repeat_interval_s: int = 4 * 3600, enabled: bool = True) -> RuleInfo:
-    """Create a rule (parameters validated, defaults filled in).
+                repeat_interval_s: int = 4 * 3600, enabled: bool = True,
+                topics: list[str] | tuple[str, ...] = ()) -> RuleInfo:
+    """Create a rule (parameters validated, defaults filled in), optionally scoped to tickers and to topics.
 
     Raises:
-        InvalidInput: bad kind, parameter, ticker or severity.
+        InvalidInput: bad kind, parameter, ticker, topic or severity.
         Conflict: a rule with that name exists.
     """
     name = (name or "").strip()
@@ -178,7 +183,7 @@ def create_rule(session: Session, name: str, kind: str, params: dict[str, Any] |
     if session.scalar(select(AlertRule.id).where(AlertRule.name == name)) is not None:
         raise Conflict(f"a rule named {name!r} exists")
     rule = AlertRule(name=name, kind=kind, params=rules.validate_params(kind, params),
-                     tickers=_tickers(tickers), severity=_severity(severity),
+                     tickers=_tickers(tickers), topics=rules.validate_topics(topics), severity=_severity(severity),
                      repeat_interval_s=_repeat(repeat_interval_s), enabled=bool(enabled))
     session.add(rule)
     session.flush()
@@ -186,7 +191,7 @@ def create_rule(session: Session, name: str, kind: str, params: dict[str, Any] |
 
 
 def update_rule(session: Session, rule_id: int, **changes: Any) -> RuleInfo:
-    """Change a rule's name, params (merged over the current ones), tickers, severity, repeat or enabled flag.
+    """Change a rule's name, params (merged over the current ones), tickers, topics, severity, repeat or enabled.
 
     Raises:
         NotFound: no such rule.
@@ -195,7 +200,7 @@ def update_rule(session: Session, rule_id: int, **changes: Any) -> RuleInfo:
     rule = session.get(AlertRule, rule_id)
     if rule is None:
         raise NotFound(f"rule {rule_id} not found")
-    allowed = {"name", "params", "tickers", "severity", "repeat_interval_s", "enabled"}
+    allowed = {"name", "params", "tickers", "topics", "severity", "repeat_interval_s", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
         raise InvalidInput(f"cannot change {min(unknown)!r} of a rule", {"field": min(unknown)})
@@ -208,6 +213,11 @@ def update_rule(session: Session, rule_id: int, **changes: Any) -> RuleInfo:
         rule.params = rules.validate_params(rule.kind, {**(rule.params or {}), **(changes["params"] or {})})
     if "tickers" in changes:
         rule.tickers = _tickers(changes["tickers"] or ())
+    if "topics" in changes:
+        topics = rules.validate_topics(changes["topics"])
+        if topics != list(rule.topics or []):
+            rule_runner.resolve_rule_alerts(session, rule.id)  # a new scope starts its alerts afresh
+        rule.topics = topics
     if "severity" in changes:
         rule.severity = _severity(changes["severity"])
     if "repeat_interval_s" in changes:

@@ -88,22 +88,25 @@ def alerts_group() -> None:
 @alerts_group.command("list")
 @click.option("--state", type=click.Choice(ALERT_STATES), default=None)
 @click.option("--ticker", default=None)
+@click.option("--topic", default=None, help="Only alerts of topic-scoped rules for this topic.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
 @pass_settings
-def list_command(settings: Settings, state: str | None, ticker: str | None, limit: int, as_json: bool) -> None:
+def list_command(settings: Settings, state: str | None, ticker: str | None, topic: str | None, limit: int,
+                 as_json: bool) -> None:
     """List alerts, most recent first."""
     from monitor import service
 
     with session_scope(settings.database_url) as session:
-        alerts, total = service.list_alerts(session, state=state, ticker=ticker, limit=limit)
+        alerts, total = service.list_alerts(session, state=state, ticker=ticker, topic=topic, limit=limit)
     if as_json:
         click.echo(json.dumps({"total": total, "alerts": [a.to_dict() for a in alerts]}, indent=2))
         return
-    click.echo(f"{'ID':>5} {'STATE':9} {'TICKER':7} {'RULE':26} {'STARTED (stream time)':20} MARKS / SUMMARY")
+    click.echo(f"{'ID':>5} {'STATE':9} {'TICKER':7} {'TOPIC':20} {'RULE':26} {'STARTED (UTC, stream time)':26} "
+               "MARKS / SUMMARY")
     for a in alerts:
         marks = ("ack " if a.acknowledged_at else "") + ("silenced " if a.silenced else "")
-        click.echo(f"{a.id:>5} {a.state:9} {a.ticker:7} {a.rule_name[:26]:26} "
+        click.echo(f"{a.id:>5} {a.state:9} {a.ticker:7} {(a.topic or '-')[:20]:20} {a.rule_name[:26]:26} "
                    f"{a.started_at:%Y-%m-%d %H:%M:%S}  {marks}{a.summary}")
     click.echo(f"{len(alerts)} of {total} alerts")
 
@@ -120,14 +123,15 @@ def show_command(settings: Settings, alert_id: int, as_json: bool) -> None:
         alert = service.get_alert(session, alert_id)
     if as_json:
         doc = alert.to_dict()
-        doc["evidence"] = [{"id": m.id, "ts": m.ts.isoformat(), "label": m.label, "text": m.text}
-                           for m in alert.evidence]
+        doc["evidence"] = [{"id": m.id, "ts": m.ts.isoformat(), "label": m.label, "topic": m.topic,
+                            "topic_score": m.topic_score, "text": m.text} for m in alert.evidence]
         doc["notifications"] = json.loads(json.dumps(alert.notifications, default=str))
         click.echo(json.dumps(doc, indent=2, default=str))
         return
-    click.echo(f"Alert {alert.id} [{alert.state}] {alert.rule_name} / {alert.ticker}: {alert.summary}")
+    where = f"{alert.ticker} within {alert.topic}" if alert.topic else alert.ticker
+    click.echo(f"Alert {alert.id} [{alert.state}] {alert.rule_name} / {where}: {alert.summary}")
     for m in alert.evidence:
-        click.echo(f"  {m.ts:%Y-%m-%d %H:%M} {m.label or '-':8} {m.text[:100]!r}")
+        click.echo(f"  {m.ts:%Y-%m-%d %H:%M} {m.label or '-':8} {(m.topic or '-')[:24]:24} {m.text[:100]!r}")
 
 
 @alerts_group.command("ack")
@@ -153,18 +157,20 @@ def _duration(text: str) -> timedelta:
 
 @alerts_group.command("silence")
 @click.option("--ticker", default=None)
+@click.option("--topic", default=None, help="Alerts of topic-scoped rules for this topic.")
 @click.option("--rule-id", type=int, default=None)
 @click.option("--kind", type=click.Choice(RULE_KINDS), default=None)
 @click.option("--duration", default="2h", show_default=True, help="e.g. 30m, 2h, 1d")
 @click.option("--comment", default="")
 @click.option("--by", "actor", default="cli", show_default=True)
 @pass_settings
-def silence_command(settings: Settings, ticker: str | None, rule_id: int | None, kind: str | None, duration: str,
-                    comment: str, actor: str) -> None:
+def silence_command(settings: Settings, ticker: str | None, topic: str | None, rule_id: int | None, kind: str | None,
+                    duration: str, comment: str, actor: str) -> None:
     """Silence matching alerts for a while (at least one matcher)."""
     from monitor import service
 
-    matchers = {k: v for k, v in (("ticker", ticker), ("rule_id", rule_id), ("kind", kind)) if v is not None}
+    matchers = {k: v for k, v in (("ticker", ticker), ("topic", topic), ("rule_id", rule_id), ("kind", kind))
+                if v is not None}
     with session_scope(settings.database_url) as session:
         silence = service.create_silence(session, matchers, utcnow() + _duration(duration), actor, comment)
     click.echo(f"Silence {silence.id} on {silence.matchers} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
@@ -194,16 +200,33 @@ def notifications_command(settings: Settings, limit: int, retry: bool, ids: tupl
 
 
 @alerts_group.command("rules")
+@click.option("--rule", "rule_id", type=int, default=None, help="Change this rule's topic scope (with --topic).")
+@click.option("--topic", "topics", multiple=True,
+              help="Scope --rule to this topic (repeat for several; one alert per topic).")
+@click.option("--all-topics", is_flag=True, help="Remove --rule's topic scope: every message counts again.")
 @pass_settings
-def rules_command(settings: Settings) -> None:
-    """List the alert rules and their parameters."""
+def rules_command(settings: Settings, rule_id: int | None, topics: tuple[str, ...], all_topics: bool) -> None:
+    """List the alert rules with their ticker and topic scope, or change one rule's topic scope."""
     from monitor import service
 
+    if (topics or all_topics) and rule_id is None:
+        raise InvalidInput("--topic and --all-topics need --rule ID")
+    if topics and all_topics:
+        raise InvalidInput("give --topic or --all-topics, not both")
     with session_scope(settings.database_url) as session:
+        if rule_id is not None:
+            if not (topics or all_topics):
+                raise InvalidInput("--rule needs --topic T (repeatable) or --all-topics")
+            rule = service.update_rule(session, rule_id, topics=list(topics))
+            click.echo(f"Rule {rule.id} ({rule.name}) scoped to " +
+                       ("; ".join(rule.topics) if rule.topics else "every topic"))
+            return
         rules = service.list_rules(session)
     for r in rules:
         scope = ",".join(r.tickers) or "all tickers"
-        click.echo(f"{r.id:>3} {'on ' if r.enabled else 'off'} {r.kind:15} {r.name} [{scope}] {json.dumps(r.params)}")
+        topic_scope = "; ".join(r.topics) or "all topics"
+        click.echo(f"{r.id:>3} {'on ' if r.enabled else 'off'} {r.kind:15} {r.name} [{scope}] [{topic_scope}] "
+                   f"{json.dumps(r.params)}")
 
 
 @stream_group.command("dead-letters")

@@ -1,4 +1,5 @@
-"""Alert lifecycle like Alertmanager: fingerprint per rule + ticker, firing -> resolved, silences, repeat, evidence.
+"""Alert lifecycle like Alertmanager: fingerprint per rule + ticker (+ topic), firing -> resolved, silences, repeat,
+evidence.
 
 Decisions use the stream clock (message timestamps), so a replayed history alerts as it would have live; silences
 and acknowledgements are operator actions and use the wall clock. Notifications are written as outbox rows in the
@@ -32,7 +33,7 @@ MAX_EVIDENCE_PER_ALERT = 200
 # An alert resolves only once its rule has been unmet this long in stream time (like Prometheus' keep_firing_for):
 # rules run at every message's time, and a count hovering at its threshold must not fire, resolve and fire again.
 KEEP_FIRING_FOR = timedelta(minutes=15)
-MATCHER_KEYS = ("ticker", "rule_id", "kind", "severity", "rule_name")
+MATCHER_KEYS = ("ticker", "topic", "rule_id", "kind", "severity", "rule_name")
 
 
 @dataclass
@@ -43,16 +44,26 @@ class Transition:
     event: str
     ticker: str
     rule_id: int
+    topic: str | None = None
 
 
-def fingerprint(rule_id: int, ticker: str) -> str:
-    """Stable identity of "this rule for this ticker" (the deduplication key)."""
-    return hashlib.sha1(f"{rule_id}:{ticker}".encode()).hexdigest()[:16]
+def fingerprint(rule_id: int, ticker: str, topic: str | None = None) -> str:
+    """Stable identity of "this rule for this ticker (within this topic)" (the deduplication key).
+
+    Without a topic it is the same as before topics existed, so alerts firing then keep their identity.
+    """
+    key = f"{rule_id}:{ticker}" if topic is None else f"{rule_id}:{ticker}:topic:{topic}"
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def group_key(ticker: str, topic: str | None) -> str:
+    """Alertmanager's group_by [ticker, topic]: alerts of one ticker within one topic are one group."""
+    return f"{ticker} / {topic}" if topic else ticker
 
 
 def alert_labels(alert: Alert) -> dict[str, Any]:
-    return {"ticker": alert.ticker, "rule_id": alert.rule_id, "kind": alert.kind, "severity": alert.severity,
-            "rule_name": alert.rule_name}
+    return {"ticker": alert.ticker, "topic": alert.topic, "rule_id": alert.rule_id, "kind": alert.kind,
+            "severity": alert.severity, "rule_name": alert.rule_name}
 
 
 def silence_matches(matchers: dict[str, Any], labels: dict[str, Any]) -> bool:
@@ -77,9 +88,9 @@ def active_silence(session: Session, alert: Alert, now: datetime | None = None) 
 
 
 def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleResult,
-                 now: datetime) -> Transition | None:
-    """Move the alert of (rule, ticker) according to the rule's result at stream time `now`."""
-    fp = fingerprint(rule.id, ticker)
+                 now: datetime, *, topic: str | None = None) -> Transition | None:
+    """Move the alert of (rule, ticker, topic) according to the rule's result at stream time `now`."""
+    fp = fingerprint(rule.id, ticker, topic)
     alert = session.scalar(select(Alert).where(Alert.active_fingerprint == fp))
     if not result.met:
         if alert is None:
@@ -92,10 +103,10 @@ def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleRes
             return None  # another consumer resolved it a moment ago
         if alert.notify_count > 0:
             _queue(session, alert, "resolved", f"{alert.id}:resolved")
-        return Transition(alert.id, "resolved", ticker, rule.id)
+        return Transition(alert.id, "resolved", ticker, rule.id, topic)
     event = "updated"
     if alert is None:
-        alert, created = _create(session, rule, ticker, fp, result, now)
+        alert, created = _create(session, rule, ticker, topic, fp, result, now)
         event = "fired" if created else "updated"
     alert.summary = result.summary
     alert.values = result.values
@@ -112,7 +123,7 @@ def apply_result(session: Session, rule: AlertRule, ticker: str, result: RuleRes
             if _transition(session, alert, Alert.last_notified_at == previous, last_notified_at=now):
                 _queue(session, alert, "repeat", f"{alert.id}:repeat:{previous.isoformat()}")
                 event = "repeated"
-    return Transition(alert.id, event, ticker, rule.id)
+    return Transition(alert.id, event, ticker, rule.id, topic)
 
 
 def _transition(session: Session, alert: Alert, condition: Any, **values: Any) -> bool:
@@ -132,12 +143,13 @@ def _transition(session: Session, alert: Alert, condition: Any, **values: Any) -
     return bool(done)
 
 
-def _create(session: Session, rule: AlertRule, ticker: str, fp: str, result: RuleResult,
+def _create(session: Session, rule: AlertRule, ticker: str, topic: str | None, fp: str, result: RuleResult,
             now: datetime) -> tuple[Alert, bool]:
     """Insert a firing alert; if another worker just did, return theirs (the unique active fingerprint decides)."""
     alert = Alert(fingerprint=fp, active_fingerprint=fp, rule_id=rule.id, rule_name=rule.name, kind=rule.kind,
-                  ticker=ticker, state=AlertState.FIRING.value, severity=rule.severity, summary=result.summary,
-                  values=result.values, started_at=now, last_eval_at=now, ack_note="", notify_count=0)
+                  ticker=ticker, topic=topic, state=AlertState.FIRING.value, severity=rule.severity,
+                  summary=result.summary, values=result.values, started_at=now, last_eval_at=now, ack_note="",
+                  notify_count=0)
     try:
         with session.begin_nested():
             session.add(alert)
@@ -181,12 +193,14 @@ def _queue(session: Session, alert: Alert, event: str, key: str) -> bool:
 
 
 def notification_payload(session: Session, alert: Alert, event: str) -> dict[str, Any]:
-    """The JSON a webhook receives: the event, the alert, and the ticker's group of firing alerts."""
-    group = session.scalars(select(Alert.id).where(Alert.ticker == alert.ticker,
+    """The JSON a webhook receives: the event, the alert, and its (ticker, topic) group of firing alerts."""
+    topic_match = Alert.topic.is_(None) if alert.topic is None else Alert.topic == alert.topic
+    group = session.scalars(select(Alert.id).where(Alert.ticker == alert.ticker, topic_match,
                                                    Alert.state == AlertState.FIRING.value)).all()
-    return {"event": event, "group_key": alert.ticker, "group_firing": sorted(set(group)),
+    return {"event": event, "group_key": group_key(alert.ticker, alert.topic), "group_firing": sorted(set(group)),
             "alert": {"id": alert.id, "fingerprint": alert.fingerprint, "rule_id": alert.rule_id,
-                      "rule": alert.rule_name, "kind": alert.kind, "ticker": alert.ticker, "state": alert.state,
+                      "rule": alert.rule_name, "kind": alert.kind, "ticker": alert.ticker, "topic": alert.topic,
+                      "state": alert.state,
                       "severity": alert.severity, "summary": alert.summary, "values": alert.values,
                       "started_at": _iso(alert.started_at), "resolved_at": _iso(alert.resolved_at)}}
 

@@ -28,27 +28,35 @@ log = logging.getLogger(__name__)
 LIVE_SKEW = timedelta(days=1)  # a stream clock this close to the wall clock means we are live
 
 
-def ticker_rows(session: Session, ticker: str, since: datetime, now: datetime) -> list[tuple[int, datetime, Any]]:
-    """(message id, ts, label) of every message about `ticker` in (since, now], oldest first."""
+Row = tuple[int, datetime, Any, Any]  # message id, ts, sentiment label, topic (None without a topic head)
+
+
+def ticker_rows(session: Session, ticker: str, since: datetime, now: datetime) -> list[Row]:
+    """(message id, ts, label, topic) of every message about `ticker` in (since, now], oldest first."""
     return [tuple(r) for r in session.execute(
-        select(MessageTicker.message_id, MessageTicker.ts, MessageTicker.label)
+        select(MessageTicker.message_id, MessageTicker.ts, MessageTicker.label, MessageTicker.topic)
         .where(MessageTicker.ticker == ticker, MessageTicker.ts > since, MessageTicker.ts <= now)
         .order_by(MessageTicker.ts))]
 
 
-def window_stats(ticker: str, rows: list[tuple[int, datetime, Any]], params: dict, baseline: str, now: datetime,
-                 texts: dict[int, str]) -> rules.WindowStats:
-    """The rule's view of `rows`: messages in (now - window, now] and per-window bucket counts before that."""
+def window_stats(ticker: str, rows: list[Row], params: dict, baseline: str, now: datetime,
+                 texts: dict[int, str], topic: str | None = None) -> rules.WindowStats:
+    """The rule's view of `rows`: messages in (now - window, now] and per-window bucket counts before that.
+
+    With `topic`, only messages of that topic count, in the window and in the baseline.
+    """
+    if topic is not None:
+        rows = [r for r in rows if r[3] == topic]
     window = timedelta(minutes=params["window_minutes"])
     start = now - window
     stats = rules.WindowStats(ticker, start, now, [rules.WindowMessage(mid, texts.get(mid, ""), label, ts)
-                                                   for mid, ts, label in rows if start < ts <= now])
+                                                   for mid, ts, label, _ in rows if start < ts <= now], topic=topic)
     if baseline != "none":
         n_buckets = max(1, int(params["baseline_days"] * 1440 // params["window_minutes"]))
         base_start = start - window * n_buckets
         counts = [0] * n_buckets
         seconds = window.total_seconds()
-        for _, ts, label in rows:
+        for _, ts, label, _ in rows:
             if base_start < ts <= start and (baseline == "all" or label == "negative"):
                 idx = int((ts - base_start).total_seconds() // seconds)
                 counts[min(max(idx, 0), n_buckets - 1)] += 1
@@ -71,11 +79,13 @@ def stream_clock(session: Session) -> datetime:
 
 
 class ActiveRule(NamedTuple):
-    """An enabled rule with its validated parameters and the tickers it is scoped to (empty: every ticker)."""
+    """An enabled rule with its validated parameters, the tickers it is scoped to (empty: every ticker) and its
+    topics (empty: every message counts; else one evaluation, and alert, per topic)."""
 
     rule: AlertRule
     params: dict[str, Any]
     scope: frozenset[str]
+    topics: tuple[str, ...] = ()
 
 
 def evaluate_tickers(session: Session, tickers: Iterable[str], now: datetime | None = None,
@@ -115,7 +125,8 @@ def active_rules(session: Session) -> list[ActiveRule]:
         except (InvalidInput, TypeError, ValueError, AttributeError):  # an invalid stored rule must not stop the rest
             log.exception("rule %s has invalid parameters; skipped", rule.id)
             continue
-        active.append(ActiveRule(rule, params, frozenset(normalise_ticker(t) for t in rule.tickers or [])))
+        active.append(ActiveRule(rule, params, frozenset(normalise_ticker(t) for t in rule.tickers or []),
+                                 tuple(rule.topics or ())))
     return active
 
 
@@ -125,9 +136,9 @@ def _text_window(active: list[ActiveRule]) -> timedelta | None:
                 if a.rule.kind in (RuleKind.KEYWORD, RuleKind.NEGATIVE_BURST)), default=None)
 
 
-def _texts(session: Session, rows: list[tuple[int, datetime, Any]], since: datetime) -> dict[int, str]:
+def _texts(session: Session, rows: list[Row], since: datetime) -> dict[int, str]:
     """message id -> text of the rows newer than `since`."""
-    ids = [mid for mid, ts, _ in rows if ts > since]
+    ids = [mid for mid, ts, _, _ in rows if ts > since]
     return dict(session.execute(select(Message.id, Message.text).where(Message.id.in_(ids))).all()) if ids else {}
 
 
@@ -137,14 +148,15 @@ def _evaluate_ticker(session: Session, ticker: str, scoped: list[ActiveRule], no
     rows = ticker_rows(session, ticker, now - span, now)
     texts = _texts(session, rows, now - text_window) if text_window is not None else {}
     transitions = []
-    for rule, params, _ in scoped:
-        result = rules.evaluate(rule.kind, params, window_stats(ticker, rows, params, rules.baseline_of(rule.kind),
-                                                                now, texts))
-        if not result.met and lifecycle.fingerprint(rule.id, ticker) not in firing:
-            continue  # nothing firing to resolve: skip the lookup
-        transition = lifecycle.apply_result(session, rule, ticker, result, now)
-        if transition is not None:
-            transitions.append(transition)
+    for rule, params, _, topics in scoped:
+        for topic in topics or (None,):  # a topic-scoped rule: one evaluation (and alert) per topic
+            stats = window_stats(ticker, rows, params, rules.baseline_of(rule.kind), now, texts, topic)
+            result = rules.evaluate(rule.kind, params, stats)
+            if not result.met and lifecycle.fingerprint(rule.id, ticker, topic) not in firing:
+                continue  # nothing firing to resolve: skip the lookup
+            transition = lifecycle.apply_result(session, rule, ticker, result, now, topic=topic)
+            if transition is not None:
+                transitions.append(transition)
     return transitions
 
 
@@ -214,24 +226,30 @@ def advance(session: Session, watermark: datetime | None = None, *, inclusive: b
     return transitions
 
 
+WalkKey = tuple[str, int, str | None]  # ticker, rule id, topic (None: the rule is not topic-scoped)
+
+
 class _Walk:
-    """State of one walk over the points: which rules fire for which ticker, and when each was last met."""
+    """State of one walk over the points: which rules (per topic, for topic-scoped ones) fire for which ticker, and
+    when each was last met."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.firing: dict[str, set[int]] = {}  # ticker -> ids of rules firing for it
-        self.last_met: dict[tuple[str, int], datetime] = {}  # (ticker, rule id) -> last stream time it was met
-        self.moved: set[tuple[str, int]] = set()  # last_met moved in memory only (written by `finish`)
+        self.firing: dict[str, set[tuple[int, str | None]]] = {}  # ticker -> (rule id, topic) firing for it
+        self.last_met: dict[WalkKey, datetime] = {}  # (ticker, rule id, topic) -> last stream time it was met
+        self.moved: set[WalkKey] = set()  # last_met moved in memory only (written by `finish`)
         self.transitions: list[lifecycle.Transition] = []
-        for ticker, rule_id, met_at in session.execute(select(Alert.ticker, Alert.rule_id, Alert.last_eval_at)
-                                                       .where(Alert.state == AlertState.FIRING.value)):
-            self.firing.setdefault(ticker, set()).add(rule_id)
-            self.last_met[(ticker, rule_id)] = met_at
+        for ticker, rule_id, topic, met_at in session.execute(
+                select(Alert.ticker, Alert.rule_id, Alert.topic, Alert.last_eval_at)
+                .where(Alert.state == AlertState.FIRING.value)):
+            self.firing.setdefault(ticker, set()).add((rule_id, topic))
+            self.last_met[(ticker, rule_id, topic)] = met_at
 
-    def step(self, rule: AlertRule, ticker: str, result: rules.RuleResult, now: datetime, own: bool) -> None:
+    def step(self, rule: AlertRule, ticker: str, topic: str | None, result: rules.RuleResult, now: datetime,
+             own: bool) -> None:
         """Apply one evaluation; at another ticker's point a firing rule that is still met only moves its last-met
         time, and an unmet one resolves once it has been unmet for the lifecycle's KEEP_FIRING_FOR."""
-        key = (ticker, rule.id)
+        key = (ticker, rule.id, topic)
         if not own:
             if result.met:
                 self.last_met[key] = now
@@ -243,21 +261,21 @@ class _Walk:
             self.last_met[key] = now
         if key in self.moved:  # the lifecycle reads the last-met time from the alert: write it first
             self._write(key)
-        transition = lifecycle.apply_result(self.session, rule, ticker, result, now)
+        transition = lifecycle.apply_result(self.session, rule, ticker, result, now, topic=topic)
         if transition is None:
             return
         self.transitions.append(transition)
         if transition.event == "resolved":
-            self.firing.get(ticker, set()).discard(rule.id)
+            self.firing.get(ticker, set()).discard((rule.id, topic))
             if not self.firing.get(ticker):
                 self.firing.pop(ticker, None)
         elif result.met:
-            self.firing.setdefault(ticker, set()).add(rule.id)
+            self.firing.setdefault(ticker, set()).add((rule.id, topic))
 
-    def _write(self, key: tuple[str, int]) -> None:
-        ticker, rule_id = key
-        alert = self.session.scalar(select(Alert).where(Alert.active_fingerprint == lifecycle.fingerprint(rule_id,
-                                                                                                         ticker)))
+    def _write(self, key: WalkKey) -> None:
+        ticker, rule_id, topic = key
+        fingerprint = lifecycle.fingerprint(rule_id, ticker, topic)
+        alert = self.session.scalar(select(Alert).where(Alert.active_fingerprint == fingerprint))
         if alert is not None and alert.last_eval_at < self.last_met[key]:
             alert.last_eval_at = self.last_met[key]
         self.moved.discard(key)
@@ -280,23 +298,27 @@ def _evaluate_points(session: Session, active: list[ActiveRule],
     text_window = _text_window(active)
     walk = _Walk(session)
     tickers = set(walk.firing) | {t for _, ts in points for t in ts}
-    rows: dict[str, list] = {t: ticker_rows(session, t, first - span, last) for t in tickers}
+    rows: dict[str, list[Row]] = {t: ticker_rows(session, t, first - span, last) for t in tickers}
     texts: dict[int, str] = {}
     if text_window is not None:
-        ids = [mid for t in tickers for mid, ts, _ in rows[t] if ts > first - text_window]
+        ids = [mid for t in tickers for mid, ts, _, _ in rows[t] if ts > first - text_window]
         for chunk in range(0, len(ids), 1000):
             part = ids[chunk:chunk + 1000]
             texts.update(session.execute(select(Message.id, Message.text).where(Message.id.in_(part))).all())
     for now, own in points:
         for ticker in sorted(own | set(walk.firing)):
-            for rule, params, scope in active:
-                firing = rule.id in walk.firing.get(ticker, ())
-                if (scope and ticker not in scope) or (ticker not in own and not firing):
-                    continue  # out of scope, or not this ticker's message and nothing firing to resolve
-                stats = window_stats(ticker, rows[ticker], params, rules.baseline_of(rule.kind), now, texts)
-                result = rules.evaluate(rule.kind, params, stats)
-                if result.met or firing:
-                    walk.step(rule, ticker, result, now, ticker in own)
+            for rule, params, scope, topics in active:
+                if scope and ticker not in scope:
+                    continue
+                for topic in topics or (None,):  # a topic-scoped rule: one evaluation (and alert) per topic
+                    firing = (rule.id, topic) in walk.firing.get(ticker, ())
+                    if ticker not in own and not firing:
+                        continue  # not this ticker's message and nothing firing to resolve
+                    stats = window_stats(ticker, rows[ticker], params, rules.baseline_of(rule.kind), now, texts,
+                                         topic)
+                    result = rules.evaluate(rule.kind, params, stats)
+                    if result.met or firing:
+                        walk.step(rule, ticker, topic, result, now, ticker in own)
     return walk.finish()
 
 

@@ -9,6 +9,7 @@ Three kinds:
 - keyword: at least min_count messages in the window contain one of the phrases (case-insensitive, whole words)
   and carry the required sentiment ("any" for no filter).
 The z-score divides by max(std, 1): with an empty or flat baseline one message more counts as one sigma.
+A rule scoped to topics sees, per topic, only the messages the model gave that topic (window and baseline alike).
 """
 
 from __future__ import annotations
@@ -49,13 +50,20 @@ class WindowMessage:
 
 @dataclass
 class WindowStats:
-    """What a rule sees for one ticker: the window's messages and the baseline's per-bucket counts."""
+    """What a rule sees for one ticker (within one topic, for a topic-scoped rule): the window's messages and the
+    baseline's per-bucket counts."""
 
     ticker: str
     start: datetime
     end: datetime
     messages: list[WindowMessage] = field(default_factory=list)
     baseline_counts: list[int] = field(default_factory=list)  # per window-sized bucket (negative or all)
+    topic: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What the summary says the messages are about: the ticker, and the topic when scoped."""
+        return f"{self.ticker} within {self.topic!r}" if self.topic else self.ticker
 
 
 @dataclass
@@ -99,6 +107,34 @@ def validate_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+MAX_TOPICS = 50
+MAX_TOPIC_CHARS = 64
+
+
+def validate_topics(values: Any) -> list[str]:
+    """A rule's topic scope as a sorted list of distinct topic labels (a comma-separated string is split).
+
+    Topic labels come from the served model, so any non-empty label of up to 64 characters is accepted.
+
+    Raises:
+        InvalidInput: not a list of strings, an over-long label, or too many topics.
+    """
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = values.split(",")
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise InvalidInput("'topics' must be a list of topic labels", {"field": "topics"})
+    out = sorted({" ".join(v.split()) for v in values if v.strip()})
+    long = [t for t in out if len(t) > MAX_TOPIC_CHARS]
+    if long:
+        raise InvalidInput(f"topic {long[0][:20]!r}... is longer than {MAX_TOPIC_CHARS} characters",
+                           {"field": "topics"})
+    if len(out) > MAX_TOPICS:
+        raise InvalidInput(f"a rule can be scoped to at most {MAX_TOPICS} topics", {"field": "topics"})
+    return out
+
+
 def zscore(value: float, baseline: list[int]) -> tuple[float, float, float]:
     """(z, mean, std) of `value` against the baseline bucket counts; std floored at 1."""
     if not baseline:
@@ -132,7 +168,7 @@ def negative_burst(params: dict[str, Any], stats: WindowStats) -> RuleResult:
               "total": len(stats.messages),
               "share": round(share, 3), "z": round(z, 2), "baseline_mean": round(mean, 3),
               "baseline_std": round(std, 3)}
-    summary = (f"{len(negatives)} negative of {len(labelled)} messages about {stats.ticker} in "
+    summary = (f"{len(negatives)} negative of {len(labelled)} messages about {stats.subject} in "
                f"{params['window_minutes']} min ({share:.0%}, z={z:.1f} vs baseline {mean:.2f})")
     return RuleResult(met, values, summary, _latest_ids(negatives))
 
@@ -147,7 +183,7 @@ def volume_spike(params: dict[str, Any], stats: WindowStats) -> RuleResult:
            and history >= params["min_history"])
     values = {"count": n, "ratio": round(ratio, 2) if math.isfinite(ratio) else None, "z": round(z, 2),
               "baseline_mean": round(mean, 3), "baseline_std": round(std, 3)}
-    summary = (f"{n} messages about {stats.ticker} in {params['window_minutes']} min "
+    summary = (f"{n} messages about {stats.subject} in {params['window_minutes']} min "
                f"(baseline {mean:.2f} per window, z={z:.1f})")
     return RuleResult(met, values, summary, _latest_ids(stats.messages))
 
@@ -166,7 +202,7 @@ def keyword(params: dict[str, Any], stats: WindowStats) -> RuleResult:
     met = len(hits) >= params["min_count"]
     found = sorted({pattern.search(m.text).group(0).lower() for m in hits})
     values = {"matches": len(hits), "phrases": found, "sentiment": want}
-    summary = f"{len(hits)} {'' if want == 'any' else want + ' '}messages about {stats.ticker} mention " + \
+    summary = f"{len(hits)} {'' if want == 'any' else want + ' '}messages about {stats.subject} mention " + \
         (", ".join(repr(p) for p in found) or "a watched phrase")
     return RuleResult(met, values, summary, _latest_ids(hits))
 

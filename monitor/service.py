@@ -35,7 +35,7 @@ from monitor.alerting import (  # noqa: F401
 )
 from monitor.enrich import ensure_default_watchlist, load_enricher  # noqa: F401
 from monitor.ingest import ValidMessage, bind_source, raw_text, validate_payload  # noqa: F401 - bind_source
-from monitor.tables import Alert, DeadLetter, Message, MessageTicker
+from monitor.tables import Alert, AlertRule, DeadLetter, Message, MessageTicker
 from monitor.views import DeadLetterInfo, IngestResult, MessageInfo
 from monitor.vocabulary import MessageStatus, normalise_ticker
 from newsdesk.db import utcnow
@@ -49,9 +49,12 @@ MAX_TICKERS_PER_MESSAGE = 6  # more and the message is flagged "many_tickers": s
 
 
 class Classifier(Protocol):
-    version: str
+    """What monitor needs of the served model: every task's prediction for a batch, from one encoder pass."""
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Any]: ...
+    version: str
+    tasks: tuple[str, ...]  # "sentiment" always; "topic" when the model has a topic head
+
+    def predict_tasks(self, texts: Sequence[str], batch_size: int = 64) -> list[dict[str, Any]]: ...
 
 
 def ingest_messages(session: Session, classifier: Classifier | None, payloads: list[Any], source: str, *,
@@ -171,7 +174,8 @@ def _link_tickers(session: Session, message_id: int, hints: list[str]) -> None:
     for ticker in new:
         try:
             with session.begin_nested():
-                session.add(MessageTicker(message_id=message_id, ticker=ticker, ts=msg.ts, label=msg.label))
+                session.add(MessageTicker(message_id=message_id, ticker=ticker, ts=msg.ts, label=msg.label,
+                                          topic=msg.topic))
         except IntegrityError:
             pass
         msg.tickers = ",".join(sorted(have | {ticker}))
@@ -180,14 +184,14 @@ def _link_tickers(session: Session, message_id: int, hints: list[str]) -> None:
 
 def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple[int, ValidMessage]],
               source: str, stream_ids: Sequence[str] | None, batch_size: int, result: IngestResult) -> dict:
-    """index -> Prediction for classifiable items; None marks an item the model failed on (dead-lettered)."""
+    """index -> {task: Prediction} for classifiable items; None marks an item the model failed on (dead-lettered)."""
     todo = [(i, m) for i, m in fresh if m.flag is None]
     if classifier is None or not todo:
         return {}
     texts = list(dict.fromkeys(m.text for _, m in todo))  # retweets repeat a text: classify it once
     started = time.perf_counter()
     try:
-        by_text = dict(zip(texts, classifier.predict(texts, batch_size=batch_size)))
+        by_text = dict(zip(texts, classifier.predict_tasks(texts, batch_size=batch_size), strict=True))
         out = {i: by_text[m.text] for i, m in todo}
     except Unavailable:
         log.warning("sentiment model unavailable: %d messages stored unclassified", len(todo))
@@ -197,7 +201,7 @@ def _classify(session: Session, classifier: Classifier | None, fresh: list[tuple
         out = {}
         for i, m in todo:
             try:
-                out[i] = classifier.predict([m.text], batch_size=1)[0]
+                out[i] = classifier.predict_tasks([m.text], batch_size=1)[0]
             except Exception as exc:  # noqa: BLE001
                 out[i] = None
                 add_dead_letter(session, source, "classify", f"classifier failed: {type(exc).__name__}: {exc}",
@@ -217,7 +221,7 @@ def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers:
         with session.begin_nested():
             session.add_all(r for _, _, r in rows)
             session.flush()
-            session.add_all(MessageTicker(message_id=r.id, ticker=t, ts=m.ts, label=r.label)
+            session.add_all(MessageTicker(message_id=r.id, ticker=t, ts=m.ts, label=r.label, topic=r.topic)
                             for i, m, r in rows for t in _links(m, tickers[i]))
             session.flush()
         stored = rows
@@ -229,8 +233,8 @@ def _store_all(session: Session, items: list[tuple[int, ValidMessage]], tickers:
                 with session.begin_nested():
                     session.add(row)
                     session.flush()
-                    session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=m.ts, label=row.label)
-                                    for t in _links(m, tickers[i]))
+                    session.add_all(MessageTicker(message_id=row.id, ticker=t, ts=m.ts, label=row.label,
+                                                  topic=row.topic) for t in _links(m, tickers[i]))
                     session.flush()
                 stored.append((i, m, row))
             except IntegrityError:
@@ -265,26 +269,31 @@ def _row(msg: ValidMessage, tickers: list[str], pred: Any, version: str | None) 
     return row
 
 
-def _set_prediction(row: Message, pred: Any, version: str | None) -> None:
+def _set_prediction(row: Message, preds: dict[str, Any], version: str | None) -> None:
+    """Sentiment label and scores, and the topic with its probability when the model has a topic head."""
+    sentiment = preds["sentiment"]
     row.status = MessageStatus.CLASSIFIED.value
-    row.label = pred.label
-    row.scores = {k: float(v) for k, v in pred.scores.items()}
+    row.label = sentiment.label
+    row.scores = {k: float(v) for k, v in sentiment.scores.items()}
+    topic = preds.get("topic")
+    row.topic = topic.label[:64] if topic is not None else None
+    row.topic_score = round(float(topic.scores.get(topic.label, 0.0)), 6) if topic is not None else None
     row.model_version = version
     row.classified_at = utcnow()
 
 
 def classify_pending(session: Session, classifier: Classifier, limit: int = 256, batch_size: int = 64) -> int:
-    """Label up to `limit` pending messages with `classifier`, then re-evaluate the rules for their tickers."""
+    """Label (sentiment and topic) up to `limit` pending messages, then re-evaluate the rules for their tickers."""
     rows = session.scalars(select(Message).where(Message.status == MessageStatus.PENDING.value)
                            .order_by(Message.ts, Message.id).limit(limit)).all()
     if not rows:
         return 0
-    preds = classifier.predict([r.text for r in rows], batch_size=batch_size)
+    preds = classifier.predict_tasks([r.text for r in rows], batch_size=batch_size)
     touched: set[str] = set()
-    for row, pred in zip(rows, preds):
+    for row, pred in zip(rows, preds, strict=True):
         _set_prediction(row, pred, classifier.version)
         for link in session.scalars(select(MessageTicker).where(MessageTicker.message_id == row.id)):
-            link.label = row.label
+            link.label, link.topic = row.label, row.topic
             touched.add(link.ticker)
     session.flush()
     if touched:
@@ -382,12 +391,15 @@ def retry_notifications(session: Session, ids: Sequence[int] | None = None, *, a
     return notify.retry(session, ids, actor=actor)
 
 
-def latest_messages(session: Session, limit: int = 50, ticker: str | None = None) -> list[MessageInfo]:
-    """The newest messages (by message time), optionally about one ticker."""
+def latest_messages(session: Session, limit: int = 50, ticker: str | None = None,
+                    topic: str | None = None) -> list[MessageInfo]:
+    """The newest messages (by message time), optionally about one ticker and/or of one topic."""
     query = select(Message)
     if ticker:
         query = query.join(MessageTicker, MessageTicker.message_id == Message.id).where(
             MessageTicker.ticker == normalise_ticker(ticker))
+    if topic:
+        query = query.where(Message.topic == topic)
     rows = session.scalars(query.order_by(Message.ts.desc(), Message.id.desc()).limit(limit))
     return [MessageInfo.of(m) for m in rows]
 
@@ -417,8 +429,46 @@ def sentiment_series(session: Session, *, ticker: str | None = None, since: date
     return [series[k] for k in sorted(series)]
 
 
+def topic_series(session: Session, *, topic: str | None = None, since: datetime | None = None,
+                 bucket: str = "hour") -> list[dict[str, Any]]:
+    """Counts per (bucket, topic) of negative/neutral/positive messages since `since` (default: 7 stream days).
+
+    Every classified message with a topic counts once, whether or not it names a ticker.
+    """
+    if bucket not in BUCKETS:
+        raise InvalidInput(f"bucket must be one of {', '.join(BUCKETS)}", {"field": "bucket"})
+    since = since or rule_runner.stream_clock(session) - timedelta(days=7)
+    query = select(Message.topic, Message.ts, Message.label).where(Message.ts >= since, Message.topic.is_not(None))
+    if topic:
+        query = query.where(Message.topic == topic)
+    width = BUCKETS[bucket]
+    series: dict[tuple[datetime, str], dict[str, Any]] = {}
+    for name, ts, label in session.execute(query):
+        start = EPOCH + timedelta(seconds=(ts - EPOCH).total_seconds() // width * width)
+        row = series.setdefault((start, name), {"bucket": start, "topic": name, "negative": 0, "neutral": 0,
+                                                "positive": 0, "total": 0})
+        row["total"] += 1
+        if label in ("negative", "neutral", "positive"):
+            row[label] += 1
+    return [series[k] for k in sorted(series)]
+
+
+def list_topics(session: Session) -> list[str]:
+    """The topics the model has given stored messages or rules are scoped to (never a hard-coded list), A-Z."""
+    seen = set(session.scalars(select(Message.topic).where(Message.topic.is_not(None)).distinct()))
+    for scope in session.scalars(select(AlertRule.topics)):
+        seen.update(scope or [])
+    return sorted(seen)
+
+
+LIVE_MESSAGES = 20  # newest new messages sent in full with a "messages" event (the dashboard lists 20)
+
+
 def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, Any]], str]:
-    """Alert changes and new messages after `cursor` (opaque; None starts from now) for server-sent events."""
+    """Alert changes and new messages after `cursor` (opaque; None starts from now) for server-sent events.
+
+    A "messages" event carries the count and the newest LIVE_MESSAGES of them, newest first, as MessageInfo dicts.
+    """
     last_alert, last_msg = _parse_cursor(cursor)
     events: list[dict[str, Any]] = []
     newest_msg = session.scalar(select(func.max(Message.id))) or 0
@@ -435,7 +485,10 @@ def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, 
         last_alert = alert.updated_at
     if newest_msg > last_msg:
         count = session.scalar(select(func.count(Message.id)).where(Message.id > last_msg)) or 0
-        events.append({"type": "messages", "count": count, "last_id": newest_msg})
+        rows = session.scalars(select(Message).where(Message.id > last_msg)
+                               .order_by(Message.ts.desc(), Message.id.desc()).limit(LIVE_MESSAGES))
+        events.append({"type": "messages", "count": count, "last_id": newest_msg,
+                       "messages": [MessageInfo.of(m).to_dict() for m in rows]})
     return events, _cursor(last_alert, max(newest_msg, last_msg))
 
 

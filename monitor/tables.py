@@ -16,6 +16,7 @@ class Message(Base):
     """One ingested message, stored exactly once per idempotency key."""
 
     __tablename__ = "messages"
+    __table_args__ = (sa.Index("ix_messages_topic_ts", "topic", "ts"),)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(160), unique=True)  # "id:<source>:<id>" or "sha:<hash>"
@@ -29,6 +30,8 @@ class Message(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default=MessageStatus.PENDING.value, index=True)
     label: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
     scores: Mapped[dict[str, float] | None] = mapped_column(sa.JSON, nullable=True)
+    topic: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # NULL: the model has no topic head
+    topic_score: Mapped[float | None] = mapped_column(sa.Float, nullable=True)  # the topic's probability
     model_version: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     classified_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     tickers: Mapped[str] = mapped_column(sa.String(512), default="")  # comma-separated, for display
@@ -36,7 +39,7 @@ class Message(Base):
 
 
 class MessageTicker(Base):
-    """A (message, ticker) link with the message time and label copied for per-ticker windows."""
+    """A (message, ticker) link with the message time, label and topic copied for per-ticker windows."""
 
     __tablename__ = "message_tickers"
     __table_args__ = (
@@ -49,6 +52,7 @@ class MessageTicker(Base):
     ticker: Mapped[str] = mapped_column(sa.String(16))
     ts: Mapped[datetime] = mapped_column(sa.DateTime)
     label: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    topic: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 class DeadLetter(Base):
@@ -93,6 +97,7 @@ class AlertRule(Base):
     enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     params: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     tickers: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # empty: every ticker
+    topics: Mapped[list[str]] = mapped_column(sa.JSON, default=list)  # empty: every message; else one alert per topic
     severity: Mapped[str] = mapped_column(sa.String(16), default="warning")
     repeat_interval_s: Mapped[int] = mapped_column(sa.Integer, default=4 * 3600)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
@@ -100,7 +105,8 @@ class AlertRule(Base):
 
 
 class Alert(Base):
-    """One firing episode of a rule for a ticker; `active_fingerprint` is set only while firing (unique)."""
+    """One firing episode of a rule for a ticker (and topic, for a topic-scoped rule); `active_fingerprint` is set
+    only while firing (unique)."""
 
     __tablename__ = "alerts"
 
@@ -111,6 +117,7 @@ class Alert(Base):
     rule_name: Mapped[str] = mapped_column(sa.String(128), default="")
     kind: Mapped[str] = mapped_column(sa.String(32), default="")
     ticker: Mapped[str] = mapped_column(sa.String(16), index=True)
+    topic: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)  # None: not topic-scoped
     state: Mapped[str] = mapped_column(sa.String(16), default=AlertState.FIRING.value, index=True)
     severity: Mapped[str] = mapped_column(sa.String(16), default="warning")
     summary: Mapped[str] = mapped_column(sa.Text, default="")

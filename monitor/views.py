@@ -55,12 +55,17 @@ class MessageInfo:
     model_version: str | None
     lang: str
     flag: str | None
+    topic: str | None  # None: not classified yet, or the model has no topic head
+    topic_score: float | None
 
     @classmethod
     def of(cls, m: Message) -> MessageInfo:
         return cls(m.id, m.ts, m.received_at, m.source, m.source_id, m.text,
                    [t for t in (m.tickers or "").split(",") if t], m.status, m.label, m.scores, m.model_version,
-                   m.lang, m.flag)
+                   m.lang, m.flag, m.topic, m.topic_score)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -71,6 +76,7 @@ class AlertInfo:
     rule_name: str
     kind: str
     ticker: str
+    topic: str | None  # set for the alerts of a topic-scoped rule
     state: str
     severity: str
     summary: str
@@ -92,7 +98,8 @@ class AlertInfo:
 
     @classmethod
     def of(cls, a: Alert) -> AlertInfo:
-        return cls(a.id, a.fingerprint, a.rule_id, a.rule_name, a.kind, a.ticker, a.state, a.severity, a.summary,
+        return cls(a.id, a.fingerprint, a.rule_id, a.rule_name, a.kind, a.ticker, a.topic, a.state, a.severity,
+                   a.summary,
                    a.values or {}, a.started_at, a.last_eval_at, a.resolved_at, a.acknowledged_by,
                    a.acknowledged_at, a.ack_note or "", a.silence_id, a.notify_count or 0, a.created_at,
                    a.updated_at)
@@ -117,6 +124,7 @@ class RuleInfo:
     enabled: bool
     params: dict[str, Any]
     tickers: list[str]
+    topics: list[str]  # empty: every message counts; else one evaluation (and alert) per topic
     severity: str
     repeat_interval_s: int
     created_at: datetime
@@ -124,8 +132,8 @@ class RuleInfo:
 
     @classmethod
     def of(cls, r: AlertRule) -> RuleInfo:
-        return cls(r.id, r.name, r.kind, r.enabled, r.params or {}, list(r.tickers or []), r.severity,
-                   r.repeat_interval_s, r.created_at, r.updated_at)
+        return cls(r.id, r.name, r.kind, r.enabled, r.params or {}, list(r.tickers or []), list(r.topics or []),
+                   r.severity, r.repeat_interval_s, r.created_at, r.updated_at)
 
 
 @dataclass

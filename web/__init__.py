@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from datetime import timedelta
@@ -163,6 +164,19 @@ def _install_hooks(app: Flask) -> None:
         return response
 
 
+def fact_text(value: Any) -> str:
+    """An alert fact as text: numbers rounded, lists joined, mappings as "key: value", never a Python repr."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if math.isfinite(value) else "n/a"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(fact_text(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {fact_text(v)}" for k, v in value.items()) or "none"
+    return "—" if value is None else str(value)
+
+
 def _register_template_helpers(app: Flask) -> None:
     from datetime import datetime
 
@@ -175,7 +189,7 @@ def _register_template_helpers(app: Flask) -> None:
             return "" if value is None else str(value)
         seconds = (utcnow() - value.replace(tzinfo=None)).total_seconds()
         if seconds < 0:
-            return value.strftime("%Y-%m-%d %H:%M")
+            return value.strftime("%Y-%m-%d %H:%M UTC")
         for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
             if seconds >= size:
                 return f"{int(seconds // size)} {unit} ago"
@@ -183,8 +197,9 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("when")
     def _when(value: Any) -> str:
+        """Every time on a page is UTC (stored naive UTC) and says so; the live panel's script writes UTC too."""
         if isinstance(value, datetime):
-            return value.strftime("%Y-%m-%d %H:%M")
+            return value.strftime("%Y-%m-%d %H:%M UTC")
         return "" if value is None else str(value)
 
     @app.template_filter("urlencode_without")
@@ -213,3 +228,5 @@ def _register_template_helpers(app: Flask) -> None:
         if isinstance(value, float):
             return f"{value:.4f}"
         return "" if value is None else str(value)
+
+    app.template_filter("fact")(fact_text)

@@ -26,12 +26,17 @@ PAGE_SIZE = 25
 WINDOWS = {"6": 6, "24": 24, "72": 72, "168": 168, "720": 720}  # hours offered in the filters
 
 
+def _topic_arg() -> str | None:
+    """The `topic` query argument (a label the model gave, as shown in the filter), or None."""
+    return " ".join((request.args.get("topic") or "").split())[:64] or None
+
+
 def _filters() -> dict[str, Any]:
     state = request.args.get("state") or None
     ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
     rule = request.args.get("rule_id") or ""
     hours = request.args.get("hours") or ""
-    return {"state": state if state in ALERT_STATES else None, "ticker": ticker,
+    return {"state": state if state in ALERT_STATES else None, "ticker": ticker, "topic": _topic_arg(),
             "rule_id": int(rule) if is_ascii_int(rule) and 0 < int(rule) < 2**31 else None,
             "since": utcnow() - timedelta(hours=WINDOWS[hours]) if hours in WINDOWS else None}
 
@@ -39,24 +44,28 @@ def _filters() -> dict[str, Any]:
 @bp.route("/")
 @role_required("analyst")
 def index() -> Any:
-    """Alerts with filters and pages, the per-ticker sentiment chart, the latest classified stream."""
+    """Alerts with filters and pages, the per-ticker and per-topic sentiment charts, the latest messages."""
     filters = _filters()
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if is_ascii_int(page_no) and 0 < int(page_no) < 100_000 else 1
     context: dict[str, Any] = {"alerts": [], "total": 0, "messages": [], "rules": [], "silences": [],
-                               "problem": None}
+                               "topics": [], "groups": {}, "problem": None}
     try:
         with db_session() as session:
             alerts, total = monitor_service.list_alerts(session, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE,
                                                         **filters)
-            context.update(alerts=alerts, total=total, messages=monitor_service.latest_messages(session, limit=20),
-                           rules=monitor_service.list_rules(session),
-                           silences=monitor_service.list_silences(session, active_only=True))
+            context.update(alerts=alerts, total=total, rules=monitor_service.list_rules(session),
+                           messages=monitor_service.latest_messages(session, limit=20, topic=filters["topic"]),
+                           silences=monitor_service.list_silences(session, active_only=True),
+                           topics=monitor_service.list_topics(session),
+                           groups=monitor_service.list_alert_groups(session))
     except Unavailable as exc:
         context["problem"] = exc.message
     tickers = sorted({a.ticker for a in context["alerts"] if a.ticker} |
                      {t for m in context["messages"] for t in m.tickers})
+    rule_names = {r.id: r.name for r in context["rules"]}  # silences show "rule “name”", not "rule_id=3"
     return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
+                           rule_names=rule_names,
                            states=ALERT_STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
                            chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
                            **context), 503 if context["problem"] else 200
@@ -65,22 +74,28 @@ def index() -> Any:
 @bp.route("/series.json")
 @role_required("analyst")
 def series() -> Any:
-    """Sentiment counts per time bucket for one ticker (or all), for the chart."""
+    """Sentiment counts per time bucket for one ticker (or all), or with `by=topic` per topic, for the charts."""
     ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
+    by_topic = request.args.get("by") == "topic"
+    topic = _topic_arg()
     hours = request.args.get("hours", "168")
     hours_n = WINDOWS.get(hours, 168)
     bucket = "hour" if hours_n <= 72 else "day"
     until = utcnow()
     since = until - timedelta(hours=hours_n)
     with db_session() as session:
-        rows = monitor_service.sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
+        if by_topic:
+            rows = monitor_service.topic_series(session, topic=topic, since=since, bucket=bucket)
+        else:
+            rows = monitor_service.sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
     out = []
     for row in rows:
         row = dict(row)
         stamp = row.get("bucket")
         row["bucket"] = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
         out.append(row)
-    return jsonify({"ticker": ticker, "bucket": bucket, "bucket_s": 3600 if bucket == "hour" else 86400,
+    return jsonify({"ticker": ticker, "topic": topic if by_topic else None, "by": "topic" if by_topic else "ticker",
+                    "bucket": bucket, "bucket_s": 3600 if bucket == "hour" else 86400,
                     "since": since.isoformat(), "until": until.isoformat(), "rows": out})
 
 

@@ -1,4 +1,4 @@
-"""The alert rule editor (analysts): list, create, edit parameters/tickers/severity, enable/disable, delete."""
+"""The alert rule editor (analysts): list, create, edit parameters/tickers/topics/severity, enable/disable, delete."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from monitor import service as monitor_service
 from monitor.vocabulary import RULE_KINDS, SEVERITIES, normalise_ticker
 from newsdesk import inputs
-from newsdesk.errors import InvalidInput
+from newsdesk.errors import InvalidInput, NewsdeskError
 from web.auth import db_session, role_required
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
@@ -35,7 +35,10 @@ def _fields() -> dict[str, Any]:
     if not inputs.is_ascii_int(repeat) or not 0 <= int(repeat) <= 525_600:
         raise InvalidInput("repeat must be a whole number of minutes (at most a year)", {"field": "repeat_minutes"})
     tickers = [normalise_ticker(t) for t in request.form.get("tickers", "").replace(",", " ").split()]
+    # topics: the known ones picked in the list, plus new ones typed (";"-separated: labels may contain "|" or ",")
+    topics = request.form.getlist("topics") + request.form.get("topics_extra", "").split(";")
     return {"name": request.form.get("name", "").strip(), "params": params, "tickers": [t for t in tickers if t],
+            "topics": [t for t in topics if t.strip()],
             "severity": request.form.get("severity", "warning"), "repeat_interval_s": int(repeat) * 60,
             "enabled": request.form.get("enabled") == "on"}
 
@@ -43,10 +46,33 @@ def _fields() -> dict[str, Any]:
 @bp.route("/")
 @role_required("analyst")
 def index() -> Any:
+    return _page()
+
+
+def _page(draft: dict[str, Any] | None = None) -> str:
+    """The editor; `draft` (what was typed into one form, "for": a rule id or "new") refills that form."""
     with db_session() as session:
         rules = monitor_service.list_rules(session)
+        topics = monitor_service.list_topics(session)
     return render_template("rules.html", rules=rules, kinds=RULE_KINDS, severities=SEVERITIES, form=ActionForm(),
+                           topics=topics, draft=draft,
                            params_json={r.id: json.dumps(r.params, indent=None) for r in rules})
+
+
+def _save(action: Any, done: str, draft_for: int | str) -> Any:
+    """Run a create/update; on a user error show the editor again with the message and what was typed (422)."""
+    require_valid_form()
+    try:
+        with db_session() as session:
+            action(session)
+    except NewsdeskError as exc:
+        if exc.http_status >= 500:
+            raise
+        flash(exc.message, "error")
+        draft = {**request.form.to_dict(flat=True), "topics": request.form.getlist("topics"), "for": draft_for}
+        return _page(draft), 422
+    flash(done, "info")
+    return redirect(url_for("rules.index"))
 
 
 def _run(action: Any, done: str) -> Any:
@@ -65,13 +91,14 @@ def create() -> Any:
         f = _fields()
         monitor_service.create_rule(session, f.pop("name"), request.form.get("kind", ""), f.pop("params"), **f)
 
-    return _run(action, "Rule created.")
+    return _save(action, "Rule created.", "new")
 
 
 @bp.route("/<id:rule_id>", methods=["POST"])
 @role_required("analyst")
 def update(rule_id: int) -> Any:
-    return _run(lambda session: monitor_service.update_rule(session, rule_id, **_fields()), f"Rule #{rule_id} saved.")
+    return _save(lambda session: monitor_service.update_rule(session, rule_id, **_fields()),
+                 f"Rule #{rule_id} saved.", rule_id)
 
 
 @bp.route("/<id:rule_id>/delete", methods=["POST"])

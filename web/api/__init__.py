@@ -18,7 +18,17 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def register(app: Flask) -> None:
     """Attach every resource module's routes, then the blueprint."""
-    from web.api import alerts, delivery, feedback, ingest, models, openapi, recommendations  # noqa: F401 - routes
+    from web.api import (  # noqa: F401 - routes
+        alerts,
+        delivery,
+        feedback,
+        ingest,
+        messages,
+        models,
+        openapi,
+        recommendations,
+        rules,
+    )
 
     app.register_blueprint(bp)
 

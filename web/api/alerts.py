@@ -20,7 +20,7 @@ MAX_SILENCE_MINUTES = 30 * 24 * 60
 
 
 def alert_filters() -> dict:
-    """state/ticker/rule_id/since from the query string, validated.
+    """state/ticker/topic/rule_id/since from the query string, validated.
 
     Raises:
         InvalidInput: unknown state, bad rule id or date.
@@ -31,10 +31,13 @@ def alert_filters() -> dict:
     ticker = normalise_ticker(request.args.get("ticker")) or None
     if ticker is not None and len(ticker) > TICKER_MAX:
         raise InvalidInput(f"ticker is at most {TICKER_MAX} characters", {"field": "ticker"})
+    topic = " ".join((request.args.get("topic") or "").split()) or None
+    if topic is not None and len(topic) > 64:
+        raise InvalidInput("topic is at most 64 characters", {"field": "topic"})
     rule_id = request.args.get("rule_id") or None
     if rule_id is not None:
         rule_id = strict_int(rule_id, "rule_id", 1, 2**31 - 1)
-    return {"state": state, "ticker": ticker, "rule_id": rule_id, "since": datetime_arg("since")}
+    return {"state": state, "ticker": ticker, "topic": topic, "rule_id": rule_id, "since": datetime_arg("since")}
 
 
 @bp.get("/alerts")
@@ -85,8 +88,8 @@ def silence_end(body: dict) -> object:
 
 
 def silence_matchers(alert: AlertInfo) -> dict[str, str | int]:
-    """Silence what this alert is about: its ticker and rule."""
-    return {key: value for key, value in (("ticker", alert.ticker), ("rule_id", alert.rule_id))
+    """Silence what this alert is about: its ticker, topic (for a topic-scoped rule) and rule."""
+    return {key: value for key, value in (("ticker", alert.ticker), ("topic", alert.topic), ("rule_id", alert.rule_id))
             if value not in (None, "")}
 
 

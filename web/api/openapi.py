@@ -7,7 +7,7 @@ from typing import Any
 from flask.wrappers import Response
 
 from finetune.vocabulary import TASKS
-from monitor.vocabulary import ALERT_STATES
+from monitor.vocabulary import ALERT_STATES, RULE_KINDS, SEVERITIES, MessageStatus
 from newsdesk.interactions import LIVE_KINDS
 from web.api import bp, ok
 
@@ -52,6 +52,45 @@ OBJ = {"type": "object", "additionalProperties": True}
 PAGE = {"type": "object", "properties": {"items": {"type": "array", "items": OBJ}, "total": {"type": "integer"},
                                          "limit": {"type": "integer"}, "offset": {"type": "integer"},
                                          "next_offset": {"type": "integer", "nullable": True}}}
+NSTR = {"type": "string", "nullable": True}
+STRS = {"type": "array", "items": {"type": "string"}}
+TIME = {"type": "string", "format": "date-time"}
+TOPIC = {"type": "string", "maxLength": 64, "nullable": True,
+         "description": "the topic the served model gave (null: no topic head, or not classified yet)"}
+MESSAGE = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "ts": TIME, "received_at": TIME, "source": {"type": "string"}, "source_id": NSTR,
+    "text": {"type": "string"}, "tickers": STRS,
+    "status": {"type": "string", "enum": [m.value for m in MessageStatus]},
+    "label": NSTR, "scores": {"type": "object", "nullable": True, "additionalProperties": {"type": "number"}},
+    "model_version": NSTR, "lang": {"type": "string"}, "flag": NSTR, "topic": TOPIC,
+    "topic_score": {"type": "number", "nullable": True, "description": "the topic's probability"}}}
+ALERT = {"type": "object", "additionalProperties": True, "properties": {
+    "id": {"type": "integer"}, "fingerprint": {"type": "string"}, "rule_id": {"type": "integer"},
+    "rule_name": {"type": "string"}, "kind": {"type": "string"}, "ticker": {"type": "string"},
+    "topic": {**TOPIC, "description": "the topic of a topic-scoped rule's alert (null: the rule has no topic scope)"},
+    "state": {"type": "string"}, "severity": {"type": "string"}, "summary": {"type": "string"},
+    "values": {"type": "object"}, "started_at": TIME, "updated_at": TIME}}
+RULE = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "name": {"type": "string"}, "kind": {"type": "string"}, "enabled": {"type": "boolean"},
+    "params": {"type": "object"}, "tickers": STRS,
+    "topics": {**STRS, "description": "empty: every message counts; else one evaluation and alert per topic"},
+    "severity": {"type": "string"}, "repeat_interval_s": {"type": "integer"}}}
+
+
+def _rule_body(create: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "name": {"type": "string", "minLength": 1, "maxLength": 128}, "params": {"type": "object"},
+        "tickers": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 16}},
+        "topics": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 64}},
+        "severity": {"type": "string", "enum": list(SEVERITIES)},
+        "repeat_interval_s": {"type": "integer", "minimum": 60, "maximum": 2592000}, "enabled": {"type": "boolean"}}
+    if create:
+        props["kind"] = {"type": "string", "enum": list(RULE_KINDS)}
+        return {"type": "object", "required": ["name", "kind"], "properties": props, "additionalProperties": False}
+    return {"type": "object", "properties": props, "additionalProperties": False}
+
+
+RULE_ID = {"name": "rule_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string", "enum": list(TASKS)}}
 USER_Q = _query("user", {"type": "string", "maxLength": 128}, "another user's (admins only)")
@@ -72,7 +111,8 @@ def document() -> dict[str, Any]:
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message", "details"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                               "details": {"type": "object"}}}}}},
+                               "details": {"type": "object"}}}}},
+                "Message": MESSAGE, "Alert": ALERT, "Rule": RULE},
         },
         "paths": _complete({
             "/recommendations": {"get": {
@@ -101,14 +141,20 @@ def document() -> dict[str, Any]:
                 "parameters": [
                     _query("state", {"type": "string", "enum": list(ALERT_STATES)}),
                     _query("ticker", {"type": "string", "maxLength": 16}),
+                    _query("topic", {"type": "string", "maxLength": 64}, "alerts of topic-scoped rules for it"),
                     _query("rule_id", {"type": "integer", "minimum": 1}),
                     _query("since", {"type": "string", "format": "date-time"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                     _query("offset", {"type": "integer", "minimum": 0})],
-                "responses": {"200": _json(PAGE), **_errors(401, 403, 422, 503)}}},
+                "responses": {"200": _json({**PAGE, "properties": {**PAGE["properties"], "items": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Alert"}}}}),
+                    **_errors(401, 403, 422, 503)}}},
             "/alerts/{alert_id}": {"get": {
                 "summary": "One alert with its evidence", "operationId": "getAlert", "parameters": [ALERT_ID],
-                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 503)}}},
+                "responses": {"200": _json({"allOf": [{"$ref": "#/components/schemas/Alert"}, {
+                    "type": "object", "properties": {"evidence": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/Message"}}}}]}),
+                    **_errors(401, 403, 404, 503)}}},
             "/alerts/{alert_id}/ack": {"post": {
                 "summary": "Acknowledge an alert", "operationId": "ackAlert", "parameters": [ALERT_ID],
                 "requestBody": _body({"type": "object", "properties": {"note": {"type": "string",
@@ -144,6 +190,34 @@ def document() -> dict[str, Any]:
                     "ends_at": {"type": "string", "format": "date-time"},
                     "comment": {"type": "string", "maxLength": 2000}}}),
                 "responses": {"201": _json(OBJ, "Silence created"), **_errors(401, 403, 404, 422, 503)}}},
+            "/messages": {"get": {
+                "summary": "The latest messages with their sentiment and topic, newest first",
+                "operationId": "listMessages",
+                "parameters": [_query("ticker", {"type": "string", "maxLength": 16}),
+                               _query("topic", {"type": "string", "maxLength": 64}),
+                               _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
+                "responses": {"200": _json({"type": "object", "properties": {"items": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Message"}}}}),
+                    **_errors(401, 403, 422, 503)}}},
+            "/topics": {"get": {
+                "summary": "Topics the model has given messages, and those rules are scoped to",
+                "operationId": "listTopics",
+                "responses": {"200": _json({"type": "object", "properties": {"items": STRS}}),
+                              **_errors(401, 403, 503)}}},
+            "/rules": {
+                "get": {"summary": "Alert rules with their ticker and topic scope", "operationId": "listRules",
+                        "responses": {"200": _json({"type": "object", "properties": {"items": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/Rule"}}}}),
+                            **_errors(401, 403, 503)}},
+                "post": {"summary": "Create a rule (parameters not given take the kind's defaults)",
+                         "operationId": "createRule", "requestBody": _body(_rule_body(True)),
+                         "responses": {"201": _json({"$ref": "#/components/schemas/Rule"}, "Created"),
+                                       **_errors(401, 403, 409, 422, 503)}}},
+            "/rules/{rule_id}": {"patch": {
+                "summary": "Change a rule (params are merged over the current ones)", "operationId": "changeRule",
+                "parameters": [RULE_ID], "requestBody": _body(_rule_body(False)),
+                "responses": {"200": _json({"$ref": "#/components/schemas/Rule"}),
+                              **_errors(401, 403, 404, 422, 503)}}},
             "/models": {"get": {
                 "summary": "Model versions (per task)", "operationId": "listModels",
                 "parameters": [_query("task", {"type": "string", "enum": list(TASKS)})],

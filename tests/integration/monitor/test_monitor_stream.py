@@ -158,3 +158,21 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(redis_settings, tmp_path
         assert len({a.fingerprint for a in alerts}) == 50
         firing_notes = s.scalar(select(func.count(Notification.id)).where(Notification.event == "firing"))
         assert firing_notes == 50
+
+
+def test_topic_scoped_rule_fires_through_the_stream(redis_settings) -> None:
+    """Replayed through Redis with a topic-capable model: the Legal rule fires, the Earnings rule does not."""
+    url = redis_settings.database_url
+    db.upgrade(url)
+    legal = "Legal | Regulation"
+    with db.session_scope(url) as s:
+        service.create_rule(s, "legal burst", "negative_burst", {"window_minutes": 60}, topics=[legal])
+        service.create_rule(s, "earnings burst", "negative_burst", {"window_minutes": 60}, topics=["Earnings"])
+    payloads = [{"id": f"s{i}", "text": f"$XYZ {'quarterly numbers due' if i < 10 else 'fraud lawsuit filed'} #{i}",
+                 "ts": (T0 + timedelta(minutes=i)).isoformat() + "Z"} for i in range(18)]
+    assert service.enqueue_messages(redis_settings, payloads, "test") == 18
+    _drain(stream.Consumer(redis_settings, FakeClassifier, name="topics"))
+    with db.session_scope(url) as s:
+        assert s.scalar(select(func.count()).select_from(Message).where(Message.topic == legal)) == 8
+        fired = s.execute(select(Alert.rule_name, Alert.topic, Alert.state)).all()
+    assert fired == [("legal burst", legal, "firing")]

@@ -79,6 +79,56 @@ def test_analyst_acknowledges_and_sees_a_live_update(live_server: dict, page, br
     shot(page, "rules")
 
 
+def test_alert_table_and_messages_update_live_and_the_rule_form_keeps_input(live_server: dict, page, shot) -> None:
+    from datetime import timedelta
+
+    from web_support import KeywordClassifier
+
+    from monitor import service as monitor
+    from newsdesk.db import session_scope, utcnow
+
+    url = live_server["url"]
+    sign_in(page, url, "analyst")
+    page.wait_for_url("**/dashboard/")
+    page.wait_for_selector("#live-status:text('live')")
+    page.wait_for_selector("#topic-chart .main-svg")  # the per-topic chart is drawn too
+    before = int(page.locator("#alert-count").inner_text())
+    rows_before = page.locator("#alerts tbody tr[data-alert-id]").count()
+    # An ingest elsewhere (the worker, the API): a bankruptcy story about a new ticker fires the keyword rule.
+    now = utcnow()
+    with session_scope(live_server["settings"].database_url) as session:
+        result = monitor.ingest_messages(session, KeywordClassifier(), [
+            {"id": "live1", "text": "$ACME files for bankruptcy protection", "ts": now.isoformat() + "Z"},
+            {"id": "live2", "text": "$ACME quarterly numbers in line",
+             "ts": (now - timedelta(seconds=5)).isoformat() + "Z"}], "live")
+    fired = result.alerts_fired[0]
+    page.wait_for_selector(f'#alerts tr[data-alert-id="{fired}"]', timeout=10_000)
+    assert int(page.locator("#alert-count").inner_text()) == before + 1
+    assert page.locator("#alerts tbody tr[data-alert-id]").count() == rows_before + 1
+    row = page.locator(f'#alerts tr[data-alert-id="{fired}"]')
+    assert "$ACME" in row.inner_text() and row.locator("[data-role=state]").inner_text() == "firing"
+    newest = page.locator("#messages tbody tr").first
+    page.wait_for_selector('#messages tbody tr:has-text("ACME files for bankruptcy")', timeout=10_000)
+    assert "Legal | Regulation" in newest.inner_text()
+    assert page.locator("#messages tbody tr").nth(1).inner_text().count("ACME quarterly") == 1  # by message time
+    assert page.locator("#messages tbody tr").count() <= 20
+    assert page.locator("#activity li .when").first.inner_text().endswith(" UTC")
+    shot(page, "dashboard-live-rows")
+    # The rule editor keeps what was typed when one value is wrong.
+    page.goto(f"{url}/dashboard/rules/")
+    form = page.locator("form.rule-form").last
+    form.locator("input[name=name]").fill("Keep what I typed")
+    form.locator("input[name=tickers]").fill("ACME")
+    form.locator("input[name=params]").fill('{"min_share": 7}')
+    form.locator("button[type=submit]").click()
+    page.wait_for_selector(".flash-error")
+    form = page.locator("form.rule-form").last
+    assert form.locator("input[name=name]").input_value() == "Keep what I typed"
+    assert form.locator("input[name=tickers]").input_value() == "ACME"
+    assert form.locator("input[name=params]").input_value() == '{"min_share": 7}'
+    shot(page, "rules-kept-input")
+
+
 def test_admin_promotes_a_model(live_server: dict, page, shot) -> None:
 
     url = live_server["url"]

@@ -1,4 +1,4 @@
-"""A deterministic fake sentiment classifier (keyword rules) and payload builders for monitor's tests."""
+"""A deterministic fake sentiment + topic classifier (keyword rules) and payload builders for monitor's tests."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from newsdesk.errors import Unavailable
 
 NEGATIVE = ("plunge", "crash", "lawsuit", "fraud", "miss", "bankruptcy", "falls", "bad", "downgrade")
 POSITIVE = ("soar", "beat", "record", "upgrade", "rally", "great")
+# Topic keywords, checked in order; the labels look like the real model's (which monitor never hard-codes).
+TOPICS = {"Legal | Regulation": ("lawsuit", "regulator", "court", "fraud", "probe"),
+          "Earnings": ("quarterly", "earnings", "guidance", "eps")}
+OTHER_TOPIC = "General News | Opinion"
 
 
 @dataclass(frozen=True)
@@ -19,14 +23,24 @@ class FakePrediction:
 
 
 class FakeClassifier:
-    """Labels by keyword: a negative word -> negative, a positive word -> positive, else neutral."""
+    """Labels by keyword: a negative word -> negative, a positive word -> positive, else neutral; with
+    `topics=True` also a topic (the first TOPICS entry with a keyword in the text, else OTHER_TOPIC)."""
 
-    def __init__(self, version: str = "fake-1", fail_on: str | None = None, unavailable: bool = False) -> None:
+    def __init__(self, version: str = "fake-1", fail_on: str | None = None, unavailable: bool = False,
+                 topics: bool = True) -> None:
         self.version = version
         self.fail_on = fail_on
         self.unavailable = unavailable
+        self.tasks: tuple[str, ...] = ("sentiment", "topic") if topics else ("sentiment",)
         self.calls = 0
         self.texts = 0
+
+    def predict_tasks(self, texts: Sequence[str], batch_size: int = 64) -> list[dict[str, FakePrediction]]:
+        """One pass (one call counted) for every task, like the served multi-task model."""
+        sentiment = self.predict(texts, batch_size)
+        if "topic" not in self.tasks:
+            return [{"sentiment": p} for p in sentiment]
+        return [{"sentiment": p, "topic": topic_of(t)} for p, t in zip(sentiment, texts, strict=True)]
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[FakePrediction]:
         if self.unavailable:
@@ -44,6 +58,14 @@ class FakeClassifier:
             scores[label] = 0.8
             out.append(FakePrediction(label, scores))
         return out
+
+
+def topic_of(text: str) -> FakePrediction:
+    low = text.lower()
+    label = next((t for t, words in TOPICS.items() if any(w in low for w in words)), OTHER_TOPIC)
+    names = [*TOPICS, OTHER_TOPIC]
+    scores = {t: (0.7 if t == label else 0.3 / (len(names) - 1)) for t in names}
+    return FakePrediction(label, scores)
 
 
 T0 = datetime(2015, 6, 1, 9, 0, 0)

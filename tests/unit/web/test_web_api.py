@@ -9,6 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from web_support import bearer
 
+from newsdesk import db
+
 
 def error_of(response) -> dict:
     body = response.get_json()
@@ -264,6 +266,9 @@ def test_users_tokens_and_api_on_postgres(pg_settings) -> None:
 
 API_ROLES = [("GET", "/api/v1/alerts", "analyst"), ("GET", "/api/v1/alerts/1", "analyst"),
              ("POST", "/api/v1/alerts/1/ack", "analyst"), ("POST", "/api/v1/alerts/1/silence", "analyst"),
+             ("GET", "/api/v1/messages", "analyst"), ("GET", "/api/v1/topics", "analyst"),
+             ("GET", "/api/v1/rules", "analyst"), ("POST", "/api/v1/rules", "analyst"),
+             ("PATCH", "/api/v1/rules/1", "analyst"),
              ("GET", "/api/v1/models", "admin"), ("GET", "/api/v1/models/runs", "admin"),
              ("POST", "/api/v1/models/sentiment/promote", "admin"),
              ("POST", "/api/v1/models/sentiment/rollback", "admin"),
@@ -282,6 +287,41 @@ def test_role_checks_on_every_api_route(client: FlaskClient, tokens: dict, role:
     for method, path in (("GET", "/api/v1/recommendations"), ("GET", "/api/v1/history"), ("POST", "/api/v1/feedback")):
         assert client.open(path, method=method, json={}).status_code == 401
     assert client.post("/api/v1/ingest", json={}, headers=bearer(tokens["admin"])).status_code == 401
+
+
+def test_topic_fields_rules_and_filters_in_the_api(client: FlaskClient, tokens: dict, db_url: str) -> None:
+    from web_support import KeywordClassifier
+
+    from monitor import service as monitor
+
+    analyst, legal = bearer(tokens["analyst"]), "Legal | Regulation"
+    created = client.post("/api/v1/rules", headers=analyst, json={
+        "name": "legal news", "kind": "keyword", "params": {"phrases": ["bankruptcy"]}, "topics": [legal]})
+    assert created.status_code == 201 and created.get_json()["topics"] == [legal]
+    rule_id = created.get_json()["id"]
+    with db.session_scope(db_url) as session:
+        monitor.ingest_messages(session, KeywordClassifier(), [
+            {"id": "a", "text": "$XYZ files for bankruptcy protection"},
+            {"id": "b", "text": "$XYZ quarterly numbers, shares soar"}], "test")
+    alerts = client.get("/api/v1/alerts?topic=" + legal, headers=analyst).get_json()
+    assert alerts["total"] == 1 and alerts["items"][0]["topic"] == legal and alerts["items"][0]["rule_id"] == rule_id
+    assert client.get("/api/v1/alerts?topic=Earnings", headers=analyst).get_json()["total"] == 0
+    detail = client.get(f"/api/v1/alerts/{alerts['items'][0]['id']}", headers=analyst).get_json()
+    assert [(m["topic"], m["topic_score"]) for m in detail["evidence"]] == [(legal, 0.8)]
+    messages = client.get("/api/v1/messages?topic=Earnings", headers=analyst).get_json()["items"]
+    assert [(m["id"] is not None, m["topic"], m["label"]) for m in messages] == [(True, "Earnings", "positive")]
+    assert client.get("/api/v1/topics", headers=analyst).get_json()["items"] == ["Earnings", legal]
+    changed = client.patch(f"/api/v1/rules/{rule_id}", headers=analyst, json={"topics": []})
+    assert changed.status_code == 200 and changed.get_json()["topics"] == []
+    assert client.get("/api/v1/alerts?topic=" + legal + "&state=firing", headers=analyst).get_json()["total"] == 0
+    for body in ({"topics": "Earnings"}, {"topics": ["x" * 65]}, {"colour": "red"}):
+        response = client.patch(f"/api/v1/rules/{rule_id}", headers=analyst, json=body)
+        assert response.status_code == 422 and error_of(response)["code"] == "invalid_input", body
+    assert client.post("/api/v1/rules", headers=analyst, json={"name": "x"}).status_code == 422
+    assert client.patch("/api/v1/rules/999", headers=analyst, json={}).status_code == 404
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert {"topic", "topic_score"} <= set(schemas["Message"]["properties"])
+    assert "topic" in schemas["Alert"]["properties"] and "topics" in schemas["Rule"]["properties"]
 
 
 def test_dead_letters_bulk_replay_and_undelivered_notifications(client: FlaskClient, app: Flask, seeded: dict) -> None:

@@ -400,7 +400,7 @@ def test_rule_form_with_deep_json_or_unicode_digits_is_a_flash_not_a_500(client:
         form = {"csrf_token": token, "name": "Deep", "kind": "negative_burst", "params": params,
                 "repeat_minutes": repeat}
         response = client.post("/dashboard/rules/", data=form, follow_redirects=True)
-        assert response.status_code == 200, (params[:20], repeat)
+        assert response.status_code == 422, (params[:20], repeat)  # the editor again, with the error and the input
         html = response.get_data(as_text=True)
         assert "Rule created." not in html and ("parameters must be" in html or "repeat must be" in html)
 

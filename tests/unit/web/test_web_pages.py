@@ -77,6 +77,36 @@ def test_dashboard_lists_alerts_escaped_and_filters(client: FlaskClient, seeded:
     assert sum(r["total"] for r in series["rows"]) == 7 and sum(r["negative"] for r in series["rows"]) == 1
 
 
+def test_dashboard_per_topic_chart_filters_and_rule_scope(client: FlaskClient, seeded: dict) -> None:
+    legal = "Legal | Regulation"  # what the seeding classifier gives the bankruptcy story; the rest is "Earnings"
+    login(client, "analyst")
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert 'id="topic-chart"' in html and f'<option value="{legal}"' in html and "Earnings</span>" in html
+    groups = html.split('id="alert-groups"', 1)[1].split("</section>", 1)[0]
+    assert groups.count('class="group"') == 1 and 'data-group="XYZ"' in groups  # unscoped rules: one per ticker
+    filtered = client.get("/dashboard/?topic=" + legal).get_data(as_text=True)
+    messages = filtered.split('id="messages"', 1)[1]
+    assert "bankruptcy" in messages and "annual meeting" not in messages
+    series = client.get("/dashboard/series.json?by=topic&hours=24").get_json()
+    totals = {}
+    for row in series["rows"]:
+        totals[row["topic"]] = totals.get(row["topic"], 0) + row["total"]
+    assert series["by"] == "topic" and totals == {"Earnings": 6, legal: 1}
+    one = client.get("/dashboard/series.json?by=topic&hours=24&topic=Earnings").get_json()
+    assert {r["topic"] for r in one["rows"]} == {"Earnings"} and sum(r["negative"] for r in one["rows"]) == 0
+    token = page_csrf(client, "/dashboard/rules/")
+    response = client.post("/dashboard/rules/", data={
+        "csrf_token": token, "name": "Legal burst", "kind": "negative_burst", "topics": legal,
+        "topics_extra": "Earnings; M&A | Investments", "params": "{}", "repeat_minutes": "60", "enabled": "on"},
+        follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "Rule created." in page and '<span class="chip topic">M&amp;A | Investments</span>' in page
+    rules = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"]
+    assert next(r for r in rules if r["name"] == "Legal burst")["topics"] == ["Earnings", legal, "M&A | Investments"]
+    detail = client.get(f"/dashboard/alerts/{seeded['alerts'][0]}").get_data(as_text=True)
+    assert "not scoped to topics" in detail and f'<td data-role="topic">{legal} ' in detail  # evidence topic
+
+
 def test_alert_detail_ack_with_note_and_silence(client: FlaskClient, seeded: dict) -> None:
     alert_id = seeded["alerts"][0]
     login(client, "analyst")
@@ -91,6 +121,8 @@ def test_alert_detail_ack_with_note_and_silence(client: FlaskClient, seeded: dic
     assert "Silenced ticker=XYZ" in response.get_data(as_text=True)
     html = client.get("/dashboard/").get_data(as_text=True)
     assert 'id="silences"' in html and ">silenced<" in html
+    silences = html.split('id="silences"', 1)[1].split("</section>", 1)[0]
+    assert "$XYZ" in silences and "rule “" in silences and "rule_id" not in silences  # matchers read as text
     silence_id = int(html.split("/dashboard/silences/", 1)[1].split("/", 1)[0])
     response = client.post(f"/dashboard/silences/{silence_id}/expire", data={"csrf_token": token},
                            follow_redirects=True)
@@ -193,7 +225,8 @@ def test_pages_survive_garbage_query_strings(client: FlaskClient, seeded: dict) 
              "/console/", "/console/users"]
     for path in pages:
         for value in GARBAGE:
-            query = "&".join(f"{k}={value}" for k in ("state", "ticker", "rule_id", "hours", "page", "k", "user"))
+            query = "&".join(f"{k}={value}" for k in ("state", "ticker", "topic", "by", "rule_id", "hours", "page",
+                                                      "k", "user"))
             status = client.get(f"{path}?{query}").status_code
             assert status < 500, (path, value, status)
     token = page_csrf(client, "/feed/")
@@ -202,6 +235,62 @@ def test_pages_survive_garbage_query_strings(client: FlaskClient, seeded: dict) 
         assert response.status_code == 422, body
     for path in ("/dashboard/alerts/99999999999", "/dashboard/alerts/0", "/api/v1/alerts/-1"):
         assert client.get(path).status_code == 404, path
+
+
+def test_alert_facts_are_text_times_say_utc_and_skipped_is_not_pending(client: FlaskClient, seeded: dict) -> None:
+    from web_support import KeywordClassifier
+
+    from monitor import service as monitor
+    from newsdesk.db import utcnow
+
+    url = client.application.config["NEWSDESK_SETTINGS"].database_url
+    with db.session_scope(url) as session:
+        monitor.ingest_messages(session, KeywordClassifier(), [
+            {"id": "es1", "text": "Las acciones de la empresa suben por las ventas", "ticker": "XYZ",
+             "ts": utcnow().isoformat() + "Z"}], "test")
+        keyword = next(a for a in monitor.list_alerts(session)[0] if a.kind == "keyword")
+    login(client, "analyst")
+    detail = client.get(f"/dashboard/alerts/{keyword.id}").get_data(as_text=True)
+    assert "<dd class=\"mono\">bankruptcy</dd>" in detail and "[&#39;" not in detail and "['" not in detail
+    assert " UTC</dd>" in detail  # started / last evaluated say which clock
+    html = client.get("/dashboard/").get_data(as_text=True)
+    row = html.split('id="messages"', 1)[1].split("Las acciones", 1)[0].rsplit("<tr", 1)[1]
+    assert ">skipped<" in row and ">pending<" not in row
+    assert 'title="' in html and " UTC\">" in html
+
+
+def test_rule_editor_keeps_what_was_typed_after_an_error(client: FlaskClient, seeded: dict) -> None:
+    login(client, "analyst")
+    token = page_csrf(client, "/dashboard/rules/")
+    response = client.post("/dashboard/rules/", data={
+        "csrf_token": token, "name": "Half typed", "kind": "volume_spike", "tickers": "ABC, DEF",
+        "topics_extra": "Earnings", "severity": "critical", "repeat_minutes": "45", "params": '{"min_ratio": -1}'})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "min_ratio" in html
+    new_form = html.rsplit('class="rule-form"', 1)[1]
+    assert 'value="Half typed"' in new_form and 'value="ABC, DEF"' in new_form and 'value="45"' in new_form
+    assert 'value="{&#34;min_ratio&#34;: -1}"' in new_form and 'value="Earnings"' in new_form
+    assert "<option selected>volume_spike</option>" in new_form and "<option selected>critical</option>" in new_form
+    rule = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"][0]
+    response = client.post(f"/dashboard/rules/{rule['id']}", data={
+        "csrf_token": token, "name": "Renamed", "params": "{not json", "repeat_minutes": "60"})
+    edit_form = response.get_data(as_text=True).split(f'action="/dashboard/rules/{rule["id"]}"', 1)[1]
+    assert response.status_code == 422 and 'value="Renamed"' in edit_form.split("</form>", 1)[0]
+
+
+def test_event_stream_messages_carry_the_new_rows(client: FlaskClient, seeded: dict) -> None:
+    from web_support import KeywordClassifier
+
+    from monitor import service as monitor
+
+    url = client.application.config["NEWSDESK_SETTINGS"].database_url
+    with db.session_scope(url) as session:
+        _, cursor = monitor.changes_since(session, None)
+        monitor.ingest_messages(session, KeywordClassifier(), [{"id": "sse1", "text": "$QQQ court date set"}], "t")
+        events, _ = monitor.changes_since(session, cursor)
+    batch = next(e for e in events if e["type"] == "messages")
+    assert batch["count"] == 1 and batch["messages"][0]["text"] == "$QQQ court date set"
+    assert batch["messages"][0]["topic"] == "Legal | Regulation" and batch["messages"][0]["ts"].endswith("Z")
 
 
 def test_dead_letters_page_replays_all_and_retries_notifications(client: FlaskClient, app, seeded: dict) -> None:

@@ -46,6 +46,17 @@ class KeywordClassifier:
     """A deterministic stand-in for a trained sentiment model (seeding only): 'plunge/bankruptcy' -> negative."""
 
     version = "test-keywords"
+    tasks = ("sentiment", "topic")
+
+    def predict_tasks(self, texts: Sequence[str], batch_size: int = 64) -> list[dict[str, FakePrediction]]:
+        """Sentiment by keyword, topic "Legal | Regulation" for court/lawsuit news, else "Earnings"."""
+        out = []
+        for text, sentiment in zip(texts, self.predict(texts, batch_size), strict=True):
+            legal = any(w in text.lower() for w in ("court", "lawsuit", "bankrupt"))
+            topic = "Legal | Regulation" if legal else "Earnings"
+            other = "Earnings" if legal else "Legal | Regulation"
+            out.append({"sentiment": sentiment, "topic": FakePrediction(topic, {topic: 0.8, other: 0.2})})
+        return out
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[FakePrediction]:
         out = []
