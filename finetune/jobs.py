@@ -111,22 +111,30 @@ def run_queued(settings: Settings) -> list[str]:
             run_id = session.scalar(select(TrainingRun.id).where(TrainingRun.task == task,
                                                                  TrainingRun.status == RunStatus.QUEUED)
                                     .order_by(TrainingRun.id).limit(1))
+            request = session.get(TrainingRun, run_id).request if run_id is not None else None
         if run_id is not None:
-            done.append(_run(settings, task, trigger="request", run_id=run_id))
+            done.append(_run(settings, task, trigger="request", run_id=run_id, request=request))
     return done
 
 
-def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> str:
+def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None, request: dict | None = None) -> str:
+    """One unattended run; `request` (a queued run's own inputs) replaces the default files and arguments."""
     from finetune.service import retrain
 
-    files = sentiment_sources(settings) if task == "sentiment" else []
+    request = request or {}
+    if request.get("train_files"):
+        files = [Path(f) for f in request["train_files"]]
+    else:
+        files = sentiment_sources(settings) if task == "sentiment" else []
     if task == "sentiment" and not files:
         msg = "failed: no sentiment training files (train once from the CLI or add NEWSDESK_HOME/labels/sentiment/)"
         _fail_queued(settings, run_id, msg)
         return msg
     try:
-        pretrain = sentiment_pretrain_sources(settings) if task == "sentiment" else []
-        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id, pretrain_files=pretrain)
+        pretrain = sentiment_pretrain_sources(settings) if task == "sentiment" and not request else []
+        outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id, pretrain_files=pretrain,
+                          dev_file=request.get("dev_file"), args=request.get("args"),
+                          promote=request.get("promote", "auto"))
     except Conflict as exc:
         log.info("%s retrain postponed: %s", task, exc)
         return f"postponed: {exc}"
