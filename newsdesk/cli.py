@@ -178,7 +178,8 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None, device: 
             click.echo(f"Error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
     settings: Settings = ctx.obj
-    setup_logging("DEBUG" if verbose else settings.log_level, settings.logs_dir)
+    # no log folder created as a side effect: a command run from the wrong folder must not leave an empty ./var
+    setup_logging("DEBUG" if verbose else settings.log_level, settings.logs_dir if settings.home.is_dir() else None)
 
 
 @click.command("init")
