@@ -8,9 +8,7 @@ and may start daemon threads that watch the `stop` event; monitor's also takes t
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import sys
 import threading
 from typing import Any
 
@@ -66,8 +64,6 @@ class Worker:
         self.packages: list[str] = []
 
     def start(self) -> None:
-        if not sys.stderr.isatty():  # a server log, not a terminal: no progress bars redrawn into it
-            os.environ.setdefault("TQDM_DISABLE", "1")
         self.packages = register_all(self.scheduler, self.settings, self.stop_event, self.classifier_handle)
         self.scheduler.start()
         log.info("worker started: jobs from %s", ", ".join(self.packages))
