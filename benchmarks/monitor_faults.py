@@ -236,6 +236,16 @@ def _stream_drained(settings: Settings) -> bool:
         client.close()
 
 
+def _cpu() -> str:
+    """The CPU model and whether it has bfloat16 instructions (from /proc/cpuinfo on Linux)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    return f"{model or platform.machine()}{', AVX512-BF16' if 'avx512_bf16' in info else ''}"
+
+
 def _dead(url: str) -> int:
     with db.session_scope(url) as session:
         return session.scalar(select(func.count(DeadLetter.id)))
@@ -277,7 +287,7 @@ def main() -> None:
         print(f"{label:10} {r['stored']:>7} {r['dead_letters']:>5} {r['alerts']:>6} {r['notifications']:>6} "
               f"{r['delivered_once']:>5} {r['duplicates']:>4} {r['lost']:>5} {r['total_s']:>8}")
     print(f"same alerts as the baseline: {same}; faults: {', '.join(faulted['events'])}")
-    out = {"command": " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
+    out = {"command": " ".join(sys.argv), "cpu": _cpu(),
            "load_avg": os.getloadavg(), "classifier": classifier.version if hasattr(classifier, "version") else "",
            "baseline": {k: v for k, v in base.items() if k != "alert_list"},
            "faulted": {k: v for k, v in faulted.items() if k != "alert_list"}, "same_alerts": same}

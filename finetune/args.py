@@ -122,29 +122,42 @@ class SentimentArgs:
 
 @dataclass
 class BehaviourArgs:
-    """Behaviour fine-tune of the encoder on pairs of items liked in a row by the same user.
+    """Behaviour fine-tune of the recsys encoder.
+
+    The default objective, "collab", trains each item's TEXT embedding to land where behaviour puts the item: one
+    pass over the items with enough positives per epoch, loss 1 - cos(decoder·enc(text), target) with targets and
+    decoder from recsys's EASE model (finetune/behaviour.py, recsys/behaviour.py), gated on the served ranking of a
+    cold-item dev split. "pairs" is the earlier contrastive fine-tune on items liked in a row (MNRL).
 
     Attributes:
-        epochs: passes over the pairs.
+        objective: "collab" (targets from the collaborative model; the default) or "pairs".
+        epochs: passes over the items ("collab") or pairs ("pairs").
         max_steps: if > 0, stop after this many steps (tests, demos).
         learning_rate: peak AdamW learning rate.
-        batch_size: pairs per step; every other pair in the batch is a negative (in-batch negatives).
-        mini_batch_size: chunk size of the cached loss (memory only; the result equals one big batch).
-        loss: "cached_mnrl" (CachedMultipleNegativesRankingLoss) or "mnrl".
+        batch_size: items (or pairs) per step.
+        mini_batch_size: chunk size of the cached loss ("pairs"; memory only).
+        loss: "cached_mnrl" or "mnrl" ("pairs").
         max_length: tokens per item text.
         positive_rating: a rating at or above this is a like (clicks are always likes).
-        max_pairs: cap on training pairs (sampled with `seed`).
-        max_gap: pair a like with each of the next `max_gap` likes of the same user.
+        max_pairs: cap on training pairs ("pairs").
+        max_gap: pair a like with each of the next `max_gap` likes of the same user ("pairs").
         k: cut-off of the Recall/NDCG evaluation.
         warmup_ratio: fraction of steps with linear warm-up.
         seed: sampling and training seed.
+        min_item_positives: items with at least this many positives are training targets ("collab").
+        freeze_layers: lowest transformer layers (and the embeddings) kept frozen ("collab"; 0 = train all).
+        cold_items: items with a description held out of training and of the served model's history for the
+            gate's dev protocol (their dev likes are the new-item targets).
+        cold_seed: which cold items are drawn.
+        train_precision: "auto" (bfloat16 where the CPU/GPU computes it natively), "float32" or "bfloat16".
         device: "auto", "cpu" or "cuda".
     """
 
+    objective: str = "collab"
     epochs: float = 1.0
     max_steps: int = -1
-    learning_rate: float = 3e-5
-    batch_size: int = 64
+    learning_rate: float = 1e-4
+    batch_size: int = 32
     mini_batch_size: int = 32
     loss: str = "cached_mnrl"
     max_length: int = 128
@@ -154,6 +167,11 @@ class BehaviourArgs:
     k: int = 10
     warmup_ratio: float = 0.1
     seed: int = 42
+    min_item_positives: int = 3
+    freeze_layers: int = 0
+    cold_items: int = 300
+    cold_seed: int = 0
+    train_precision: str = "auto"
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -161,15 +179,21 @@ class BehaviourArgs:
 
     def validate(self) -> None:
         """Raises InvalidInput naming the first bad field."""
+        _check(self.objective in ("collab", "pairs"), "objective", "must be collab or pairs")
         _check(self.epochs > 0, "epochs", "must be > 0")
         _check(self.learning_rate > 0, "learning_rate", "must be > 0")
-        _check(self.batch_size >= 2, "batch_size", "must be >= 2 (in-batch negatives)")
+        _check(self.batch_size >= 2, "batch_size", "must be >= 2")
         _check(self.mini_batch_size >= 1, "mini_batch_size", "must be >= 1")
         _check(self.loss in ("cached_mnrl", "mnrl"), "loss", "must be cached_mnrl or mnrl")
         _check(8 <= self.max_length <= 512, "max_length", "must be within 8..512")
         _check(self.max_pairs >= 1, "max_pairs", "must be >= 1")
         _check(self.max_gap >= 1, "max_gap", "must be >= 1")
         _check(self.k >= 1, "k", "must be >= 1")
+        _check(self.min_item_positives >= 1, "min_item_positives", "must be >= 1")
+        _check(0 <= self.freeze_layers <= 6, "freeze_layers", "must be within 0..6")
+        _check(self.cold_items >= 0, "cold_items", "must be >= 0")
+        _check(self.train_precision in ("auto", "float32", "bfloat16"), "train_precision",
+               "must be auto, float32 or bfloat16")
         _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
 
     def to_dict(self) -> dict[str, Any]:

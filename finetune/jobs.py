@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 
 QUEUE_INTERVAL_S = 30
 LABEL_SUFFIXES = (".csv", ".jsonl")
+
+
+# recsys's collaborative targets and served evaluation for the recsys retrain: (settings, dev file) -> factory.
+# The worker (composition root) sets it to `recsys.behaviour.behaviour_source`; finetune never imports recsys.
+behaviour_source: Callable[[Settings, str | None], Any] | None = None
 
 
 def register(scheduler: Any, settings: Settings, stop_event: threading.Event) -> None:
@@ -132,8 +138,12 @@ def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None, req
         return msg
     try:
         pretrain = sentiment_pretrain_sources(settings) if task == "sentiment" and not request else []
+        behaviour = None
+        if task == "recsys" and behaviour_source is not None:  # set by the worker (the composition root)
+            behaviour = behaviour_source(settings, request.get("dev_file") or settings.finetune.recsys_dev_path
+                                         or None)
         outcome = retrain(settings, task, train_files=files, trigger=trigger, run_id=run_id, pretrain_files=pretrain,
-                          dev_file=request.get("dev_file"), args=request.get("args"),
+                          behaviour=behaviour, dev_file=request.get("dev_file"), args=request.get("args"),
                           promote=request.get("promote", "auto"))
     except Conflict as exc:
         log.info("%s retrain postponed: %s", task, exc)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from finetune import gate, registry
 from finetune.args import BehaviourArgs, SentimentArgs
+from finetune.behaviour import BehaviourSource, ServedRule, train_to_targets
 from finetune.data import (
     Positive,
     consecutive_pairs,
@@ -63,6 +64,7 @@ class Prepared:
     data_rows: int
     train_seconds: float
     details: dict[str, Any]
+    rule: Any = None  # the task's own gate rule (None: the primary metric's margin rule)
 
 
 def evaluate_sentiment_folder(folder: Path, rows: Sequence[Any], device: str = "cpu") -> dict[str, Any]:
@@ -147,9 +149,22 @@ def ranking_of(folder: Path | None, item_texts: dict[str, str], train_likes: dic
 
 
 def prepare_recsys(session_url: str, settings: Settings, dev_file: str | Path | None, args: BehaviourArgs, *,
-                   work_dir: Path, staged: Path, resume: bool) -> Prepared:
-    """Build pairs from the interactions table, fine-tune, evaluate against the current (or base) encoder."""
+                   work_dir: Path, staged: Path, resume: bool, behaviour: BehaviourSource | None = None) -> Prepared:
+    """Fine-tune the recsys encoder and evaluate it against the current (or base) encoder.
+
+    objective "collab" (default): targets and the served-ranking evaluation come from `behaviour` (recsys's
+    `ServedBehaviour`, wired by the composition root); "pairs": contrastive pairs from the interactions table.
+
+    Raises:
+        InvalidInput: "collab" without a behaviour source, or not enough data.
+    """
     from finetune.train import train_behaviour
+
+    if args.objective == "collab":
+        if behaviour is None:
+            raise InvalidInput("the collab objective needs recsys's targets: run it with `newsdesk finetune recsys` "
+                               "(or --arg objective=pairs)", {"field": "objective"})
+        return _prepare_collab(session_url, settings, args, staged=staged, behaviour=behaviour)
 
     with session_scope(session_url) as session:
         item_texts = load_item_texts(session)
@@ -188,17 +203,41 @@ def prepare_recsys(session_url: str, settings: Settings, dev_file: str | Path | 
                     result.train_seconds, result.details)
 
 
+def _prepare_collab(session_url: str, settings: Settings, args: BehaviourArgs, *, staged: Path,
+                    behaviour: BehaviourSource) -> Prepared:
+    """Train text -> collaborative targets, then score challenger and champion on the served ranking (dev)."""
+    with session_scope(session_url) as session:
+        current = registry.current_row(session, "recsys")
+        champion = (current.version, Path(current.path)) if current is not None else None
+    data = behaviour.training_data(args)
+    result = train_to_targets(base_model_path(settings.base_model_path), data, args, out_dir=staged,
+                              device=settings.device)
+    ours = behaviour.evaluate(staged, "challenger", args)
+    theirs = behaviour.evaluate(champion[1] if champion else None, champion[0] if champion else "base", args)
+    behaviour.keep_vectors(staged, "challenger")  # the catalog vectors ship with the version (index build reuses)
+    label = champion[0] if champion else "base"
+    details = {**result.details, "steps": result.steps, "device": result.device}
+    metrics = {**ours, "champion": {"version": label, **theirs}, **details}
+    info = {**behaviour.data_info(), "objective": "collab", "target_items": len(data.texts)}
+    return Prepared(staged, metrics, theirs.get(f"recall@{args.k}"), label, info, len(data.texts), result.seconds,
+                    details, rule=ServedRule(k=args.k, champion_label="current" if champion else "base encoder"))
+
+
 def finish(session: Session, settings: Settings, task: str, version: str, run_id: int, prepared: Prepared,
            args: dict[str, Any], promote: str, actor: str) -> TrainOutcome:
     """Publish the staged folder, register the version and promote it if the gate allows."""
     champion = None
-    if prepared.champion_value is not None:  # the champion's figures on the very same evaluation data
+    if prepared.rule is not None:  # the task's own rule judges the champion's full figures (recsys: served)
+        champion = prepared.metrics.get("champion")
+    elif prepared.champion_value is not None:  # the champion's figures on the very same evaluation data
         champion = {**prepared.metrics.get("champion", {}), PRIMARY[task][0]: prepared.champion_value}
     # No recsys version in service: the challenger must at least beat the base encoder.
     label = "base encoder" if task == "recsys" and prepared.champion_label == "base" else "current"
-    rule = gate.default_rule(task, settings.finetune, label)
+    rule = prepared.rule or gate.default_rule(task, settings.finetune, label)
     decision = gate.decide(task, promote, prepared.metrics, champion, rule)
     ok, reason, metric, value = decision.promote, decision.reason, decision.metric, decision.candidate
+    if prepared.rule is not None:  # stored with the version, so the console shows the figures and the reason
+        prepared.metrics["gate"] = {"rule": type(prepared.rule).__name__, **decision.to_dict()}
     timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
     # The decision is kept with the version (metrics["gate"]): the console shows its figures, not just a reason.
     metrics = {**prepared.metrics, "gate": json.loads(json.dumps(decision.to_dict(), default=str))}

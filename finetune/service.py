@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from finetune import gate, registry
 from finetune.args import build_args
+from finetune.behaviour import BehaviourSource
 from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier
 from finetune.pipeline import TrainOutcome, finish, prepare_recsys, prepare_sentiment
 from finetune.registry import RunInfo, VersionInfo, check_task, run_info, version_info
@@ -33,13 +34,16 @@ __all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "
 def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] = (),
             dev_file: str | Path | None = None, promote: str = "auto", args: Mapping[str, Any] | None = None,
             trigger: str = "cli", run_id: int | None = None, resume: bool = False, actor: str = "",
-            pretrain_files: Sequence[str | Path] = ()) -> TrainOutcome:
+            pretrain_files: Sequence[str | Path] = (),
+            behaviour: Callable[[Any], BehaviourSource] | None = None) -> TrainOutcome:
     """Train a new version of `task`, evaluate it against the current one, register it and promote it if better.
 
     Runs under the task's lock. A failure or interruption marks the run failed/interrupted and leaves what is served
     untouched (the model is only renamed into place and made current once fully written and evaluated).
     `run_id` runs an existing queued row; `resume` continues the newest interrupted run's checkpoints.
     `pretrain_files` (sentiment): labelled text from a related source, learned first (intermediate-task transfer).
+    `behaviour` (recsys, objective "collab"): a factory (parsed args -> source) of the targets and the served
+    evaluation (recsys's `ServedBehaviour`, handed in by the composition root; finetune never imports recsys).
 
     Raises:
         InvalidInput: bad data, arguments or promote mode.  Conflict: a run of this task is already in progress.
@@ -73,7 +77,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
                                              staged=staged, resume=resume, pretrain_files=pretrain_files)
             else:
                 prepared = prepare_recsys(url, settings, dev_file, parsed, work_dir=work_dir, staged=staged,
-                                          resume=resume)
+                                          resume=resume, behaviour=behaviour(parsed) if behaviour else None)
             with session_scope(url) as session:
                 outcome = finish(session, settings, task, version, run_id, prepared, parsed.to_dict(), promote,
                                  actor or trigger)

@@ -214,17 +214,72 @@ def advance(session: Session, watermark: datetime | None = None, *, inclusive: b
     return transitions
 
 
+class _Walk:
+    """State of one walk over the points: which rules fire for which ticker, and when each was last met."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.firing: dict[str, set[int]] = {}  # ticker -> ids of rules firing for it
+        self.last_met: dict[tuple[str, int], datetime] = {}  # (ticker, rule id) -> last stream time it was met
+        self.moved: set[tuple[str, int]] = set()  # last_met moved in memory only (written by `finish`)
+        self.transitions: list[lifecycle.Transition] = []
+        for ticker, rule_id, met_at in session.execute(select(Alert.ticker, Alert.rule_id, Alert.last_eval_at)
+                                                       .where(Alert.state == AlertState.FIRING.value)):
+            self.firing.setdefault(ticker, set()).add(rule_id)
+            self.last_met[(ticker, rule_id)] = met_at
+
+    def step(self, rule: AlertRule, ticker: str, result: rules.RuleResult, now: datetime, own: bool) -> None:
+        """Apply one evaluation; at another ticker's point a firing rule that is still met only moves its last-met
+        time, and an unmet one resolves once it has been unmet for the lifecycle's KEEP_FIRING_FOR."""
+        key = (ticker, rule.id)
+        if not own:
+            if result.met:
+                self.last_met[key] = now
+                self.moved.add(key)
+                return
+            if now - self.last_met.get(key, now) < lifecycle.KEEP_FIRING_FOR:
+                return
+        elif result.met:
+            self.last_met[key] = now
+        if key in self.moved:  # the lifecycle reads the last-met time from the alert: write it first
+            self._write(key)
+        transition = lifecycle.apply_result(self.session, rule, ticker, result, now)
+        if transition is None:
+            return
+        self.transitions.append(transition)
+        if transition.event == "resolved":
+            self.firing.get(ticker, set()).discard(rule.id)
+            if not self.firing.get(ticker):
+                self.firing.pop(ticker, None)
+        elif result.met:
+            self.firing.setdefault(ticker, set()).add(rule.id)
+
+    def _write(self, key: tuple[str, int]) -> None:
+        ticker, rule_id = key
+        alert = self.session.scalar(select(Alert).where(Alert.active_fingerprint == lifecycle.fingerprint(rule_id,
+                                                                                                         ticker)))
+        if alert is not None and alert.last_eval_at < self.last_met[key]:
+            alert.last_eval_at = self.last_met[key]
+        self.moved.discard(key)
+
+    def finish(self) -> list[lifecycle.Transition]:
+        for key in list(self.moved):
+            self._write(key)
+        return self.transitions
+
+
 def _evaluate_points(session: Session, active: list[ActiveRule],
                      points: list[tuple[datetime, set[str]]]) -> list[lifecycle.Transition]:
-    """Walk the points in time order; each ticker's rows are read once for the whole range."""
+    """Walk the points in time order; each ticker's rows are read once for the whole range.
+
+    At a ticker's own points every rule runs through the lifecycle; at other points only its firing rules run,
+    without queries unless one resolves (`_Walk.step`): what running the lifecycle at every point would do.
+    """
     first, last = points[0][0], points[-1][0]
     span = max(_span(a.params) for a in active)
     text_window = _text_window(active)
-    firing: dict[str, set[int]] = {}  # ticker -> ids of rules firing for it
-    for ticker, rule_id in session.execute(select(Alert.ticker, Alert.rule_id)
-                                           .where(Alert.state == AlertState.FIRING.value)):
-        firing.setdefault(ticker, set()).add(rule_id)
-    tickers = set(firing) | {t for _, ts in points for t in ts}
+    walk = _Walk(session)
+    tickers = set(walk.firing) | {t for _, ts in points for t in ts}
     rows: dict[str, list] = {t: ticker_rows(session, t, first - span, last) for t in tickers}
     texts: dict[int, str] = {}
     if text_window is not None:
@@ -232,29 +287,17 @@ def _evaluate_points(session: Session, active: list[ActiveRule],
         for chunk in range(0, len(ids), 1000):
             part = ids[chunk:chunk + 1000]
             texts.update(session.execute(select(Message.id, Message.text).where(Message.id.in_(part))).all())
-    transitions = []
     for now, own in points:
-        for ticker in sorted(own | set(firing)):
+        for ticker in sorted(own | set(walk.firing)):
             for rule, params, scope in active:
-                if scope and ticker not in scope:
-                    continue
-                if ticker not in own and rule.id not in firing.get(ticker, ()):
-                    continue  # not this ticker's message, nothing firing to resolve
+                firing = rule.id in walk.firing.get(ticker, ())
+                if (scope and ticker not in scope) or (ticker not in own and not firing):
+                    continue  # out of scope, or not this ticker's message and nothing firing to resolve
                 stats = window_stats(ticker, rows[ticker], params, rules.baseline_of(rule.kind), now, texts)
                 result = rules.evaluate(rule.kind, params, stats)
-                if not result.met and rule.id not in firing.get(ticker, ()):
-                    continue
-                transition = lifecycle.apply_result(session, rule, ticker, result, now)
-                if transition is None:
-                    continue
-                transitions.append(transition)
-                if transition.event == "resolved":
-                    firing.get(ticker, set()).discard(rule.id)
-                    if not firing.get(ticker):
-                        firing.pop(ticker, None)
-                elif result.met:
-                    firing.setdefault(ticker, set()).add(rule.id)
-    return transitions
+                if result.met or firing:
+                    walk.step(rule, ticker, result, now, ticker in own)
+    return walk.finish()
 
 
 def resolve_rule_alerts(session: Session, rule_id: int, now: datetime | None = None) -> int:

@@ -51,7 +51,10 @@ def _recsys_cli() -> ModuleType:
 
 def _finetune_cli() -> ModuleType:
     from finetune import cli
+    from recsys.cli import finetune_recsys_command
 
+    # `finetune recsys` lives in recsys (its targets and served evaluation are recsys's); it joins finetune's group
+    cli.finetune_group.add_command(finetune_recsys_command, "recsys")
     return cli
 
 

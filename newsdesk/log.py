@@ -29,7 +29,8 @@ class OncePerJob(logging.Filter):
         message = record.getMessage()
         if self.MARK not in message:
             return True
-        job = message.split(" skipped:", 1)[0]
+        # 'Execution of job "NAME (trigger: ..., next run at: TIME)" skipped: ...': the job's name, not its next time
+        job = message.split(" skipped:", 1)[0].split(" (trigger:", 1)[0]
         if job in self.seen:
             return False
         self.seen.add(job)

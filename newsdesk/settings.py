@@ -43,7 +43,9 @@ class RecsysSettings:
     popularity_weight: float = 0.1
     approx_threshold: int = 50_000  # above this many items, an HNSW index replaces the flat one
     candidates: int = 200
-    new_item_slots: int = 0  # feed places kept for the best items without feedback (0 = rank on relevance only)
+    new_item_slots: int = 1  # feed places kept for the best items without feedback (0 = rank on relevance only)
+    interest_share: float = 0.5  # share of the feed kept for declared interests once a reader has some history
+    interest_takeover: int = 20  # ... falling to 0 at this many positive events (behaviour has taken over)
     result_cache_s: float = 60.0  # per-user result cache TTL (0 = off); history/index changes invalidate sooner
 
 

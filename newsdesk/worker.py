@@ -18,6 +18,7 @@ from finetune import jobs as finetune_jobs
 from finetune.classifier import ClassifierHandle
 from monitor import jobs as monitor_jobs
 from newsdesk.settings import Settings
+from recsys import behaviour as recsys_behaviour
 from recsys import jobs as recsys_jobs
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def build_scheduler(settings: Settings, background: bool = True) -> Any:
 def register_all(scheduler: Any, settings: Settings, stop: threading.Event,
                  classifier_handle: Any | None = None) -> list[str]:
     """Let each package add its jobs and consumers; returns the packages that registered."""
+    finetune_jobs.behaviour_source = recsys_behaviour.behaviour_source  # recsys targets for the recsys retrain
     finetune_jobs.register(scheduler, settings, stop)
     recsys_jobs.register(scheduler, settings, stop)
     monitor_jobs.register(scheduler, settings, stop, classifier_handle=classifier_handle)

@@ -171,3 +171,32 @@ def eval_recsys_command(settings: Settings, test_file: Path, k: int, positive_ra
     else:
         for key, value in result.items():
             click.echo(f"{key:>20}: {value}")
+
+
+# `newsdesk finetune recsys`: the root CLI adds this command to finetune's group (its targets and served
+# evaluation are recsys's, and finetune never imports recsys).
+@click.command("recsys")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Dev interactions CSV (user_id,item_id,rating,timestamp); default: each user's newest likes.")
+@click.option("--promote", type=click.Choice(["auto", "never", "force"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
+@click.option("--positive-rating", type=float, default=None, help="A rating at or above this is a like.")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--arg", "extra", multiple=True, help="Any BehaviourArgs field as key=value (repeatable).")
+@pass_settings
+def finetune_recsys_command(settings: Settings, dev_file: str | None, promote: str, resume: bool,
+                   positive_rating: float | None, max_steps: int | None, extra: tuple[str, ...]) -> None:
+    """Fine-tune the encoder so that item texts land where behaviour puts the items (EASE targets), gated on the
+    served ranking of a cold-item dev split (`--arg objective=pairs`: the earlier liked-pairs fine-tune)."""
+    from finetune.cli import _parse_args, _print_outcome
+    from finetune.service import retrain
+    from recsys.behaviour import behaviour_source
+
+    args = {"positive_rating": settings.recsys.positive_rating, **_parse_args(extra)}
+    if positive_rating is not None:
+        args["positive_rating"] = positive_rating
+    if max_steps is not None:
+        args["max_steps"] = max_steps
+    _print_outcome(retrain(settings, "recsys", dev_file=dev_file, promote=promote, args=args, trigger="cli",
+                           resume=resume, behaviour=behaviour_source(settings, dev_file or
+                                                                     settings.finetune.recsys_dev_path or None)))

@@ -58,6 +58,27 @@ def count_stale(session: Session, model_version: str) -> int:
     return session.scalar(sa.select(sa.func.count()).select_from(stale_items_query(model_version).subquery())) or 0
 
 
+CATALOG_VECTORS = "catalog_vectors.npz"  # vectors an encoder folder ships for the catalog it was evaluated on
+
+
+def save_catalog_vectors(folder: Path, item_ids: list[str], hashes: list[str], vectors: np.ndarray) -> None:
+    """Write (item id, text hash, vector) for the catalog into an encoder folder."""
+    np.savez(folder / CATALOG_VECTORS, item_ids=np.asarray(item_ids), hashes=np.asarray(hashes),
+             vectors=np.asarray(vectors, dtype=np.float32))
+
+
+def _shipped_vectors(folder: Path | None) -> dict[tuple[str, str], np.ndarray]:
+    """(item id, text hash) -> vector from an encoder folder's catalog_vectors.npz (empty when absent/unreadable)."""
+    if folder is None or not (Path(folder) / CATALOG_VECTORS).is_file():
+        return {}
+    try:
+        data = np.load(Path(folder) / CATALOG_VECTORS)
+        return {(str(i), str(h)): v for i, h, v in zip(data["item_ids"], data["hashes"], data["vectors"])}
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("ignoring %s in %s: %s", CATALOG_VECTORS, folder, exc)
+        return {}
+
+
 def embed_stale(session: Session, settings: Settings, *, encoder: SentenceTransformer | Any | None = None,
                 model_version: str | None = None, batch_size: int = 64, commit: bool = False) -> EmbedReport:
     """Embed every stale item and store its normalised vector with the encoder version.
@@ -79,9 +100,21 @@ def embed_stale(session: Session, settings: Settings, *, encoder: SentenceTransf
             raise InvalidInput(f"no encoder given for version {model_version!r} (the one in service is {version!r})")
         model_version = model_version or version
     rows = session.execute(stale_items_query(model_version)).all()
+    shipped = _shipped_vectors(folder) if encoder is None and rows else {}
+    reused = 0
+    if shipped:  # the fine-tune already embedded these texts with this very encoder
+        known = [r for r in rows if (r.item_id, r.text_hash) in shipped]
+        for lo in range(0, len(known), BATCH):
+            chunk = known[lo:lo + BATCH]
+            _store(session, chunk, np.vstack([shipped[(r.item_id, r.text_hash)] for r in chunk]), model_version)
+            if commit:
+                session.commit()
+        reused = len(known)
+        log.info("reused %d vectors shipped with %s", reused, model_version)
+        rows = [r for r in rows if (r.item_id, r.text_hash) not in shipped]
     if rows and encoder is None:  # load the encoder only when there is something to embed
         encoder = load_sentence_encoder(folder, device=settings.device)
-    done = 0
+    done = reused
     with tqdm(total=len(rows), desc=f"embedding ({model_version})", unit="items", disable=None) as bar:
         for lo in range(0, len(rows), BATCH):
             chunk = rows[lo:lo + BATCH]

@@ -27,13 +27,16 @@ class RankParams:
     positive_rating: float = 4.0
     cluster_weight: float = 0.3  # share of the relevance that comes from the best-matching interest cluster
     history_half_life: float = 20.0  # in positive events (newest first); 0 = every history item counts the same
-    new_item_slots: int = 0  # of the top k, up to this many go to the best items without feedback (by text alone)
+    new_item_slots: int = 1  # of the top k, up to this many go to the best items without feedback (by text alone)
+    interest_share: float = 0.5  # share of the feed for declared interests with some history (all of it with none)
+    interest_takeover: int = 20  # positive events at which the declared interests' share reaches 0
 
     @classmethod
     def from_settings(cls, s: RecsysSettings, **overrides: float) -> RankParams:
         values = {"candidates": s.candidates, "mmr_lambda": s.mmr_lambda, "freshness_weight": s.freshness_weight,
                   "freshness_half_life_days": s.freshness_half_life_days, "popularity_weight": s.popularity_weight,
-                  "positive_rating": s.positive_rating, "new_item_slots": s.new_item_slots}
+                  "positive_rating": s.positive_rating, "new_item_slots": s.new_item_slots,
+                  "interest_share": s.interest_share, "interest_takeover": s.interest_takeover}
         values.update(overrides)
         return cls(**values)
 

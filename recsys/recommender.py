@@ -25,7 +25,8 @@ from recsys.collab import MAP_FILE, META_FILE, CollabMap
 from recsys.embed import encoder_version, load_vectors
 from recsys.index import MANIFEST_FILE, ItemIndex, Manifest, current_generation
 from recsys.index import publish as publish_generation
-from recsys.profile import CollabRows, Event, build_profile
+from recsys.interests import Reasons, blend, general_reasons, interest_items, interest_share, vary_history_reasons
+from recsys.profile import CollabRows, Event, Profile, build_profile
 from recsys.rank import RankParams, Scored, Snapshot, cold_start, rank_for_profile
 from recsys.tables import Interaction, Item
 
@@ -284,9 +285,11 @@ class Recommender:
         with single_threaded():
             profile = build_profile(events, snap.position, snap.vectors, snap.collab,
                                     positive_rating=p.positive_rating, half_life=p.history_half_life)
-            if profile.empty:
-                return cold_start(snap, profile.seen, topics, k, p, now)
-            return rank_for_profile(snap, profile, k, p, now)
+            if profile.empty and not topics:
+                reasons = Reasons(k)
+                return [Scored(s.item_id, s.score, reasons.pick(general_reasons(snap, s))) for s in
+                        cold_start(snap, profile.seen, topics, k, p, now)]
+            return with_interests(snap, profile, topics, k, p, now)
 
     def score_items(self, events: Sequence[Event], item_ids: Sequence[str]) -> np.ndarray:
         """Profile relevance of given items (impression re-ranking); items without a vector score -inf."""
@@ -306,6 +309,32 @@ class Recommender:
             out[n] = (float(snap.vectors[pos] @ query) if query is not None else 0.0) + \
                 p.popularity_weight * float(snap.popularity[pos])
         return out
+
+
+def with_interests(snap: Snapshot, profile: Profile, interests: Sequence[str], k: int, params: RankParams,
+                   now: float) -> list[Scored]:
+    """The personal ranking with the declared interests' share of the feed blended in (all of it without history;
+    `params.interest_share` falling to 0 at `params.interest_takeover` positive events), reasons varied so that no
+    reason is on more than a quarter of the cards."""
+    positives = len(profile.history)
+    share = interest_share(positives, params.interest_share, params.interest_takeover) if interests else 0.0
+    n_declared = int(round(k * share))
+    personal: list[Scored] = []
+    if not profile.empty:
+        personal = vary_history_reasons(snap, rank_for_profile(snap, profile, k, params, now), k)
+    if n_declared == 0:
+        return personal
+    reasons = Reasons(k)
+    for s in personal[:k - n_declared]:
+        reasons.counts[s.reason] += 1
+    keep = {snap.position[s.item_id] for s in personal[:k - n_declared]}
+    declared = interest_items(snap, interests, profile.seen, n_declared, params, now, reasons, exclude=keep)
+    if len(declared) + len(personal) < k:  # too few items about the interests and no history: fill with trending
+        taken = profile.seen | {s.item_id for s in declared}
+        fill = cold_start(snap, taken, (), k - len(declared), params, now)
+        personal = personal + [Scored(s.item_id, s.score, reasons.pick(general_reasons(snap, s)), s.reason_item_id)
+                               for s in fill]
+    return blend(personal, declared, k)
 
 
 _recommenders: dict[tuple[str, str], Recommender] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +39,8 @@ __all__ = [
     "import_catalog",
     "import_interactions",
     "index_status",
+    "Interests",
+    "list_interests",
     "list_topics",
     "log_events",
     "rebuild_index",
@@ -225,6 +228,38 @@ def list_topics(session: Session, limit: int = 100) -> list[str]:
             if value:
                 counts[value] = counts.get(value, 0) + 1
     return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].lower()))[:limit]]
+
+
+@dataclass
+class Interests:
+    """What onboarding offers: topics (categories and non-ticker tags, most used first) and every ticker."""
+
+    topics: list[str]
+    tickers: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topics": self.topics, "tickers": self.tickers}
+
+
+def list_interests(session: Session, max_topics: int = 60) -> Interests:
+    """Topics and tickers for onboarding, kept apart: a tag that looks like a ticker (upper case, <= 6 characters)
+    or a cashtag in a title is a ticker; every ticker is listed (alphabetically), topics most used first."""
+    from recsys.interests import TICKER_RE, split_values
+
+    topics: dict[str, int] = {}
+    tickers: set[str] = set()
+    cashtag = re.compile(r"\$([A-Z][A-Z0-9.]{0,5})\b")
+    for category, tags, title in session.execute(sa.select(Item.category, Item.tags, Item.title)):
+        for value in split_values(category):
+            topics[value] = topics.get(value, 0) + 1
+        for tag in split_values(tags):
+            if TICKER_RE.match(tag):
+                tickers.add(tag)
+            else:
+                topics[tag] = topics.get(tag, 0) + 1
+        tickers.update(cashtag.findall(title or ""))
+    ranked = [t for t, _ in sorted(topics.items(), key=lambda kv: (-kv[1], kv[0].lower()))[:max_topics]]
+    return Interests(topics=ranked, tickers=sorted(tickers))
 
 
 def user_history(session: Session, user_id: str, limit: int = 50) -> list[HistoryEntry]:

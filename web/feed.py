@@ -23,7 +23,8 @@ FEED_SIZE = 20
 
 
 class OnboardingForm(FlaskForm):
-    """Topics come as checkboxes, tickers as free text; only the CSRF token is declared here."""
+    """Topics come as checkboxes; tickers from a searchable list of every ticker in the catalog (checkboxes named
+    "ticker", filtered as you type) or as free text ("tickers"); only the CSRF token is declared here."""
 
 
 def _needs_onboarding(session: Any, username: str, topics: list[str] | None) -> bool:
@@ -61,15 +62,17 @@ def index() -> Any:
 @bp.route("/onboarding", methods=["GET", "POST"])
 @login_required
 def onboarding() -> Any:
-    """Pick topics and tickers so that the first feed is not empty."""
+    """Pick topics and tickers (two separate choices): they shape the first feed and keep a share of it until the
+    reader's behaviour takes over (recsys.recommender.with_interests)."""
     form = OnboardingForm()
     with db_session() as session:
         user = require_user(session, current_user.username)
         if form.validate_on_submit():
             chosen = request.form.getlist("topic")
-            tickers = [normalise_ticker(t) for t in request.form.get("tickers", "").replace(",", " ").split()]
+            picked = request.form.getlist("ticker") + request.form.get("tickers", "").replace(",", " ").split()
+            tickers = [normalise_ticker(t) for t in picked]
             try:
-                saved = set_topics(session, user, chosen + [f"${t}" for t in tickers if t])
+                saved = set_topics(session, user, chosen + [f"${t}" for t in dict.fromkeys(tickers) if t])
             except InvalidInput as exc:
                 flash(exc.message, "error")
                 return redirect(url_for("feed.onboarding"))
@@ -77,15 +80,15 @@ def onboarding() -> Any:
                   "info")
             return redirect(url_for("feed.index"))
         try:
-            available = recsys_service.list_topics(session)
+            interests = recsys_service.list_interests(session)
         except Unavailable as exc:
-            available, problem = [], exc.message
+            topics, tickers, problem = [], [], exc.message
         else:
-            problem = None
+            topics, tickers, problem = interests.topics, interests.tickers, None
         current = list(user.topics or [])
-    tickers = [t[1:] for t in current if t.startswith("$")]
-    return render_template("onboarding.html", form=form, available=available, current=current,
-                           current_tickers=tickers, problem=problem)
+    current_tickers = [t[1:] for t in current if t.startswith("$")]
+    return render_template("onboarding.html", form=form, topics=topics, tickers=tickers, current=current,
+                           current_tickers=current_tickers, problem=problem)
 
 
 @bp.route("/events", methods=["POST"])

@@ -38,10 +38,44 @@ def seed_catalog(url: str) -> None:
 
 
 @pytest.mark.slow
+def test_collab_fine_tune_is_gated_on_the_served_ranking(settings: Settings, db_url: str) -> None:
+    """The default objective: a few steps on EASE targets, then challenger and base scored on the served ranking
+    of the cold-item dev split; the gate's reason is stored with the version."""
+    import json
+
+    from recsys.behaviour import behaviour_source
+
+    seed_catalog(db_url)
+    outcome = service.retrain(settings, "recsys", args={"max_steps": 3, "batch_size": 4, "max_length": 32,
+                                                        "min_item_positives": 1, "learning_rate": 1e-4},
+                              behaviour=behaviour_source(settings, None))
+    metrics = outcome.metrics
+    assert metrics["objective"] == "collab" and metrics["steps"] == 3 and metrics["served"]
+    assert outcome.primary_metric == "recall@10"
+    assert {"recall@10", "ndcg@10", "new_item_hit_rate"} <= set(metrics["champion"])
+    assert metrics["champion"]["version"] == "base" and metrics["target_items"] > 0
+    gate = metrics["gate"]
+    assert gate["rule"] == "ServedRule" and gate["promote"] == outcome.promoted and gate["reason"] == outcome.reason
+    assert "new-item hit rate" in outcome.reason
+    stored = json.loads((outcome.path / "metrics.json").read_text())
+    assert stored["gate"]["reason"] == outcome.reason  # the console reads it from the version's metrics
+    data = json.loads((outcome.path / "data.json").read_text())
+    assert data["cold_split"]["cold_items"] == 4  # a fifth of the 20 described items with interactions
+
+
+def test_collab_objective_needs_the_behaviour_source(settings: Settings, db_url: str) -> None:
+    from newsdesk.errors import InvalidInput
+
+    seed_catalog(db_url)
+    with pytest.raises(InvalidInput, match="newsdesk finetune recsys"):
+        service.retrain(settings, "recsys")
+
+
+@pytest.mark.slow
 def test_behaviour_fine_tune_registers_an_encoder(settings: Settings, db_url: str) -> None:
     seed_catalog(db_url)
-    outcome = service.retrain(settings, "recsys", args={"max_steps": 2, "batch_size": 4, "mini_batch_size": 2,
-                                                        "max_length": 32}, promote="force")
+    outcome = service.retrain(settings, "recsys", args={"objective": "pairs", "max_steps": 2, "batch_size": 4,
+                                                        "mini_batch_size": 2, "max_length": 32}, promote="force")
     assert outcome.promoted and outcome.primary_metric == "ndcg@10"
     assert {"recall@10", "ndcg@10", "champion"} <= set(outcome.metrics)
     assert outcome.metrics["champion"]["version"] == "base"
@@ -56,9 +90,10 @@ def test_behaviour_fine_tune_registers_an_encoder(settings: Settings, db_url: st
 
 def test_recsys_without_catalog_is_a_clear_error(settings: Settings, db_url: str) -> None:
     from newsdesk.errors import InvalidInput
+    from recsys.behaviour import behaviour_source
 
     with pytest.raises(InvalidInput, match="catalog is empty"):
-        service.retrain(settings, "recsys")
+        service.retrain(settings, "recsys", behaviour=behaviour_source(settings, None))
 
 
 @pytest.mark.postgres
@@ -79,3 +114,25 @@ def test_registry_on_postgres(pg_settings: Settings) -> None:
     with session_scope(settings.database_url) as s:
         assert service.list_training_runs(s)[0].id == run_id
         assert Path(service.current_version(s, "sentiment").path).name == "v1"
+
+
+@pytest.mark.slow
+def test_index_build_reuses_the_vectors_shipped_with_the_version(settings: Settings, db_url: str) -> None:
+    """The collab run embeds the catalog to evaluate the challenger; promoted, `index build` reuses those vectors."""
+    from recsys import service as recsys_service
+    from recsys.behaviour import behaviour_source
+    from recsys.embed import load_vectors
+
+    seed_catalog(db_url)
+    outcome = service.retrain(settings, "recsys", args={"max_steps": 1, "batch_size": 4, "max_length": 32,
+                                                        "min_item_positives": 1}, promote="force",
+                              behaviour=behaviour_source(settings, None))
+    assert (outcome.path / "catalog_vectors.npz").is_file()
+    with session_scope(db_url) as s:
+        status = recsys_service.rebuild_index(s, settings)
+        ids, vectors = load_vectors(s, outcome.version)
+    assert status.model_version == outcome.version and len(ids) == 20
+    import numpy as np
+
+    shipped = np.load(outcome.path / "catalog_vectors.npz")
+    assert np.allclose(vectors, shipped["vectors"][np.argsort(shipped["item_ids"])], atol=1e-6)

@@ -105,12 +105,12 @@ def test_scheduler_skip_warning_is_logged_once_per_job() -> None:
 
     flt = OncePerJob()
 
-    def record(job: str) -> logging.LogRecord:
+    def record(job: str, at: str = "12:00:30") -> logging.LogRecord:
         return logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 1,
                                  'Execution of job "%s" skipped: maximum number of running instances reached (1)',
-                                 (job,), None)
+                                 (f"{job} (trigger: interval[0:00:30], next run at: 2026-12-01 {at} UTC)",), None)
 
-    assert [flt.filter(record("queue")) for _ in range(3)] == [True, False, False]
+    assert [flt.filter(record("queue", at)) for at in ("12:00:30", "12:01:00", "12:01:30")] == [True, False, False]
     assert flt.filter(record("cron"))  # another job still says it once
     other = logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 1, "job failed", (), None)
     assert flt.filter(other) and flt.filter(other)

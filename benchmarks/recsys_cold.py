@@ -1,0 +1,212 @@
+"""Cold-item dev protocol on MovieLens: warm and new-item figures side by side, over several cold-item draws.
+
+Usage (from the repo root; --home is a NEWSDESK_HOME where benchmarks/recsys_movielens.py imported the catalog and
+built the base-encoder index, so the base vectors are read from its database):
+    nice -n 10 .venv/bin/python benchmarks/recsys_cold.py --home /tmp/newsdesk-bench-recsys --seeds 0,1,2
+        [--train-tuned] [--blends 3:0,2:1] [--tuned-blends 3:0,2:1]
+
+Per seed, 300 items with a description (and an interaction) are drawn and every train interaction of them removed
+(recsys.offline.cold_item_split), as the hidden test does; their dev likes are new-item targets. Every dev user with
+a like is ranked over all 9,125 items, train items excluded. Methods: most-popular, EASE (lambda=250), the served
+ranking (recsys.rank on an in-memory snapshot: EASE + text map, MMR, popularity) with base-encoder vectors, and
+with behaviour-tuned vectors: `--train-tuned` runs the default behaviour fine-tune on that seed's kept train rows
+(so the cold items' interactions are never seen) and caches the model under --home/tuned-seedN.
+Prints a table and writes benchmarks/results/recsys_cold.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from newsdesk import db
+from newsdesk.settings import Settings
+
+DATA = ROOT.parent / "shared" / "data" / "recsys" / "movielens"
+RESULTS = ROOT / "benchmarks" / "results"
+K = 10
+log = logging.getLogger("bench")
+
+
+def load(home: Path):
+    from recsys.behaviour import read_ratings_file
+    from recsys.embed import load_vectors
+
+    settings = Settings.load(env={}, home=home, device="cpu")
+    with db.session_scope(settings.database_url) as session:
+        item_ids, base = load_vectors(session, "base")
+    meta = {}
+    with (DATA / "items.csv").open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            meta[r["item_id"]] = r
+    return settings, item_ids, base, meta, read_ratings_file(DATA / "interactions_train.csv"), \
+        read_ratings_file(DATA / "interactions_dev.csv")
+
+
+def scorer_metrics(score, split, item_ids):
+    """Metrics of a full-catalog score(user) -> array, train items excluded."""
+    from recsys.evaluate import evaluate_ranker
+
+    pos = {i: n for n, i in enumerate(item_ids)}
+    seen = defaultdict(set)
+    for r in split.train:
+        seen[r.user_id].add(r.item_id)
+    relevant = defaultdict(set)
+    for r in split.dev:
+        if r.rating >= 4.0:
+            relevant[r.user_id].add(r.item_id)
+    known = {r.item_id for r in split.train}
+
+    def rank(user, _events, k):
+        s = np.asarray(score(user), dtype=np.float64).copy()
+        s[[pos[i] for i in seen[user] if i in pos]] = -np.inf
+        top = np.argpartition(-s, k)[:k]
+        return [item_ids[t] for t in top[np.argsort(-s[top], kind="stable")]]
+
+    return evaluate_ranker(rank, dict(relevant), {}, K, item_ids, known)
+
+
+def baselines(split, item_ids):
+    from recsys.collab import ease_weights
+
+    pos = {i: n for n, i in enumerate(item_ids)}
+    liked = defaultdict(list)
+    for r in split.train:
+        if r.rating >= 4.0:
+            liked[r.user_id].append(pos[r.item_id])
+    counts = np.zeros(len(item_ids))
+    for items in liked.values():
+        counts[items] += 1
+    users = {u: n for n, u in enumerate(liked)}
+    pairs = np.array([(users[u], p) for u, items in liked.items() for p in items])
+    active = np.unique(pairs[:, 1])
+    col = np.full(len(item_ids), -1)
+    col[active] = np.arange(len(active))
+    b = ease_weights(np.column_stack([pairs[:, 0], col[pairs[:, 1]]]), len(active), 250.0)
+
+    def ease(u):
+        out = counts / counts.max() * 1e-6
+        if liked.get(u):
+            out = out.copy()
+            out[active] += b[col[liked[u]]].sum(axis=0)
+        return out
+
+    return {"most-popular": scorer_metrics(lambda u: counts, split, item_ids),
+            "EASE (lambda=250)": scorer_metrics(ease, split, item_ids)}
+
+
+def served(split, item_ids, vectors, meta, blends, label):
+    """The served ranking (recsys.rank on an in-memory snapshot) for each (gamma, new-item slots) blend."""
+    from recsys.offline import evaluate_served, memory_snapshot, with_new_item_weight
+    from recsys.rank import RankParams
+
+    snap = memory_snapshot(item_ids, vectors, split.train, titles=[meta[i]["title"] for i in item_ids],
+                           categories=[meta[i]["genres"] for i in item_ids], version=label)
+    out = {}
+    for g, slots in blends:
+        t = time.perf_counter()
+        name = f"{label}, gamma={g:g}, slots={slots}"
+        out[name] = evaluate_served(with_new_item_weight(snap, g), split.train, split.dev,
+                                    params=RankParams(new_item_slots=slots))
+        log.info("%s: %s (%.0fs)", name, out[name], time.perf_counter() - t)
+    return out
+
+
+def _blends(text: str) -> list[tuple[float, int]]:
+    """"3:0,2:1" -> [(3.0, 0), (2.0, 1)] (gamma:new-item slots; slots default 0)."""
+    out = []
+    for part in text.split(","):
+        g, _, slots = part.partition(":")
+        out.append((float(g), int(slots or 0)))
+    return out
+
+
+def train_tuned(settings, split, item_ids, meta, base, seed, folder: Path):
+    """The default behaviour fine-tune on this split's kept train rows (the cold items' interactions unseen)."""
+    from finetune.args import BehaviourArgs
+    from finetune.behaviour import encode_texts, train_to_targets
+    from newsdesk.encoders import base_model_path
+    from recsys.behaviour import Catalog, ServedBehaviour
+    from recsys.collab import CollabArgs
+    from recsys.text import item_text
+
+    vec_file = folder / "vectors.npy"
+    if vec_file.exists():
+        return np.load(vec_file)
+    args = BehaviourArgs(cold_items=0)
+    source = ServedBehaviour.__new__(ServedBehaviour)  # the same target code, fed this split instead of the DB
+    source.settings, source.args, source.collab_args, source.base_vectors = settings, args, CollabArgs(), base
+    texts = [item_text(meta[i]["title"], meta[i]["genres"], meta[i]["description"]) for i in item_ids]
+    source.catalog = Catalog(item_ids, texts, [meta[i]["title"] for i in item_ids],
+                             [meta[i]["genres"] for i in item_ids], set())
+    source.split = split
+    data = source.training_data(args)
+    result = train_to_targets(base_model_path(), data, args, out_dir=folder, device="cpu")
+    t = time.perf_counter()
+    vecs = encode_texts(folder, texts, device="cpu", max_length=args.max_length)
+    np.save(vec_file, vecs)
+    (folder / "train.json").write_text(json.dumps({"seed": seed, "train_seconds": result.seconds,
+                                                   "steps": result.steps, "embed_seconds": round(
+                                                       time.perf_counter() - t, 1), **result.details}))
+    return vecs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", default="/tmp/newsdesk-bench-recsys")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--n-cold", type=int, default=300)
+    parser.add_argument("--blends", default="3:0,2:1", help="gamma:new-item-slots pairs for the served ranking")
+    parser.add_argument("--tuned-blends", default=None, help="blends for the tuned vectors (default: --blends)")
+    parser.add_argument("--train-tuned", action="store_true")
+    parser.add_argument("--tuned-seeds", default=None, help="seeds that get a tuned encoder (default: all)")
+    parser.add_argument("--out", default=str(RESULTS / "recsys_cold.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from recsys.offline import cold_item_split
+
+    home = Path(args.home)
+    settings, item_ids, base, meta, train, dev = load(home)
+    described = {i for i, r in meta.items() if (r.get("description") or "").strip()}
+    blends = _blends(args.blends)
+    tuned_blends = _blends(args.tuned_blends or args.blends)
+    result = {"command": "python " + " ".join(sys.argv), "load_average_start": list(os.getloadavg()), "seeds": []}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        split = cold_item_split(train, dev, described, n_items=args.n_cold, seed=seed)
+        rows = {**baselines(split, item_ids), **served(split, item_ids, base, meta, blends, "served, base map")}
+        if args.train_tuned and (args.tuned_seeds is None or str(seed) in args.tuned_seeds.split(",")):
+            vecs = train_tuned(settings, split, item_ids, meta, base, seed, home / f"tuned-seed{seed}")
+            rows.update(served(split, item_ids, vecs, meta, tuned_blends, "served, tuned encoder"))
+        result["seeds"].append({"split": split.summary(), "methods": rows})
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result["load_average_end"] = list(os.getloadavg())
+        out.with_suffix(".tmp").write_text(json.dumps(result, indent=2))
+        os.replace(out.with_suffix(".tmp"), out)
+    methods = list(result["seeds"][0]["methods"])
+    seeds = len(result["seeds"])
+    print(f"\n{'method':44s} {'Recall@10':>10s} {'NDCG@10':>9s} {'new-item hit':>13s}   (mean over {seeds}"
+          f" seeds; per seed)")
+    for m in methods:
+        vals = [s["methods"][m] for s in result["seeds"] if m in s["methods"]]
+        r = np.mean([v["recall@10"] for v in vals])
+        n = np.mean([v["ndcg@10"] for v in vals])
+        h = np.mean([v["new_item_hit_rate"] for v in vals])
+        per_seed = " ".join(f"{v['recall@10']:.4f}/{v['new_item_hit_rate']:.4f}" for v in vals)
+        print(f"{m:44s} {r:10.4f} {n:9.4f} {h:13.4f}   {per_seed}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Cold-item dev split, the served-ranking evaluation, the served-metric gate and the collaborative targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from recsys_fixtures import ITEMS, FakeEncoder
+
+from finetune.args import BehaviourArgs
+from finetune.behaviour import ServedRule, TargetData
+from newsdesk.errors import InvalidInput
+from recsys.offline import Rating, cold_item_split, evaluate_served, memory_snapshot
+
+
+def _rows() -> tuple[list[Rating], list[Rating]]:
+    """Train: 6 energy readers like e0..e5, 6 tech readers like t0..t5; dev: each likes e6/t6 (and e7/t7)."""
+    train, dev = [], []
+    for u in range(6):
+        for i in range(6):
+            train.append(Rating(f"oil{u}", f"e{(u + i) % 6}", 5.0, 1000 + i))
+            train.append(Rating(f"chip{u}", f"t{(u + i) % 6}", 5.0, 1000 + i))
+        dev.append(Rating(f"oil{u}", "e6", 5.0, 2000))
+        dev.append(Rating(f"chip{u}", "t6", 5.0, 2000))
+        train.append(Rating(f"oil{u}", "e7", 5.0, 1500)) if u < 3 else dev.append(Rating(f"oil{u}", "e7", 4.0, 2001))
+    return train, dev
+
+
+def _snapshot(train: list[Rating]):
+    ids = [i for i, *_ in ITEMS]
+    texts = [f"{t}. {c}. {d}" for _, t, c, d in ITEMS]
+    return memory_snapshot(ids, FakeEncoder().encode(texts), train, titles=[t for _, t, *_ in ITEMS])
+
+
+def test_cold_item_split_holds_out_described_items_with_every_train_row() -> None:
+    train, dev = _rows()
+    described = {"e7", "t0", "t1", "w0"}  # w0 has no interaction: never drawn
+    split = cold_item_split(train, dev, described, n_items=2, seed=1)
+    assert len(split.cold_items) == 2 and split.cold_items <= {"e7", "t0", "t1"}
+    assert not any(r.item_id in split.cold_items for r in split.train)
+    assert len(split.train) == len(train) - sum(r.item_id in split.cold_items for r in train)
+    assert split.dev == dev  # the cold items' dev likes stay: they are the new-item targets
+    again = cold_item_split(train, dev, described, n_items=2, seed=1)
+    assert again.cold_items == split.cold_items
+    draws = {frozenset(cold_item_split(train, dev, described, n_items=2, seed=s).cold_items) for s in range(8)}
+    assert len(draws) > 1  # the seed decides which items
+    everything = cold_item_split(train, dev, described, n_items=99, seed=0)
+    assert everything.cold_items == {"e7", "t0", "t1"}
+    summary = everything.summary()
+    assert summary["cold_items"] == 3 and summary["dev_cold_item_likes"] == 3  # e7 liked by oil3..oil5 in dev
+
+
+def test_served_evaluation_places_new_items_by_text() -> None:
+    train, dev = _rows()
+    split = cold_item_split(train, dev, {"e7"}, n_items=1, seed=0)
+    snap = _snapshot(split.train)
+    assert not snap.known[snap.position["e7"]] and snap.known[snap.position["e0"]]
+    result = evaluate_served(snap, split.train, split.dev, k=3)
+    assert result["users"] == 12
+    assert result["new_item_users"] == 12  # e6/t6 are never rated in train, e7 is the cold item
+    assert result["new_item_hit_rate"] > 0.5  # text places them: energy readers get e6/e7, tech readers t6
+    assert 0 < result["recall@3"] <= 1
+
+
+def test_served_gate_refuses_a_worse_candidate_and_says_why() -> None:
+    rule = ServedRule(k=10)
+    champion = {"recall@10": 0.130, "new_item_hit_rate": 0.02}
+    ok, reason, figures = rule.verdict({"recall@10": 0.120, "new_item_hit_rate": 0.08}, champion)
+    assert not ok and "falls more than 1%" in reason and "0.1200" in reason and figures["recall_floor"] == 0.1287
+    ok, reason, _ = rule.verdict({"recall@10": 0.131, "new_item_hit_rate": 0.02}, champion)
+    assert not ok and "new-item hit rate does not rise" in reason
+    ok, reason, _ = rule.verdict({"recall@10": 0.1292, "new_item_hit_rate": 0.05}, champion)
+    assert ok and reason.startswith("promoted") and "0.0500 vs 0.0200" in reason
+    ok, reason, _ = rule.verdict({"recall@10": 0.1}, champion)
+    assert not ok and "no served" in reason
+
+
+def test_target_data_checks_shapes() -> None:
+    TargetData(["a", "b"], np.ones((2, 3)), np.ones((3, 4)))
+    with pytest.raises(InvalidInput):
+        TargetData(["a", "b"], np.ones((3, 3)))
+    with pytest.raises(InvalidInput):
+        TargetData(["a", "b"], np.ones((2, 3)), np.ones((4, 4)))
+
+
+def test_behaviour_args_validate_the_collab_fields() -> None:
+    assert BehaviourArgs().objective == "collab"
+    with pytest.raises(InvalidInput, match="objective"):
+        BehaviourArgs(objective="magic")
+    with pytest.raises(InvalidInput, match="freeze_layers"):
+        BehaviourArgs(freeze_layers=9)
+
+
+def test_worse_served_candidate_is_kept_with_the_reason_on_the_version(settings, session) -> None:
+    """finish() with the served rule: a candidate whose served recall falls is registered, not promoted, and the
+    reason is in its metrics (what the console shows) and in the model events."""
+    import json
+
+    from finetune import registry
+    from finetune.pipeline import Prepared, finish
+
+    settings.ensure_dirs()
+    champion = {"version": "base", "recall@10": 0.13, "new_item_hit_rate": 0.01}
+    staged = registry.staging_dir(settings, "recsys", "v1")
+    staged.mkdir(parents=True)
+    metrics = {"recall@10": 0.11, "new_item_hit_rate": 0.09, "champion": champion}
+    rule = ServedRule(k=10, champion_label="base encoder")
+    outcome = finish(session, settings, "recsys", "v1", 1, Prepared(staged, metrics, 0.13, "base", {}, 1, 1.0, {},
+                                                                    rule=rule), {}, "auto", "test")
+    assert not outcome.promoted and "falls more than 1%" in outcome.reason and "base encoder 0.1300" in outcome.reason
+    assert outcome.primary_metric == "recall@10" and outcome.primary_value == 0.11
+    stored = json.loads((outcome.path / "metrics.json").read_text())
+    assert stored["gate"]["promote"] is False and stored["gate"]["reason"] == outcome.reason
+    assert registry.current_row(session, "recsys") is None
+    staged = registry.staging_dir(settings, "recsys", "v2")
+    staged.mkdir(parents=True)
+    better = {"recall@10": 0.1295, "new_item_hit_rate": 0.05, "champion": champion}
+    outcome = finish(session, settings, "recsys", "v2", 2, Prepared(staged, better, 0.13, "base", {}, 1, 1.0, {},
+                                                                    rule=ServedRule()), {}, "auto", "test")
+    assert outcome.promoted and registry.current_row(session, "recsys").version == "v2"
