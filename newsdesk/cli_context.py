@@ -27,7 +27,7 @@ def pass_settings(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # Commands that create NEWSDESK_HOME and migrate the database themselves; every other one needs `init` done first.
-CREATES_HOME = frozenset({None, "init", "demo", "serve", "worker"})
+CREATES_HOME = frozenset({None, "init", "demo", "serve", "worker", "stream"})  # stream replay/consume migrate too
 
 
 def require_database(settings: Any) -> None:
