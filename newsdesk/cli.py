@@ -192,6 +192,7 @@ def init_command(settings: Settings) -> None:
     from newsdesk import db
 
     settings.ensure_dirs()
+    Settings.load(home=settings.home)  # now that the home exists: keeps its session secret (mode 0600) there
     db.upgrade(settings.database_url)
     click.echo(f"Initialised {settings.home} (database {db.get_engine(settings.database_url).url.render_as_string()})")
 

@@ -7,7 +7,6 @@ from typing import Any
 from flask.wrappers import Response
 
 from finetune.vocabulary import TASKS
-from monitor.ingest import MAX_ID_CHARS, MAX_SOURCE_CHARS, MAX_TEXT_CHARS, MAX_TICKERS
 from monitor.vocabulary import ALERT_STATES
 from newsdesk.interactions import LIVE_KINDS
 from web.api import bp, ok
@@ -58,6 +57,8 @@ TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "stri
 USER_Q = _query("user", {"type": "string", "maxLength": 128}, "another user's (admins only)")
 
 
+# monitor.ingest's limits (web may import only service modules; kept in step by hand, see validate_payload)
+MAX_TEXT_CHARS, MAX_ID_CHARS, MAX_SOURCE_CHARS, MAX_TICKERS = 10_000, 128, 64, 20
 TICKER = {"type": "string", "pattern": "^\\$?[A-Za-z][A-Za-z0-9.\\-]{0,15}$"}
 MESSAGE = {  # what monitor.ingest.validate_payload accepts; other fields are kept as the message's metadata
     "type": "object", "required": ["text"], "additionalProperties": True,
