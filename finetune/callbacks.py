@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+LOG_EVERY_S = 60.0  # without a terminal (a server log) progress is one log line a minute, not a redrawn bar
 
 
 class ProgressBar(TrainerCallback):
@@ -20,8 +24,9 @@ class ProgressBar(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step",
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, disable=None)  # None: no bar when stderr is not a TTY
         self.t0, self.step0 = time.monotonic(), state.global_step
+        self.logged_at = self.t0
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if self.bar is None:
@@ -30,6 +35,14 @@ class ProgressBar(TrainerCallback):
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         self.postfix["ex/s"] = f"{(state.global_step - self.step0) * self.batch_size / elapsed:.1f}"
         self.bar.set_postfix(self.postfix, refresh=False)
+        now = time.monotonic()
+        if self.bar.disable and now - self.logged_at >= LOG_EVERY_S:
+            self.logged_at = now
+            done = state.global_step - self.step0
+            left = (state.max_steps - state.global_step) * elapsed / done if done else 0.0
+            log.info("%s: step %d/%d (%.0f%%), %s, about %.0f s left", self.desc, state.global_step,
+                     state.max_steps, 100.0 * state.global_step / max(state.max_steps, 1),
+                     ", ".join(f"{k} {v}" for k, v in self.postfix.items()), left)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
         logs = logs or {}

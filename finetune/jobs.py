@@ -155,31 +155,43 @@ def run_queued(settings: Settings) -> list[str]:
             run_id = session.scalar(select(TrainingRun.id).where(TrainingRun.task == task,
                                                                  TrainingRun.status == RunStatus.QUEUED)
                                     .order_by(TrainingRun.id).limit(1))
+            request = session.get(TrainingRun, run_id).request if run_id is not None else None
         if run_id is not None:
-            done.append(_run(settings, task, trigger="request", run_id=run_id))
+            done.append(_run(settings, task, trigger="request", run_id=run_id, request=request))
     return done
 
 
-def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None) -> str:
+def _run(settings: Settings, task: str, *, trigger: str, run_id: int | None, request: dict | None = None) -> str:
+    """One unattended run; `request` (a queued run's own inputs) replaces the default files and arguments."""
     from finetune.service import retrain
 
+    request = request or {}
     try:
-        planned = plan(settings, task)
-        if task != "recsys" and not all(planned.files.values()):
-            missing = ", ".join(t for t, f in planned.files.items() if not f)
-            msg = (f"failed: no {missing} training files (train once from the CLI or add "
-                   f"NEWSDESK_HOME/labels/{missing.split(',')[0]}/)")
-            _fail_queued(settings, run_id, msg)
-            return msg
-        if run_id is not None and planned.task != task:  # a queued request for a task a joint model serves
-            _retarget(settings, run_id, planned.task)
+        if request.get("train_files"):  # a queued run with its own inputs (e.g. the demo's first model)
+            run_task, pretrain = task, []
+            train_files = [Path(f) for f in request["train_files"]]
+            topic_files = [Path(f) for f in request.get("topic_train_files", [])]
+        else:
+            planned = plan(settings, task)
+            if task != "recsys" and not all(planned.files.values()):
+                missing = ", ".join(t for t, f in planned.files.items() if not f)
+                msg = (f"failed: no {missing} training files (train once from the CLI or add "
+                       f"NEWSDESK_HOME/labels/{missing.split(',')[0]}/)")
+                _fail_queued(settings, run_id, msg)
+                return msg
+            if run_id is not None and planned.task != task:  # a queued request for a task a joint model serves
+                _retarget(settings, run_id, planned.task)
+            run_task, files, pretrain = planned.task, planned.files, planned.pretrain
+            train_files = files.get("sentiment", files.get("topic", []))
+            topic_files = files.get("topic", []) if run_task == registry.JOINT else []
         behaviour = None
         if task == "recsys" and behaviour_source is not None:  # set by the worker (the composition root)
-            behaviour = behaviour_source(settings, settings.finetune.recsys_dev_path or None)
-        files = planned.files
-        outcome = retrain(settings, planned.task, train_files=files.get("sentiment", files.get("topic", [])),
-                          topic_train_files=files.get("topic", []) if planned.task == registry.JOINT else (),
-                          trigger=trigger, run_id=run_id, pretrain_files=planned.pretrain, behaviour=behaviour)
+            behaviour = behaviour_source(settings, request.get("dev_file") or settings.finetune.recsys_dev_path
+                                         or None)
+        outcome = retrain(settings, run_task, train_files=train_files, topic_train_files=topic_files,
+                          dev_file=request.get("dev_file"), topic_dev_file=request.get("topic_dev_file"),
+                          args=request.get("args"), promote=request.get("promote", "auto"),
+                          trigger=trigger, run_id=run_id, pretrain_files=pretrain, behaviour=behaviour)
     except Conflict as exc:
         log.info("%s retrain postponed: %s", task, exc)
         return f"postponed: {exc}"

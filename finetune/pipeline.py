@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections import defaultdict
@@ -296,10 +297,12 @@ def finish(session: Session, settings: Settings, task: str, version: str, run_id
     if prepared.rule is not None:  # stored with the version, so the console shows the figures and the reason
         prepared.metrics["gate"] = {"rule": type(prepared.rule).__name__, **decision.to_dict()}
     timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
+    # The decision is kept with the version (metrics["gate"]): the console shows its figures, not just a reason.
+    metrics = {**prepared.metrics, "gate": json.loads(json.dumps(decision.to_dict(), default=str))}
     path = registry.publish(prepared.staged, settings, task, version,
-                            {"metrics.json": prepared.metrics, "args.json": args, "data.json": prepared.data,
+                            {"metrics.json": metrics, "args.json": args, "data.json": prepared.data,
                              "timing.json": timing})
-    registry.register(session, task=task, version=version, path=path, metrics=prepared.metrics, args=args,
+    registry.register(session, task=task, version=version, path=path, metrics=metrics, args=args,
                       data=prepared.data, train_seconds=prepared.train_seconds, run_id=run_id)
     if ok:
         registry.set_current(session, task, version, actor=actor, detail={"reason": reason})

@@ -137,22 +137,39 @@ def _mark_run(url: str, run_id: int, status: str, error: str) -> None:
         log.exception("could not record the end of run %s", run_id)
 
 
-def request_retrain(session: Session, task: str, requested_by: str) -> int:
+def request_retrain(session: Session, task: str, requested_by: str, *, train_files: Sequence[str | Path] = (),
+                    dev_file: str | Path | None = None, topic_train_files: Sequence[str | Path] = (),
+                    topic_dev_file: str | Path | None = None, args: Mapping[str, Any] | None = None,
+                    promote: str = "auto", trigger: str = "request") -> int:
     """Queue a retraining of `task` (status "queued"; "multitask": the joint model); the worker's finetune job runs
     it. Returns the run id.
 
     Requests are coalesced per task: while a run of `task` is queued or running, that run's id is returned and
     nothing new is queued (16 clicks or API calls are one training, not 16 hours of CPU).
+    `train_files`/`dev_file`/`topic_*`/`args`/`promote`: the run's own inputs (e.g. the demo's first model);
+    without them the worker trains on the last version's files plus NEWSDESK_HOME/labels/<task>/.
+
+    Raises:
+        InvalidInput: unknown task, promote mode or arguments (checked now, not when the worker picks it up).
     """
     check_task(task, runs=True)
+    gate.check_mode(promote)
+    build_args(task, args)
     open_states = (RunStatus.QUEUED, RunStatus.RUNNING)
     pending = session.scalar(select(TrainingRun.id)
                              .where(TrainingRun.task == task, TrainingRun.status.in_(open_states))
                              .order_by(TrainingRun.id).limit(1))
     if pending is not None:
         return pending
-    run = TrainingRun(task=task, status=RunStatus.QUEUED, trigger="request", requested_by=requested_by,
-                      created_at=utcnow())
+    request = None
+    if train_files or dev_file or topic_train_files or topic_dev_file or args or promote != "auto":
+        request = {"train_files": [str(Path(f).resolve()) for f in train_files],
+                   "dev_file": str(Path(dev_file).resolve()) if dev_file else None,
+                   "topic_train_files": [str(Path(f).resolve()) for f in topic_train_files],
+                   "topic_dev_file": str(Path(topic_dev_file).resolve()) if topic_dev_file else None,
+                   "args": dict(args or {}), "promote": promote}
+    run = TrainingRun(task=task, status=RunStatus.QUEUED, trigger=trigger, requested_by=requested_by,
+                      created_at=utcnow(), request=request)
     session.add(run)
     session.flush()
     return run.id

@@ -68,3 +68,6 @@ class TrainingRun(Base):
     error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     data_rows: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     output_dir: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    # A queued run's own inputs ({"train_files": [...], "dev_file": ..., "args": {...}, "promote": ...}); None: the
+    # worker uses the last version's files plus NEWSDESK_HOME/labels/<task>/ (see finetune.jobs).
+    request: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)

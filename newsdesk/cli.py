@@ -182,7 +182,8 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None, device: 
             click.echo(f"Error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
     settings: Settings = ctx.obj
-    setup_logging("DEBUG" if verbose else settings.log_level, settings.logs_dir)
+    # no log folder created as a side effect: a command run from the wrong folder must not leave an empty ./var
+    setup_logging("DEBUG" if verbose else settings.log_level, settings.logs_dir if settings.home.is_dir() else None)
 
 
 @click.command("init")
@@ -192,6 +193,7 @@ def init_command(settings: Settings) -> None:
     from newsdesk import db
 
     settings.ensure_dirs()
+    Settings.load(home=settings.home)  # now that the home exists: keeps its session secret (mode 0600) there
     db.upgrade(settings.database_url)
     click.echo(f"Initialised {settings.home} (database {db.get_engine(settings.database_url).url.render_as_string()})")
 

@@ -170,8 +170,9 @@ def _persistent_secret(home: Path) -> str:
     except OSError:
         pass
     key = secrets.token_hex(32)
+    if not home.is_dir():  # never create NEWSDESK_HOME as a side effect of reading settings (`init` creates it)
+        return key
     try:
-        home.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from its first byte

@@ -12,7 +12,7 @@ import click
 
 from newsdesk.cli_context import pass_settings
 from newsdesk.db import session_scope
-from newsdesk.errors import InvalidInput
+from newsdesk.errors import InvalidInput, NotFound
 from newsdesk.settings import Settings
 
 FILES = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -122,6 +122,8 @@ def recommend_command(settings: Settings, user_id: str | None, users_file: Path 
     users = [user_id] if user_id else [u.strip() for u in users_file.read_text().splitlines() if u.strip()]
     as_json = as_json or users_file is not None
     with session_scope(settings.database_url) as session:
+        if user_id and not topics and not _known_user(session, user_id):
+            raise NotFound(f"no user {user_id!r}: no interactions and no account (give --topic for a cold start)")
         for user in users:
             recs = service.recommend_for_user(session, settings, user, k, topics=topics)
             if as_json:
@@ -131,6 +133,22 @@ def recommend_command(settings: Settings, user_id: str | None, users_file: Path 
             click.echo(f"{user}:")
             for n, r in enumerate(recs, start=1):
                 click.echo(f"{n:3d}. [{r.item_id}] {r.title}  ({r.score:.3f}; {r.reason})")
+
+
+def _known_user(session, user_id: str) -> bool:
+    """A user with interactions or an account (web's `users` table, read by name only: recsys never imports web)."""
+    import sqlalchemy as sa
+
+    from recsys.tables import Interaction
+
+    if session.scalar(sa.select(Interaction.id).where(Interaction.user_id == user_id).limit(1)) is not None:
+        return True
+    users = sa.table("users", sa.column("username"))
+    try:
+        return session.scalar(sa.select(users.c.username).where(users.c.username == user_id).limit(1)) is not None
+    except sa.exc.OperationalError:  # no accounts table in this database (recsys used without the web app)
+        session.rollback()
+        return False
 
 
 @click.command("recsys")

@@ -44,9 +44,12 @@ def serve_command(settings: Settings, host: str | None, port: int | None, no_wor
     if workers == 1:
         from waitress import create_server
 
+        from web.prefork import bind
+
+        sock = bind(host, port)  # before the app and its worker start: a busy port is a clean exit 7
         app = _app(settings, not no_worker)
-        server = create_server(app, host=host, port=port, threads=threads, ident="newsdesk")
-        click.echo(f"newsdesk is serving on http://{host}:{server.effective_port}/ "
+        server = create_server(app, sockets=[sock], threads=threads, ident="newsdesk")
+        click.echo(f"newsdesk is serving on http://{host}:{sock.getsockname()[1]}/ "
                    f"({'with' if not no_worker else 'without'} the worker; Ctrl-C stops)")
         serve_until_stopped(server, app)
         return

@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from finetune import service as finetune_service
 from finetune.vocabulary import TASKS
-from newsdesk.db import get_engine
+from newsdesk.db import get_engine, utcnow
 from newsdesk.errors import InvalidInput, Unavailable
 from newsdesk.inputs import strict_int
 from web.auth import db_session, role_required
@@ -51,6 +51,40 @@ def scheduler_jobs() -> list[dict[str, Any]]:
             for r in rows]
 
 
+@bp.app_template_filter("duration")
+def duration(seconds: Any) -> str:
+    """Seconds as "2 min 13 s" / "1 h 04 min" / "45 s" ('' for None)."""
+    if seconds is None:
+        return ""
+    total = int(round(float(seconds)))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def gate_view(version: Any, run_reasons: dict[str, str]) -> dict[str, Any] | None:
+    """The gate decision of a version with its figures: candidate and champion values on the same evaluation data,
+    the margin it had to beat and the reason (stored in metrics["gate"] by finetune; older versions: rebuilt from
+    metrics["champion"] and their run's reason)."""
+    metrics = version.metrics or {}
+    gate = metrics.get("gate")
+    if isinstance(gate, dict):
+        return {"metric": gate.get("metric") or version.primary_metric, "candidate": gate.get("candidate"),
+                "champion": gate.get("champion"), "margin": gate.get("margin"), "reason": gate.get("reason", ""),
+                "promote": bool(gate.get("promote")), "mode": gate.get("mode", "")}
+    reason = run_reasons.get(version.version, "")
+    champion = metrics.get("champion") if isinstance(metrics.get("champion"), dict) else {}
+    if not reason and not champion:
+        return None
+    metric = version.primary_metric
+    return {"metric": metric, "candidate": metrics.get(metric), "champion": champion.get(metric), "margin": None,
+            "reason": reason, "promote": reason.startswith("promoted"), "mode": ""}
+
+
 def _metric_columns(versions: list[Any]) -> list[str]:
     keys: list[str] = []
     for v in versions:
@@ -71,6 +105,8 @@ def index() -> Any:
     problem = None
     try:
         with db_session() as session:
+            runs = finetune_service.list_training_runs(session, None, limit=30)
+            run_reasons = {r.version: r.reason for r in runs if r.version}
             for task in TASKS:
                 versions = finetune_service.list_versions(session, task)
                 columns = _metric_columns(versions)
@@ -79,8 +115,8 @@ def index() -> Any:
                          "values": [(v.metrics or {}).get(columns[0]) if columns else None for v in versions][::-1],
                          "current": [bool(v.is_current) for v in versions][::-1]}
                 tasks.append({"task": task, "versions": versions, "columns": columns, "chart": chart,
+                              "gates": {v.version: gate_view(v, run_reasons) for v in versions},
                               "current": next((v for v in versions if v.is_current), None)})
-            runs = finetune_service.list_training_runs(session, None, limit=30)
     except Unavailable as exc:
         problem = exc.message
     try:
@@ -88,7 +124,8 @@ def index() -> Any:
     except Exception as exc:  # noqa: BLE001 - jobs are informative; the console stays up without them
         log.warning("cannot read scheduler jobs: %s", exc)
         jobs = []
-    return render_template("console.html", tasks=tasks, runs=runs, jobs=jobs, problem=problem, form=ActionForm()), \
+    return render_template("console.html", tasks=tasks, runs=runs, jobs=jobs, problem=problem, form=ActionForm(),
+                           now=utcnow()), \
         503 if problem else 200
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import plotly
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, jsonify, send_file
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from finetune import service as finetune_service
 from finetune.vocabulary import TASKS
@@ -116,7 +118,30 @@ def metrics() -> Response:
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
 
+_GZIPPED: dict[str, bytes] = {}
+_GZIP_LOCK = threading.Lock()
+
+
+def _plotly_gzip() -> bytes:
+    """plotly.min.js gzipped once per process (4.8 MB -> about 1.4 MB on the wire)."""
+    with _GZIP_LOCK:
+        if "plotly" not in _GZIPPED:
+            _GZIPPED["plotly"] = gzip.compress(PLOTLY_JS.read_bytes(), compresslevel=9, mtime=0)
+        return _GZIPPED["plotly"]
+
+
 @bp.route("/vendor/plotly.min.js")
 def plotly_js() -> Response:
-    """plotly.js as bundled in the `plotly` Python package (served locally: the app works offline)."""
-    return send_file(PLOTLY_JS, mimetype="application/javascript", max_age=86400)
+    """plotly.js as bundled in the `plotly` Python package (served locally: the app works offline); gzipped when
+    the client accepts it, cached for a day, with an ETag either way."""
+    if "gzip" not in request.accept_encodings:
+        response = send_file(PLOTLY_JS, mimetype="application/javascript", max_age=86400)
+        response.vary.add("Accept-Encoding")
+        return response
+    body = _plotly_gzip()
+    response = Response(body, mimetype="application/javascript")
+    response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
+    response.cache_control.public, response.cache_control.max_age = True, 86400
+    response.set_etag(f"plotly-{plotly.__version__}-gz")
+    return response.make_conditional(request)

@@ -30,7 +30,14 @@ def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:  # busy port, unknown address: one `Error:` line and exit 7, not a traceback
+        sock.close()
+        from newsdesk.errors import Unavailable
+
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          "(another newsdesk or program holds it? pick one with --port)") from exc
     sock.listen(backlog)
     sock.setblocking(False)
     return sock

@@ -131,13 +131,18 @@ def load_demo(settings: Settings, *, train: bool = True, replay: bool = True) ->
     if train:
         with db.session_scope(settings.database_url) as session:
             current = finetune_service.current_version(session, "sentiment")
-        if current is None:
-            # one joint model: sentiment and topic from one encoder pass, as the stream uses them
-            log.info("training the first sentiment + topic model on the demo slices (a minute or two on CPU)")
-            summary["sentiment"] = finetune_service.retrain(
-                settings, "multitask", train_files=[DEMO_DIR / "sentiment_train.csv"],
-                dev_file=DEMO_DIR / "sentiment_dev.csv", topic_train_files=[DEMO_DIR / "topic_train.csv"],
-                topic_dev_file=DEMO_DIR / "topic_dev.csv", args=SENTIMENT_DEMO_ARGS, promote="auto", trigger="demo")
+            if current is None:  # queued, not trained here: `serve` answers at once and its worker trains it
+                # one joint model: sentiment and topic from one encoder pass, as the stream uses them
+                run_id = finetune_service.request_retrain(
+                    session, "multitask", "demo", train_files=[DEMO_DIR / "sentiment_train.csv"],
+                    dev_file=DEMO_DIR / "sentiment_dev.csv", topic_train_files=[DEMO_DIR / "topic_train.csv"],
+                    topic_dev_file=DEMO_DIR / "topic_dev.csv", args=SENTIMENT_DEMO_ARGS, promote="auto",
+                    trigger="demo")
+                summary["sentiment"] = (f"first sentiment + topic model queued as training run {run_id}: the worker "
+                                        "(`newsdesk serve` or `newsdesk worker`) trains it in the background; "
+                                        "messages wait for it")
+            else:
+                summary["sentiment"] = f"model {current.version} already serving"
 
     with db.session_scope(settings.database_url) as session:
         summary["index"] = recsys_service.rebuild_index(session, settings)
@@ -153,6 +158,26 @@ def load_demo(settings: Settings, *, train: bool = True, replay: bool = True) ->
     return summary
 
 
+def describe(key: str, value: object) -> str:
+    """One short line per summary entry (counts, not a dataclass repr)."""
+    if key in ("catalog", "interactions"):
+        parts = [f"{value.imported} imported"]  # type: ignore[attr-defined]
+        for attr in ("updated", "unchanged", "duplicates", "rejected_total", "unknown_items"):
+            count = getattr(value, attr, 0)
+            if count:
+                parts.append(f"{count} {attr.replace('_total', '').replace('_', ' ')}")
+        return ", ".join(parts)
+    if key == "index":
+        secs = getattr(value, "seconds", None)
+        took = f" in {secs:.1f} s" if secs else ""
+        return (f"{value.indexed} of {value.items} items indexed{took} "  # type: ignore[attr-defined]
+                f"(encoder {value.model_version}, {value.backend})")  # type: ignore[attr-defined]
+    if key == "stream":
+        return (f"{value.sent} of {value.read} messages replayed in "  # type: ignore[attr-defined]
+                f"{value.seconds:.1f} s")  # type: ignore[attr-defined]
+    return str(value)
+
+
 @click.command("demo")
 @click.option("--no-train", is_flag=True, help="Skip training the first sentiment model.")
 @click.option("--no-replay", is_flag=True, help="Skip replaying the demo stream.")
@@ -163,7 +188,7 @@ def demo_command(ctx: click.Context, no_train: bool, no_replay: bool) -> None:
     summary = load_demo(settings, train=not no_train, replay=not no_replay)
     for key in ("catalog", "interactions", "sentiment", "index", "stream"):
         if key in summary:
-            click.echo(f"{key}: {summary[key]}")
+            click.echo(f"{key}: {describe(key, summary[key])}")
     creds = settings.home / "demo_credentials.txt"
     if summary["users"]:
         lines = [f"{u} ({role}): password {pw}" for u, role, pw in summary["users"]]

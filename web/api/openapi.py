@@ -96,6 +96,27 @@ TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "stri
 USER_Q = _query("user", {"type": "string", "maxLength": 128}, "another user's (admins only)")
 
 
+# monitor.ingest's limits (web may import only service modules; kept in step by hand, see validate_payload)
+MAX_TEXT_CHARS, MAX_ID_CHARS, MAX_SOURCE_CHARS, MAX_TICKERS = 10_000, 128, 64, 20
+TICKER = {"type": "string", "pattern": "^\\$?[A-Za-z][A-Za-z0-9.\\-]{0,15}$"}
+INGEST_MESSAGE = {  # what monitor.ingest.validate_payload accepts; other fields are kept as the message's metadata
+    "type": "object", "required": ["text"], "additionalProperties": True,
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "description": "The message text."},
+        "id": {"oneOf": [{"type": "string", "maxLength": MAX_ID_CHARS}, {"type": "integer"}],
+               "description": "The source's id; with `source` it makes a re-sent message a duplicate, not a new one."},
+        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+               "description": "ISO 8601 (UTC if no offset) or epoch seconds; the arrival time when missing."},
+        "source": {"type": "string", "pattern": "^[\\w.:\\-]{1,64}$", "maxLength": MAX_SOURCE_CHARS,
+                   "description": "Feed name; stored under the token's own namespace (api:<token user>:<source>)."},
+        "ticker": {"oneOf": [TICKER, {"type": "array", "items": TICKER, "maxItems": MAX_TICKERS}],
+                   "description": "Ticker symbol(s); found in the text ($AAPL) when missing. Alias: `tickers`."},
+    },
+    "example": {"id": "tw-1", "text": "$AAPL beats on revenue", "ts": "2026-12-01T12:00:00Z", "source": "wire",
+                "ticker": "AAPL"},
+}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
     return {
@@ -112,7 +133,7 @@ def document() -> dict[str, Any]:
                 "type": "object", "required": ["code", "message", "details"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                "details": {"type": "object"}}}}},
-                "Message": MESSAGE, "Alert": ALERT, "Rule": RULE},
+                "Message": MESSAGE, "IngestMessage": INGEST_MESSAGE, "Alert": ALERT, "Rule": RULE},
         },
         "paths": _complete({
             "/recommendations": {"get": {
@@ -134,7 +155,9 @@ def document() -> dict[str, Any]:
                 "responses": {"202": _json(OBJ, "Logged"), **_errors(401, 422, 503)}}},
             "/ingest": {"post": {
                 "summary": "Ingest financial messages (ingest token)", "operationId": "ingest",
-                "requestBody": _body({"oneOf": [OBJ, {"type": "array", "items": OBJ, "maxItems": 1000}]}),
+                "requestBody": _body({"oneOf": [
+                    {"$ref": "#/components/schemas/IngestMessage"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/IngestMessage"}, "maxItems": 1000}]}),
                 "responses": {"202": _json(OBJ, "Queued or stored"), **_errors(401, 413, 422, 503)}}},
             "/alerts": {"get": {
                 "summary": "Alerts, newest first, with filters and pagination", "operationId": "listAlerts",

@@ -203,3 +203,28 @@ def test_resume_after_kill_9_continues_from_the_checkpoint(settings: Settings, d
     with session_scope(db_url) as s:
         statuses = s.scalars(sa_select(TrainingRun.status).order_by(TrainingRun.id)).all()
     assert statuses == ["interrupted", "failed"]  # the killed run, and the resumed attempt stopped by Stop
+
+
+def test_queued_run_trains_on_its_own_request(settings: Settings, db_url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo queues its first model with its files and preset; the worker trains exactly that (no version yet)."""
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    for f in (train, dev):
+        f.write_text("text,label\nup,positive\n")
+    with session_scope(db_url) as s:
+        run_id = service.request_retrain(s, "sentiment", "demo", train_files=[train], dev_file=dev,
+                                         args={"preset": "demo"}, trigger="demo")
+        assert s.get(TrainingRun, run_id).trigger == "demo"
+    calls: list[dict] = []
+    monkeypatch.setattr("finetune.service.retrain",
+                        lambda settings, task, **kw: calls.append(kw) or SimpleNamespace(version="v1", reason="first"))
+    assert jobs.run_queued(settings) == ["v1: first"]
+    assert calls[0]["train_files"] == [train.resolve()] and calls[0]["dev_file"] == str(dev.resolve())
+    assert calls[0]["args"] == {"preset": "demo"} and calls[0]["run_id"] == run_id and calls[0]["promote"] == "auto"
+
+
+def test_request_retrain_checks_its_arguments_now(session) -> None:
+    from newsdesk.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        service.request_retrain(session, "sentiment", "demo", args={"preset": "nope"})

@@ -78,3 +78,39 @@ def test_bad_setting_is_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert result.output.strip().startswith("Error: NEWSDESK_DATABASE_URL")
     assert "Traceback" not in result.output
+
+
+def test_command_without_a_database_says_run_init_and_creates_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "elsewhere" / "var"
+    result = CliRunner().invoke(cli, ["--home", str(home), "users", "list"])
+    assert result.exit_code == 7
+    assert "newsdesk init" in result.output and "NEWSDESK_HOME" in result.output
+    assert "no such table" not in result.output and "Traceback" not in result.output
+    assert not home.exists()  # no empty ./var left behind
+    assert CliRunner().invoke(cli, ["--home", str(home), "models", "--help"]).exit_code == 0  # help still works
+
+
+def test_unmigrated_database_is_reported_not_queried(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    home.mkdir()
+    (home / "newsdesk.db").write_bytes(b"")  # e.g. left by an older version that created it silently
+    result = CliRunner().invoke(cli, ["--home", str(home), "users", "list"])
+    assert result.exit_code == 7 and "not initialised" in result.output and "newsdesk init" in result.output
+
+
+def test_scheduler_skip_warning_is_logged_once_per_job() -> None:
+    import logging
+
+    from newsdesk.log import OncePerJob
+
+    flt = OncePerJob()
+
+    def record(job: str, at: str = "12:00:30") -> logging.LogRecord:
+        return logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 1,
+                                 'Execution of job "%s" skipped: maximum number of running instances reached (1)',
+                                 (f"{job} (trigger: interval[0:00:30], next run at: 2026-12-01 {at} UTC)",), None)
+
+    assert [flt.filter(record("queue", at)) for at in ("12:00:30", "12:01:00", "12:01:30")] == [True, False, False]
+    assert flt.filter(record("cron"))  # another job still says it once
+    other = logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 1, "job failed", (), None)
+    assert flt.filter(other) and flt.filter(other)

@@ -348,3 +348,30 @@ def test_dead_letters_bulk_replay_and_undelivered_notifications(client: FlaskCli
     assert bad.status_code == 422
     retried = client.post("/api/v1/notifications/retry", json={}, headers=bearer(tokens["analyst"]))
     assert retried.get_json() == {"queued": 1}
+
+
+def test_openapi_names_the_ingest_fields(client: FlaskClient) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    message = doc["components"]["schemas"]["IngestMessage"]
+    assert message["required"] == ["text"]
+    assert {"text", "id", "ts", "source", "ticker"} <= set(message["properties"])
+    assert message["properties"]["text"]["type"] == "string"
+    body = doc["paths"]["/ingest"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/IngestMessage"} in body["oneOf"]
+
+
+def test_plotly_is_served_gzipped_with_caching_headers(client: FlaskClient) -> None:
+    import gzip
+
+    from web.health import PLOTLY_JS
+
+    response = client.get("/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip, deflate"})
+    assert response.status_code == 200 and response.headers["Content-Encoding"] == "gzip"
+    assert len(response.data) < PLOTLY_JS.stat().st_size / 2
+    assert gzip.decompress(response.data) == PLOTLY_JS.read_bytes()
+    assert "max-age=86400" in response.headers["Cache-Control"] and "Accept-Encoding" in response.headers["Vary"]
+    again = client.get("/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip",
+                                                         "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    plain = client.get("/vendor/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and plain.data == PLOTLY_JS.read_bytes()

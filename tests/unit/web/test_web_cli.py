@@ -116,3 +116,19 @@ def test_serve_with_workers_forks_supervises_and_stops(settings: Settings, db_ur
     assert proc.returncode == 0
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists() and
                 "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+
+
+def test_serve_on_a_busy_port_is_one_error_line_and_exit_7(settings: Settings, db_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["--home", str(settings.home), "serve", "--no-worker", "--port", str(port)])
+    assert result.exit_code == 7
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}") and "--port" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_recommend_for_an_unknown_user_is_not_found(settings: Settings, db_url: str) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(settings.home), "recommend", "--user", "nosuchuser"])
+    assert result.exit_code == 4 and result.output.startswith("Error: no user 'nosuchuser'")

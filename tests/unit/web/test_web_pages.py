@@ -312,3 +312,32 @@ def test_dead_letters_page_replays_all_and_retries_notifications(client: FlaskCl
     assert "1 notification queued for another try." in response.get_data(as_text=True)
     with app.app_context(), db_session() as session:
         assert session.query(Notification).filter_by(status="pending").count() >= 1
+
+
+def test_console_shows_the_gate_decision_with_its_figures(client: FlaskClient, seeded: dict, tmp_path) -> None:
+    """A kept candidate says why, with the candidate's and the champion's figures and the margin (#17)."""
+    from finetune import gate, registry
+    from finetune.tables import TrainingRun
+    from newsdesk.db import utcnow
+
+    reason = "kept: macro_f1 0.6880 does not beat current 0.7326 by 0.0050"
+    decision = gate.GateDecision(promote=False, task="sentiment", metric="macro_f1", candidate=0.688,
+                                 champion=0.7326, margin=0.005, reason=reason)
+    with db.session_scope(client.application.config["NEWSDESK_SETTINGS"].database_url) as session:
+        registry.register(session, task="sentiment", version="s9", path=tmp_path,
+                          metrics={"macro_f1": 0.688, "gate": decision.to_dict()}, args={}, data={},
+                          train_seconds=133.0, run_id=None)
+        session.add(TrainingRun(task="sentiment", status="running", trigger="request", requested_by="admin",
+                                created_at=utcnow(), started_at=utcnow()))
+    login(client, "admin")
+    html = client.get("/console/").get_data(as_text=True)
+    row = html.split('data-version="s9"', 1)[1].split("</tr>", 1)[0]
+    assert "kept" in row and "0.6880" in row and "champion 0.7326" in row and "margin +0.0050" in row
+    assert reason in row and "2 min 13 s" in row
+    assert "running for " in html  # a running run shows how long it has been going
+
+
+def test_duration_filter() -> None:
+    from web.console import duration
+
+    assert [duration(None), duration(45.2), duration(133), duration(3840)] == ["", "45 s", "2 min 13 s", "1 h 04 min"]
