@@ -148,27 +148,8 @@ def multitask_command(settings: Settings, sentiment_files: tuple[str, ...], topi
                            trigger="cli", resume=resume, pretrain_files=pretrain_files))
 
 
-@finetune_group.command("recsys")
-@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
-              help="Dev interactions CSV (user_id,item_id,rating,timestamp); default: each user's newest likes.")
-@click.option("--promote", type=PROMOTE, default="auto", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
-@click.option("--positive-rating", type=float, default=None, help="A rating at or above this is a like.")
-@click.option("--max-steps", type=int, default=None)
-@click.option("--arg", "extra", multiple=True, help="Any BehaviourArgs field as key=value (repeatable).")
-@pass_settings
-def recsys_command(settings: Settings, dev_file: str | None, promote: str, resume: bool,
-                   positive_rating: float | None, max_steps: int | None, extra: tuple[str, ...]) -> None:
-    """Fine-tune the encoder on the interactions in the database (items liked by the same users come close)."""
-    from finetune.service import retrain
-
-    args = {"positive_rating": settings.recsys.positive_rating, **_parse_args(extra)}
-    if positive_rating is not None:
-        args["positive_rating"] = positive_rating
-    if max_steps is not None:
-        args["max_steps"] = max_steps
-    _print_outcome(retrain(settings, "recsys", dev_file=dev_file, promote=promote, args=args, trigger="cli",
-                           resume=resume))
+# `newsdesk finetune recsys` is recsys's (recsys/cli.py: its targets and served evaluation live there); the root
+# CLI adds it to this group.
 
 
 @click.group("models")

@@ -417,16 +417,7 @@ def sentiment_series(session: Session, *, ticker: str | None = None, since: date
     query = select(MessageTicker.ticker, MessageTicker.ts, MessageTicker.label).where(MessageTicker.ts >= since)
     if ticker:
         query = query.where(MessageTicker.ticker == normalise_ticker(ticker))
-    width = BUCKETS[bucket]
-    series: dict[tuple[datetime, str], dict[str, Any]] = {}
-    for tick, ts, label in session.execute(query):
-        start = EPOCH + timedelta(seconds=(ts - EPOCH).total_seconds() // width * width)
-        row = series.setdefault((start, tick), {"bucket": start, "ticker": tick, "negative": 0, "neutral": 0,
-                                                "positive": 0, "total": 0})
-        row["total"] += 1
-        if label in ("negative", "neutral", "positive"):
-            row[label] += 1
-    return [series[k] for k in sorted(series)]
+    return _bucketed(session.execute(query), "ticker", BUCKETS[bucket])
 
 
 def topic_series(session: Session, *, topic: str | None = None, since: datetime | None = None,
@@ -441,11 +432,15 @@ def topic_series(session: Session, *, topic: str | None = None, since: datetime 
     query = select(Message.topic, Message.ts, Message.label).where(Message.ts >= since, Message.topic.is_not(None))
     if topic:
         query = query.where(Message.topic == topic)
-    width = BUCKETS[bucket]
+    return _bucketed(session.execute(query), "topic", BUCKETS[bucket])
+
+
+def _bucketed(rows: Any, key: str, width: int) -> list[dict[str, Any]]:
+    """(name, ts, label) rows -> per (bucket start, name) counts of each label, in time order."""
     series: dict[tuple[datetime, str], dict[str, Any]] = {}
-    for name, ts, label in session.execute(query):
+    for name, ts, label in rows:
         start = EPOCH + timedelta(seconds=(ts - EPOCH).total_seconds() // width * width)
-        row = series.setdefault((start, name), {"bucket": start, "topic": name, "negative": 0, "neutral": 0,
+        row = series.setdefault((start, name), {"bucket": start, key: name, "negative": 0, "neutral": 0,
                                                 "positive": 0, "total": 0})
         row["total"] += 1
         if label in ("negative", "neutral", "positive"):

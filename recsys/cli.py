@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from finetune.vocabulary import PROMOTE_MODES
 from newsdesk.cli_context import pass_settings
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput, NotFound
@@ -178,7 +179,7 @@ def eval_recsys_command(settings: Settings, test_file: Path, k: int, positive_ra
 @click.command("recsys")
 @click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
               help="Dev interactions CSV (user_id,item_id,rating,timestamp); default: each user's newest likes.")
-@click.option("--promote", type=click.Choice(["auto", "never", "force"]), default="auto", show_default=True)
+@click.option("--promote", type=click.Choice(PROMOTE_MODES), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
 @click.option("--positive-rating", type=float, default=None, help="A rating at or above this is a like.")
 @click.option("--max-steps", type=int, default=None)
