@@ -16,7 +16,7 @@ $(BIN)/python:
 # torch first, pinned, so pip takes the CPU wheel on CPU machines instead of a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,onnx]'
 	touch $@
 
 install: $(VENV)/.installed

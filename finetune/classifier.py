@@ -8,10 +8,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from finetune.model import load_classifier_model, predict_probs
+from finetune.inference import TorchClassifierEngine
+from finetune.model import load_classifier_model
+from finetune.serving import select_classifier_path
 from newsdesk.device import native_bf16, resolve_device
 from newsdesk.errors import InvalidInput, Unavailable
 from newsdesk.settings import Settings
@@ -57,6 +60,16 @@ class TextClassifier:
         self.device = next(self.model.parameters()).device
         self.dtype = inference_dtype(precision, self.device)
         self.precision = str(self.dtype).removeprefix("torch.") if self.dtype else "float32"
+        self.engine: Any = TorchClassifierEngine(self.model, self.tokenizer, self.max_length, self.dtype)
+
+    @property
+    def path(self) -> str:
+        """The inference path that serves: torch-float32, torch-bfloat16, onnx-float32, onnx-int8[-pc][-rr], cuda-…"""
+        return self.engine.name
+
+    def use(self, engine: Any) -> None:
+        """Serve with `engine` (an object with `name` and `probs(texts, tasks, batch_size)`), chosen at load."""
+        self.engine = engine
 
     def labels_of(self, task: str) -> tuple[str, ...]:
         """The labels of `task`'s head. Raises InvalidInput when this model has no such head."""
@@ -70,8 +83,7 @@ class TextClassifier:
         """Task -> (len(texts), labels) class probabilities, every requested head from one encoder pass."""
         for task in tasks or ():
             self.labels_of(task)
-        return predict_probs(self.model, self.tokenizer, list(texts), self.max_length, tasks, batch_size,
-                             autocast=self.dtype)
+        return self.engine.probs(list(texts), tasks, batch_size)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """(len(texts), len(labels)) class probabilities of the main task (sentiment where there is a head)."""
@@ -106,6 +118,14 @@ class ServedClassifier:
         sentiment = parts["sentiment"]
         self.version, self.labels, self.precision = sentiment.version, sentiment.labels, sentiment.precision
         self.versions = {task: clf.version for task, clf in parts.items()}
+
+    @property
+    def path(self) -> str:
+        """Which inference path serves: one name ("onnx-int8"), or one per task when they differ."""
+        paths = {task: clf.path for task, clf in self.parts.items()}
+        if len(set(paths.values())) == 1:
+            return next(iter(paths.values()))
+        return ", ".join(f"{task}={path}" for task, path in paths.items())
 
     @property
     def passes(self) -> int:
@@ -151,6 +171,19 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bfloat16":
         return torch.bfloat16
     return torch.bfloat16 if native_bf16(device.type) else None
+
+
+def load_served(settings: Settings, folder: str | Path, version: str) -> TextClassifier:
+    """A classifier version on the inference path chosen for this machine (`finetune.inference_path`).
+
+    Raises:
+        Unavailable: the folder does not hold a loadable model.  InvalidInput: an unknown path or precision.
+    """
+    clf = TextClassifier(folder, version=version, device=settings.device,
+                         precision=settings.finetune.inference_precision)
+    select_classifier_path(clf, settings.home, settings.finetune.inference_path,
+                           settings.finetune.inference_tolerance)
+    return clf
 
 
 class ClassifierHandle:
@@ -203,8 +236,7 @@ class ClassifierHandle:
             path = str(Path(path))
             if path not in loaded or loaded[path].version != version:
                 log.info("loading %s model %s", task, version)
-                loaded[path] = TextClassifier(path, version=version, device=self.settings.device,
-                                              precision=self.settings.finetune.inference_precision)
+                loaded[path] = load_served(self.settings, path, version)
             if task in loaded[path].tasks:
                 parts[task] = loaded[path]
         self._served, self._target = ServedClassifier(parts), target

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from finetune import gate, registry
 from finetune.args import BehaviourArgs, ClassifierArgs
 from finetune.behaviour import BehaviourSource, ServedRule, train_to_targets
+from finetune.checkset import save_check_set
 from finetune.data import (
     LABELS,
     LabelledText,
@@ -159,6 +160,7 @@ def prepare_classifier(session_url: str, settings: Settings, files: dict[str, Ta
     result = train_classifier(base_model_path(settings.base_model_path), data, args, work_dir=work_dir,
                               out_dir=staged, device=settings.device, resume=resume,
                               pretrain={"sentiment": pretrain_rows} if pretrain_rows else None)
+    save_check_set(staged, {task: task_data.dev for task, task_data in data.items()})  # for the serving paths' check
     per_task: dict[str, dict[str, Any]] = {}
     for task, task_data in data.items():
         report = evaluate_folder(staged, task, task_data.dev)

@@ -9,18 +9,28 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from finetune import gate, registry
 from finetune.args import build_args
 from finetune.behaviour import BehaviourSource
-from finetune.classifier import ClassifierHandle, Prediction, SentimentClassifier, TextClassifier
+from finetune.classifier import (
+    ClassifierHandle,
+    Prediction,
+    SentimentClassifier,
+    TextClassifier,
+    inference_dtype,
+    load_served,
+)
+from finetune.inference import cache_dir, read_selection
 from finetune.pipeline import TaskFiles, TrainOutcome, finish, finish_joint, prepare_classifier, prepare_recsys
 from finetune.registry import JOINT, JOINT_TASKS, RunInfo, VersionInfo, check_task, run_info, version_info
 from finetune.tables import ModelVersion, TrainingRun
 from finetune.vocabulary import RunStatus, Task
 from newsdesk.db import session_scope, utcnow
+from newsdesk.device import resolve_device
 from newsdesk.encoders import base_model_path
 from newsdesk.errors import InvalidInput, NotFound
 from newsdesk.settings import Settings
@@ -220,17 +230,46 @@ def encoder_path(session: Session, settings: Settings, task: str = "recsys") -> 
     return None, base_model_path(settings.base_model_path)
 
 
+def serving_path(session: Session, settings: Settings, task: str = "sentiment") -> str:
+    """The inference path that serves the current `task` version (recsys: the catalog encoder) on this machine, read
+    from the choice a serving process made at load (no model is loaded here); '' while no classifier version is
+    current or no process has loaded it yet."""
+    if check_task(task) == Task.RECSYS:
+        folder = encoder_path(session, settings, task)[1]
+    else:
+        row = registry.current_row(session, task)
+        if row is None:
+            return ""
+        folder = Path(row.path)
+    if settings.finetune.inference_path == "torch":
+        if task == Task.RECSYS:
+            return "torch-float32"
+        dtype = inference_dtype(settings.finetune.inference_precision, torch.device(resolve_device(settings.device)))
+        return "torch-bfloat16" if dtype is not None else "torch-float32"
+    selection = read_selection(cache_dir(settings.home, folder))
+    return selection.chosen if selection is not None else ""
+
+
+def catalog_encoder(settings: Settings, folder: Path) -> Any:
+    """The encoder that embeds catalog items (`encode(texts, batch_size=..., normalize_embeddings=...)`), on the
+    fastest path that keeps float32's nearest neighbours on this machine. Raises Unavailable."""
+    from finetune.serving import load_catalog_encoder
+
+    return load_catalog_encoder(folder, settings.home, device=settings.device,
+                                choice=settings.finetune.inference_path)
+
+
 def load_classifier(session: Session, settings: Settings, version: str | None = None,
                     task: str = "sentiment") -> TextClassifier:
-    """The classifier of `version`, or of the current version, of `task`. Raises NotFound / Unavailable."""
+    """The classifier of `version`, or of the current version, of `task`, on the inference path chosen for this
+    machine (`finetune.inference_path`). Raises NotFound / Unavailable."""
     if version:
         row = registry.get_row(session, task, version)
     else:
         row = registry.current_row(session, task)
         if row is None:
             raise NotFound(f"no {task} model is in service yet: run `newsdesk finetune {task}`")
-    return TextClassifier(row.path, version=row.version, device=settings.device,
-                          precision=settings.finetune.inference_precision)
+    return load_served(settings, row.path, row.version)
 
 
 def classify_texts(settings: Settings, texts: Sequence[str], *, version: str | None = None,
@@ -266,4 +305,4 @@ def evaluate_version(settings: Settings, task: str, data_file: str | Path, *, ve
     rows = read_labelled([data_file], labels)
     preds = classifier.predict([r.text for r in rows], task=task)
     report = classification_report([r.label for r in rows], [p.label for p in preds], labels)
-    return {"version": classifier.version, "task": task, "data": str(data_file), **report}
+    return {"version": classifier.version, "task": task, "data": str(data_file), "path": classifier.path, **report}

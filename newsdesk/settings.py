@@ -32,6 +32,8 @@ class FinetuneSettings:
     topic_dev_path: str = ""  # evaluation file used by scheduled topic retraining
     recsys_dev_path: str = ""
     inference_precision: str = "auto"  # sentiment serving: auto (bfloat16 where native), float32 or bfloat16
+    inference_path: str = "auto"  # auto: the fastest path that passed its check here; torch; onnx-float32; onnx-int8
+    inference_tolerance: float = 0.005  # macro-F1 a serving path may lose against torch float32 on the check set
 
 
 @dataclass(frozen=True)

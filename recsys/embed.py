@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from newsdesk.db import utcnow
-from newsdesk.encoders import load_sentence_encoder
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
 from recsys.tables import Item, ItemVector
@@ -112,8 +111,10 @@ def embed_stale(session: Session, settings: Settings, *, encoder: SentenceTransf
         reused = len(known)
         log.info("reused %d vectors shipped with %s", reused, model_version)
         rows = [r for r in rows if (r.item_id, r.text_hash) not in shipped]
-    if rows and encoder is None:  # load the encoder only when there is something to embed
-        encoder = load_sentence_encoder(folder, device=settings.device)
+    if rows and encoder is None:  # load the encoder only when there is something to embed (on its fastest path)
+        from finetune.service import catalog_encoder
+
+        encoder = catalog_encoder(settings, folder)
     done = reused
     with tqdm(total=len(rows), desc=f"embedding ({model_version})", unit="items", disable=None) as bar:
         for lo in range(0, len(rows), BATCH):

@@ -42,8 +42,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings rooted in a fresh temporary NEWSDESK_HOME with a SQLite database there."""
-    s = Settings.load(env={}, home=tmp_path / "home", secret_key="test-secret", device="cpu")
+    """Settings rooted in a fresh temporary NEWSDESK_HOME with a SQLite database there; models serve on today's
+    torch path (the ONNX export and the path checks have their own tests: they cost a minute per model here)."""
+    s = Settings.load(env={}, home=tmp_path / "home", secret_key="test-secret", device="cpu",
+                      finetune={"inference_path": "torch"})
     s.ensure_dirs()
     return s
 

@@ -103,6 +103,7 @@ def index() -> Any:
     tasks: list[dict[str, Any]] = []
     runs: list[Any] = []
     problem = None
+    settings = current_app.config["NEWSDESK_SETTINGS"]
     try:
         with db_session() as session:
             runs = finetune_service.list_training_runs(session, None, limit=30)
@@ -116,7 +117,8 @@ def index() -> Any:
                          "current": [bool(v.is_current) for v in versions][::-1]}
                 tasks.append({"task": task, "versions": versions, "columns": columns, "chart": chart,
                               "gates": {v.version: gate_view(v, run_reasons) for v in versions},
-                              "current": next((v for v in versions if v.is_current), None)})
+                              "current": next((v for v in versions if v.is_current), None),
+                              "serving_path": finetune_service.serving_path(session, settings, task)})
     except Unavailable as exc:
         problem = exc.message
     try:

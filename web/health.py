@@ -58,6 +58,17 @@ def _models() -> str:
     return ", ".join(f"{t}={v.version if v else 'base encoder'}" for t, v in found.items())
 
 
+def _inference() -> dict[str, str]:
+    """Task -> the inference path chosen for its current version on this machine ('' until loaded once)."""
+    settings = current_app.config["NEWSDESK_SETTINGS"]
+    try:
+        with db.session_scope(settings.database_url) as session:
+            return {task: finetune_service.serving_path(session, settings, task) for task in TASKS}
+    except (NewsdeskError, sa.exc.SQLAlchemyError) as exc:
+        log.info("readiness: no inference paths (%s)", exc)
+        return {}
+
+
 def _index() -> str:
     settings = current_app.config["NEWSDESK_SETTINGS"]
     with db.session_scope(settings.database_url) as session:
@@ -73,7 +84,7 @@ def readyz() -> Response:
     """200 when the database, a sentiment model and the item index are ready; 503 with the failing checks."""
     checks = [_check("database", _database), _check("models", _models), _check("index", _index)]
     ok = all(c["ok"] for c in checks)
-    response = jsonify({"status": "ready" if ok else "not ready", "checks": checks})
+    response = jsonify({"status": "ready" if ok else "not ready", "checks": checks, "inference": _inference()})
     response.status_code = 200 if ok else 503
     return response
 

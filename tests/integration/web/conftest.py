@@ -27,7 +27,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, base_encoder) -> Itera
     from web import create_app
 
     home = tmp_path_factory.mktemp("web-live") / "home"
-    settings = Settings.load(env={}, home=home, secret_key="browser-secret", device="cpu")
+    settings = Settings.load(env={}, home=home, secret_key="browser-secret", device="cpu",
+                             finetune={"inference_path": "torch"})
     settings.ensure_dirs()
     db.upgrade(settings.database_url)
     with pytest.MonkeyPatch.context() as mp:

@@ -69,7 +69,8 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory, migrated_template:
     from web_support import seed_catalog, seed_models, seed_stream
 
     home = tmp_path_factory.mktemp("web-seeded") / "home"
-    settings = Settings.load(env={}, home=home, secret_key="test-secret", device="cpu")
+    settings = Settings.load(env={}, home=home, secret_key="test-secret", device="cpu",
+                             finetune={"inference_path": "torch"})
     settings.ensure_dirs()
     shutil.copyfile(migrated_template, home / "newsdesk.db")
     with pytest.MonkeyPatch.context() as mp:
