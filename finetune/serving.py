@@ -85,6 +85,22 @@ def _onnx_refusals(names: Sequence[str], reason: str) -> list[PathCheck]:
 
 # --- classifiers ---------------------------------------------------------------------------------------------------
 
+def classifier_engine(clf: Any, cache: Path, name: str) -> Any:
+    """The engine of path `name` for `clf` (graphs exported/quantised into `cache` when missing).
+
+    Raises:
+        RuntimeError, OSError, ValueError, ImportError: the export or the runtime session failed.
+    """
+    if not name.startswith("onnx"):
+        dtype = torch.bfloat16 if name.endswith("bfloat16") else None
+        return TorchClassifierEngine(clf.model, clf.tokenizer, clf.max_length, dtype)
+    graph = ensure_exported(cache, lambda out: export_classifier(load_classifier_model(clf.folder, "cpu")[0], out))
+    if name == "onnx-float32":
+        return OnnxClassifierEngine(name, OnnxEngine(graph, clf.tokenizer, clf.max_length), clf.tasks)
+    return OnnxClassifierEngine(name, OnnxEngine(int8_graph(cache, name), clf.tokenizer, clf.max_length,
+                                                 per_text=True), clf.tasks)
+
+
 def select_classifier_path(clf: Any, home: Path, choice: str = "auto", tolerance: float = 0.005) -> Selection | None:
     """Put `clf` (a `finetune.classifier.TextClassifier`) on the fastest path that passed its check on this machine
     (None: `choice` is "torch", today's precision rule applies). The reference is torch float32.
@@ -102,16 +118,7 @@ def select_classifier_path(clf: Any, home: Path, choice: str = "auto", tolerance
     reference = TorchClassifierEngine(clf.model, clf.tokenizer, clf.max_length, None)
 
     def build(name: str) -> Any:
-        if name == reference.name:
-            return reference
-        if name.endswith("bfloat16") and not name.startswith("onnx"):
-            return TorchClassifierEngine(clf.model, clf.tokenizer, clf.max_length, torch.bfloat16)
-        graph = ensure_exported(cache, lambda out: export_classifier(load_classifier_model(clf.folder, "cpu")[0],
-                                                                     out))
-        if name == "onnx-float32":
-            return OnnxClassifierEngine(name, OnnxEngine(graph, clf.tokenizer, clf.max_length), clf.tasks)
-        return OnnxClassifierEngine(name, OnnxEngine(int8_graph(cache, name), clf.tokenizer, clf.max_length,
-                                                     per_text=True), clf.tasks)
+        return reference if name == reference.name else classifier_engine(clf, cache, name)
 
     selection = read_selection(cache, key)
     if selection is not None:
@@ -172,6 +179,22 @@ class OnnxSentenceEncoder:
         return out
 
 
+def encoder_engine(model: Any, folder: Path, cache: Path, name: str) -> Any:
+    """The engine of path `name` for the SentenceTransformer `model` loaded from `folder` (graphs in `cache`).
+
+    Raises:
+        RuntimeError, OSError, ValueError, ImportError: the export or the runtime session failed.
+    """
+    if not name.startswith("onnx"):
+        return TorchSentenceEncoder(model, torch.bfloat16 if name.endswith("bfloat16") else None)
+    graph = ensure_exported(cache, lambda out: export_encoder(load_sentence_encoder(folder, device="cpu", cache=False),
+                                                              out))
+    per_text = name != "onnx-float32"
+    max_length = int(getattr(model, "max_seq_length", 256) or 256)
+    return OnnxSentenceEncoder(name, OnnxEngine(int8_graph(cache, name) if per_text else graph, model.tokenizer,
+                                                max_length, per_text=per_text))
+
+
 def load_catalog_encoder(folder: Path, home: Path, *, device: str = "cpu", choice: str = "auto") -> Any:
     """The encoder that embeds catalog items, on the fastest path that keeps float32's neighbours on this machine
     (an object with SentenceTransformer's `encode(texts, batch_size=..., normalize_embeddings=...)`).
@@ -188,18 +211,9 @@ def load_catalog_encoder(folder: Path, home: Path, *, device: str = "cpu", choic
     key = {**machine_signature(dev), "choice": choice}
     cache = cache_dir(home, folder)
     names = candidate_names(choice, dev, onnx_reason)
-    max_length = int(getattr(model, "max_seq_length", 256) or 256)
 
     def build(name: str) -> Any:
-        if name == reference.name:
-            return reference
-        if name.endswith("bfloat16") and not name.startswith("onnx"):
-            return TorchSentenceEncoder(model, torch.bfloat16)
-        graph = ensure_exported(cache, lambda out: export_encoder(load_sentence_encoder(folder, device="cpu",
-                                                                                        cache=False), out))
-        per_text = name != "onnx-float32"
-        graph = graph if not per_text else int8_graph(cache, name)
-        return OnnxSentenceEncoder(name, OnnxEngine(graph, model.tokenizer, max_length, per_text=per_text))
+        return reference if name == reference.name else encoder_engine(model, folder, cache, name)
 
     selection = read_selection(cache, key)
     if selection is not None:
