@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,23 +158,6 @@ def quantize(src: Path, dst: Path, config: Int8Config) -> Path:
                      reduce_range=config.reduce_range, op_types_to_quantize=["MatMul", "Attention"],
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
     return dst
-
-
-def write_atomically(folder: Path, build: Any) -> Path:
-    """Run `build(tmp_folder)` in a sibling temporary folder and rename it to `folder` (a concurrent or killed
-    writer never leaves a half-written folder where readers look). Returns `folder`."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        build(tmp)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process published it first: theirs is as good
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
 
 
 class OnnxEngine:

@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +31,7 @@ import torch
 import newsdesk
 from finetune.checkset import read_check_set
 from finetune.evaluate import classification_report
-from finetune.export import INT8_CONFIGS, OnnxEngine, write_atomically
+from finetune.export import INT8_CONFIGS, OnnxEngine
 from finetune.model import predict_probs
 from newsdesk.device import native_bf16
 from newsdesk.errors import InvalidInput
@@ -301,15 +303,18 @@ def candidate_names(choice: str, device: str, onnx_reason: str) -> list[str]:
 
 
 def ensure_exported(cache: Path, export: Callable[[Path], Path]) -> Path:
-    """The cached float32 graph `model.onnx`, exported first (atomically) when missing. Returns its path."""
+    """The cached float32 graph `model.onnx`, exported first when missing (into a private temporary folder, then
+    renamed into place: concurrent loaders each write a whole graph, and readers never see half of one)."""
     graph = cache / "model.onnx"
     if not graph.is_file():
         started = time.monotonic()
-        staged = cache.parent / f"{cache.name}.export"
-        write_atomically(staged, lambda tmp: export(tmp / "model.onnx"))
         cache.mkdir(parents=True, exist_ok=True)
-        os.replace(staged / "model.onnx", graph)
-        staged.rmdir()
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
+        try:
+            export(tmp / "model.onnx")
+            os.replace(tmp / "model.onnx", graph)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         log.info("exported %s to ONNX in %.1fs", cache.name, time.monotonic() - started)
     return graph
 

@@ -220,3 +220,25 @@ def test_catalog_encoder_on_onnx_keeps_the_sentence_transformer_vectors(tmp_path
     stored = json.loads((cache_dir(home, folder) / SELECTION_FILE).read_text())
     assert stored["chosen"] == "onnx-float32"
     assert next(c for c in stored["checks"] if c["path"] == "onnx-float32")["quality"]["neighbours_kept"] == 1.0
+
+
+def test_serving_path_reads_the_choice_made_at_load(settings, db_url) -> None:
+    from finetune import registry, service
+    from finetune.inference import PathCheck, Selection, write_selection
+    from newsdesk.db import session_scope
+    from newsdesk.settings import FinetuneSettings
+
+    auto = settings.replace(finetune=FinetuneSettings(inference_path="auto"))
+    folder = settings.models_dir / "sentiment" / "s1"
+    folder.mkdir(parents=True)
+    with session_scope(settings.database_url) as session:
+        assert service.serving_path(session, auto, "sentiment") == ""  # no current version
+        registry.register(session, task="sentiment", version="s1", path=folder, metrics={"macro_f1": 0.8},
+                          args={}, data={}, train_seconds=1.0, run_id=None)
+        registry.set_current(session, "sentiment", "s1", actor="test")
+        assert service.serving_path(session, auto, "sentiment") == ""  # not loaded by any process yet
+        write_selection(cache_dir(settings.home, folder),
+                        Selection("onnx-int8-pc", [PathCheck("onnx-int8-pc", True, "within tolerance", 900.0)], {}))
+        assert service.serving_path(session, auto, "sentiment") == "onnx-int8-pc"
+        assert service.serving_path(session, settings, "sentiment").startswith("torch-")
+        assert service.serving_path(session, auto, "recsys") == ""  # the base encoder, not embedded with yet

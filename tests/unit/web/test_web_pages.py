@@ -183,6 +183,7 @@ def test_console_shows_versions_and_promotes(client: FlaskClient, seeded: dict) 
     login(client, "admin")
     html = client.get("/console/").get_data(as_text=True)
     assert "macro_f1" in html and "0.8400" in html and 'data-version="s2"' in html
+    assert 'serves on <b class="serving-path">torch-' in html
     token = page_csrf(client, "/console/")
     response = client.post("/console/models/sentiment/promote", data={"csrf_token": token, "version": "s2"},
                            follow_redirects=True)
@@ -197,6 +198,8 @@ def test_health_readiness_and_metrics(client: FlaskClient, seeded: dict) -> None
     ready = client.get("/readyz")
     checks = {c["name"]: c["ok"] for c in ready.get_json()["checks"]}
     assert checks["database"] and checks["index"] and checks["models"] and ready.status_code == 200
+    inference = ready.get_json()["inference"]  # the test settings serve on the torch path
+    assert inference["sentiment"] in ("torch-float32", "torch-bfloat16") and inference["topic"] == ""
     client.get("/api/v1/openapi.json")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'newsdesk_http_request_duration_seconds_bucket{endpoint="/api/v1/openapi.json",le="+Inf"} 1' in text
