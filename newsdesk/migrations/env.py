@@ -9,6 +9,7 @@ from sqlalchemy import engine_from_config, pool
 # broken tables module fails the migration loudly).
 import finetune.tables  # noqa: F401
 import monitor.tables  # noqa: F401
+import newsdesk.tables  # noqa: F401
 import recsys.tables  # noqa: F401
 import web.tables  # noqa: F401
 from newsdesk.db import Base
