@@ -140,7 +140,7 @@ class Recorder:
             return
         self._last_prune = time.monotonic()
         with session_scope(self.url) as session:
-            session.execute(sa.delete(JobRun).where(JobRun.started_at < utcnow() - RETENTION))
+            session.execute(sa.delete(JobRun).where(JobRun.scheduled_at < utcnow() - RETENTION))
 
 
 def recording_executor(recorder: Recorder, max_workers: int = 4) -> Any:

@@ -20,8 +20,8 @@ class JobRun(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(sa.String(128))
     worker: Mapped[str] = mapped_column(sa.String(128))  # host:pid
-    scheduled_at: Mapped[datetime] = mapped_column(sa.DateTime)  # the tick (UTC)
-    started_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, index=True)
+    scheduled_at: Mapped[datetime] = mapped_column(sa.DateTime, index=True)  # the tick (UTC)
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     outcome: Mapped[str] = mapped_column(sa.String(16))  # newsdesk.jobruns.JobOutcome
     detail: Mapped[str] = mapped_column(sa.Text, default="")  # what the job returned, or its error

@@ -29,9 +29,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_job_runs"),
         sa.UniqueConstraint("job_id", "scheduled_at", name="uq_job_runs_job_id_scheduled_at"),
     )
-    op.create_index("ix_job_runs_started_at", "job_runs", ["started_at"])
+    op.create_index("ix_job_runs_scheduled_at", "job_runs", ["scheduled_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_job_runs_started_at", "job_runs")
+    op.drop_index("ix_job_runs_scheduled_at", "job_runs")
     op.drop_table("job_runs")
