@@ -255,8 +255,8 @@ def topics(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
         run_direct(fresh_settings(Path(tmp), "warm"), lines[:200], served["sentiment alone"])
         for r in range(args.rounds):  # alternate, so a change in the machine's load hits both alike
-            for name, clf in served.items():
-                runs[name].append(run_direct(fresh_settings(Path(tmp), f"{name[:9].strip()}-{r}"), lines, clf))
+            for n, (name, clf) in enumerate(served.items()):  # a fresh database per run: nothing is a duplicate
+                runs[name].append(run_direct(fresh_settings(Path(tmp), f"path{n}-round{r}"), lines, clf))
     rates = {name: statistics.median(x["msg_per_s"] for x in rs) for name, rs in runs.items()}
     ratio = round(rates["sentiment + topic (one pass)"] / rates["sentiment alone"], 3)
     out = {"model": str(args.model), "precision": joint.precision, "messages": len(lines), "rounds": args.rounds,
