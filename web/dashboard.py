@@ -12,7 +12,7 @@ from flask_login import current_user
 from monitor import service as monitor_service
 from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
-from newsdesk.errors import Unavailable
+from newsdesk.errors import NewsdeskError, Unavailable
 from newsdesk.inputs import is_ascii_int
 from web.api.alerts import silence_matchers
 from web.auth import db_session, role_required, safe_next
@@ -143,15 +143,26 @@ def silence(alert_id: int) -> Any:
     return redirect(url_for("dashboard.alert", alert_id=alert_id))
 
 
+DEAD_LETTER_VIEWS = ("open", "all", "replayed", "dismissed")
+
+
 @bp.route("/dead-letters")
 @role_required("analyst")
 def dead_letters() -> Any:
+    return _dead_letters_page()
+
+
+def _dead_letters_page(draft: dict[str, Any] | None = None) -> str:
+    """Dead letters (open ones by default) and undelivered notifications; `draft` refills one edit form."""
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if is_ascii_int(page_no) and 0 < int(page_no) < 100_000 else 1
+    view = request.args.get("status") if request.args.get("status") in DEAD_LETTER_VIEWS else "open"
     with db_session() as session:
-        rows, total = monitor_service.list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+        rows, total = monitor_service.list_dead_letters(session, PAGE_SIZE, (page_no - 1) * PAGE_SIZE,
+                                                        status=None if view == "all" else view)
         notes, notes_total = monitor_service.undelivered_notifications(session, PAGE_SIZE)
     return render_template("dead_letters.html", rows=rows, total=total, page=page_no, page_size=PAGE_SIZE,
+                           view=view, views=DEAD_LETTER_VIEWS, draft=draft,
                            notes=notes, notes_total=notes_total, form=ActionForm())
 
 
@@ -164,7 +175,8 @@ def replay_all() -> Any:
     reason = (request.form.get("reason") or "").strip()[:200] or None
     with flashed_errors("Replay failed: "):
         with db_session() as session:
-            out = monitor_service.replay_dead_letters(session, classifier, reason=reason)
+            out = monitor_service.replay_dead_letters(session, classifier, reason=reason,
+                                                      actor=current_user.username)
         flash(f"Replayed {out['replayed']} dead letters ({out['still_invalid']} still invalid).", "info")
     return redirect(url_for("dashboard.dead_letters"))
 
@@ -185,12 +197,34 @@ def retry_notifications() -> Any:
 @bp.route("/dead-letters/<id:dead_letter_id>/replay", methods=["POST"])
 @role_required("analyst")
 def replay(dead_letter_id: int) -> Any:
+    """Replay one dead letter, as received or with the payload edited in the form (kept on an error, 422)."""
     require_valid_form()
     classifier = runtime().classifier()
-    with flashed_errors(f"Replay of #{dead_letter_id} failed: "):
+    payload = request.form.get("payload")
+    payload = payload.replace("\r\n", "\n") if payload is not None else None
+    try:
         with db_session() as session:
-            monitor_service.replay_dead_letter(session, classifier, dead_letter_id)
-        flash(f"Dead letter #{dead_letter_id} replayed.", "info")
+            info = monitor_service.replay_dead_letter(session, classifier, dead_letter_id, payload=payload,
+                                                      actor=current_user.username)
+    except NewsdeskError as exc:
+        if exc.http_status >= 500 or exc.http_status == 404:
+            raise
+        flash(f"Replay of #{dead_letter_id} failed: {exc.message}", "error")
+        return _dead_letters_page({"for": dead_letter_id, "payload": payload}), 422
+    flash(f"Dead letter #{dead_letter_id} replayed as message {info.message_id}.", "info")
+    return redirect(url_for("dashboard.dead_letters"))
+
+
+@bp.route("/dead-letters/<id:dead_letter_id>/dismiss", methods=["POST"])
+@role_required("analyst")
+def dismiss(dead_letter_id: int) -> Any:
+    """Close a dead letter without replaying it."""
+    require_valid_form()
+    with flashed_errors(f"Dismissing #{dead_letter_id} failed: ", reraise_status=(404,)):
+        with db_session() as session:
+            monitor_service.dismiss_dead_letter(session, dead_letter_id, current_user.username,
+                                                note=request.form.get("note", "")[:500])
+        flash(f"Dead letter #{dead_letter_id} dismissed.", "info")
     return redirect(url_for("dashboard.dead_letters"))
 
 

@@ -179,6 +179,39 @@ def test_dead_letters_listed_and_replayed(client: FlaskClient, seeded: dict) -> 
     assert "still invalid" in response.get_data(as_text=True)  # the payload is still bad: kept, reason shown
 
 
+def test_dead_letters_edit_and_replay_keeps_the_edit_after_an_error_and_dismiss(client: FlaskClient,
+                                                                                seeded: dict) -> None:
+    tokens = seeded["tokens"]
+    client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json=[{"id": 1}, {"id": 2}])
+    login(client, "analyst")
+    html = client.get("/dashboard/dead-letters").get_data(as_text=True)
+    ids = sorted(int(part.split("/", 1)[0]) for part in html.split('/dashboard/dead-letters/')[1:]
+                 if part.split("/", 1)[1].startswith("dismiss"))
+    assert len(ids) == 2 and "Edit &amp; replay" in html
+    token = page_csrf(client, "/dashboard/dead-letters")
+    typed = '{"id": "e1", "text": "$XYZ hand-fixed'  # not JSON yet: still invalid
+    response = client.post(f"/dashboard/dead-letters/{ids[0]}/replay", data={"csrf_token": token, "payload": typed})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "still invalid" in html and "$XYZ hand-fixed</textarea>" in html  # what was typed stays
+    response = client.post(f"/dashboard/dead-letters/{ids[0]}/replay",
+                           data={"csrf_token": token, "payload": typed + '"}'}, follow_redirects=True)
+    assert f"Dead letter #{ids[0]} replayed as message" in response.get_data(as_text=True)
+    response = client.post(f"/dashboard/dead-letters/{ids[1]}/dismiss",
+                           data={"csrf_token": token, "note": "test junk"}, follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert f"Dead letter #{ids[1]} dismissed." in html and "No open dead letters" in html
+    html = client.get("/dashboard/dead-letters?status=all").get_data(as_text=True)
+    assert "dismissed: test junk" in html and "by analyst" in html and "edited; received:" in html
+    # the API: the same actions, 409 once closed
+    again = client.post(f"/api/v1/dead-letters/{ids[1]}/dismiss", json={}, headers=bearer(tokens["analyst"]))
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "conflict"
+    assert client.post(f"/api/v1/dead-letters/{ids[1]}/replay", json={},
+                       headers=bearer(tokens["reader"])).status_code == 403
+    assert client.post("/api/v1/dead-letters/99999/dismiss", json={},
+                       headers=bearer(tokens["analyst"])).status_code == 404
+
+
 def test_console_shows_versions_and_promotes(client: FlaskClient, seeded: dict) -> None:
     login(client, "admin")
     html = client.get("/console/").get_data(as_text=True)
