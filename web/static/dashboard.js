@@ -159,6 +159,15 @@
     body.insertBefore(alertRow(a, state), body.firstChild);
     if (alertCount) alertCount.textContent = String(parseInt(alertCount.textContent, 10) + 1);
   }
+  function fillLabel(td, m) {
+    td.textContent = "";
+    if (m.label) td.appendChild(badge("label-" + m.label, m.label));
+    else td.appendChild(el("span", "muted", m.status === "skipped" ? "skipped" : "pending"));
+  }
+  function fillTopic(td, m) {
+    td.textContent = "";
+    if (m.topic) { const chip = el("span", "chip", m.topic); chip.title = "probability " + (m.topic_score || 0).toFixed(2); td.appendChild(chip); }
+  }
   function messageRow(m) {
     const tr = el("tr");
     tr.dataset.messageId = m.id;
@@ -166,15 +175,21 @@
     const when = el("td", "", "just now"); when.title = utc(m.ts); tr.appendChild(when);
     tr.appendChild(el("td", "", m.source));
     tr.appendChild(el("td", "mono", (m.tickers || []).map(function (t) { return "$" + t; }).join(" ")));
-    const label = el("td");
-    if (m.label) label.appendChild(badge("label-" + m.label, m.label));
-    else label.appendChild(el("span", "muted", m.status === "skipped" ? "skipped" : "pending"));
-    tr.appendChild(label);
-    const topic = el("td"); topic.dataset.role = "topic";
-    if (m.topic) { const chip = el("span", "chip", m.topic); chip.title = "probability " + (m.topic_score || 0).toFixed(2); topic.appendChild(chip); }
-    tr.appendChild(topic);
+    const label = el("td"); label.dataset.role = "label"; fillLabel(label, m); tr.appendChild(label);
+    const topic = el("td"); topic.dataset.role = "topic"; fillTopic(topic, m); tr.appendChild(topic);
     tr.appendChild(el("td", "text", m.text));
     return tr;
+  }
+  // Messages shown as "pending" that a model labelled since: their rows get the label and topic in place.
+  function markClassified(messages) {
+    if (!messageTable || !messages) return;
+    messages.forEach(function (m) {
+      const row = messageTable.querySelector('tr[data-message-id="' + m.id + '"]');
+      if (!row) return;
+      fillLabel(row.querySelector('[data-role="label"]'), m);
+      fillTopic(row.querySelector('[data-role="topic"]'), m);
+      row.classList.remove("flash-row"); void row.offsetWidth; row.classList.add("flash-row");
+    });
   }
   function addMessages(messages) {
     if (!messageTable || !messages) return;
@@ -220,6 +235,11 @@
     else if (data.type === "messages") {
       addActivity(data.count + " new message" + (data.count === 1 ? "" : "s"));
       addMessages(data.messages);
+      drawChart();
+    }
+    else if (data.type === "classified") {
+      markClassified(data.messages);
+      addActivity(data.messages.length + " waiting message" + (data.messages.length === 1 ? "" : "s") + " classified");
       drawChart();
     }
     else addActivity(data.type || "change");

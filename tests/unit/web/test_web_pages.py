@@ -326,6 +326,27 @@ def test_event_stream_messages_carry_the_new_rows(client: FlaskClient, seeded: d
     assert batch["messages"][0]["topic"] == "Legal | Regulation" and batch["messages"][0]["ts"].endswith("Z")
 
 
+def test_event_stream_says_when_a_shown_pending_message_is_classified(client: FlaskClient, seeded: dict) -> None:
+    from web_support import KeywordClassifier
+
+    from monitor import service as monitor
+
+    url = client.application.config["NEWSDESK_SETTINGS"].database_url
+    with db.session_scope(url) as session:
+        monitor.ingest_messages(session, None, [{"id": "wait1", "text": "$QQQ sued over its accounts"}], "t")
+    with db.session_scope(url) as session:
+        _, cursor = monitor.changes_since(session, None)  # the page shows it as pending
+        events, cursor = monitor.changes_since(session, cursor)
+        assert events == []
+        assert monitor.classify_pending(session, KeywordClassifier()) == 1
+    with db.session_scope(url) as session:
+        events, cursor = monitor.changes_since(session, cursor)
+        classified = [e for e in events if e["type"] == "classified"]
+        assert len(classified) == 1 and [m["text"] for m in classified[0]["messages"]] == ["$QQQ sued over its accounts"]
+        assert classified[0]["messages"][0]["label"] and classified[0]["messages"][0]["status"] != "pending"
+        assert monitor.changes_since(session, cursor)[0] == []  # said once
+
+
 def test_dead_letters_page_replays_all_and_retries_notifications(client: FlaskClient, app, seeded: dict) -> None:
     from monitor.tables import Notification
     from web.auth import db_session
