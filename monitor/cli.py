@@ -173,7 +173,8 @@ def silence_command(settings: Settings, ticker: str | None, topic: str | None, r
                 if v is not None}
     with session_scope(settings.database_url) as session:
         silence = service.create_silence(session, matchers, utcnow() + _duration(duration), actor, comment)
-    click.echo(f"Silence {silence.id} on {silence.matchers} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
+        what = service.describe_matchers(session, silence.matchers)
+    click.echo(f"Silence {silence.id} on {what} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
 
 
 @alerts_group.command("notifications")

@@ -21,6 +21,7 @@ from monitor.alerting import (  # noqa: F401
     create_rule,
     create_silence,
     delete_rule,
+    describe_matchers,
     ensure_default_rules,
     expire_silence,
     get_alert,

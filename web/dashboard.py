@@ -12,7 +12,7 @@ from flask_login import current_user
 from monitor import service as monitor_service
 from monitor.vocabulary import ALERT_STATES, TICKER_MAX, normalise_ticker
 from newsdesk.db import utcnow
-from newsdesk.errors import NewsdeskError, Unavailable
+from newsdesk.errors import InvalidInput, NewsdeskError, Unavailable
 from newsdesk.inputs import is_ascii_int
 from web.api.alerts import silence_matchers
 from web.auth import db_session, role_required, safe_next
@@ -45,6 +45,11 @@ def _filters() -> dict[str, Any]:
 @role_required("analyst")
 def index() -> Any:
     """Alerts with filters and pages, the per-ticker and per-topic sentiment charts, the latest messages."""
+    return _index()
+
+
+def _index(silence_draft: dict[str, str] | None = None) -> Any:
+    """The dashboard; `silence_draft` refills the new-silence form after an error (422)."""
     filters = _filters()
     page_no = request.args.get("page", "1")
     page_no = int(page_no) if is_ascii_int(page_no) and 0 < int(page_no) < 100_000 else 1
@@ -64,11 +69,12 @@ def index() -> Any:
     tickers = sorted({a.ticker for a in context["alerts"] if a.ticker} |
                      {t for m in context["messages"] for t in m.tickers})
     rule_names = {r.id: r.name for r in context["rules"]}  # silences show "rule “name”", not "rule_id=3"
+    status = 503 if context["problem"] else 422 if silence_draft is not None else 200
     return render_template("dashboard.html", filters=filters, args=request.args, page=page_no, page_size=PAGE_SIZE,
-                           rule_names=rule_names,
+                           rule_names=rule_names, silence_draft=silence_draft or {},
                            states=ALERT_STATES, windows=WINDOWS, tickers=tickers, form=ActionForm(),
                            chart_ticker=filters["ticker"] or (tickers[0] if tickers else ""),
-                           **context), 503 if context["problem"] else 200
+                           **context), status
 
 
 @bp.route("/series.json")
@@ -139,11 +145,62 @@ def silence(alert_id: int) -> Any:
         matchers = silence_matchers(detail)
         monitor_service.create_silence(session, matchers, utcnow() + timedelta(hours=hours_f), current_user.username,
                                        comment=comment)
-    flash(f"Silenced {', '.join(f'{k}={v}' for k, v in matchers.items())} for {hours_f:g} h.", "info")
+        what = monitor_service.describe_matchers(session, matchers)
+    flash(f"Silenced {what} for {hours_f:g} h.", "info")
     return redirect(url_for("dashboard.alert", alert_id=alert_id))
 
 
 DEAD_LETTER_VIEWS = ("open", "all", "replayed", "dismissed")
+
+
+@bp.route("/silences", methods=["POST"])
+@role_required("analyst")
+def new_silence() -> Any:
+    """A silence from the form: any of ticker, rule (picked by name) and topic, for 0-720 hours."""
+    require_valid_form()
+    form = {k: (request.form.get(k) or "").strip()[:2000] for k in ("ticker", "rule_id", "topic", "hours", "comment")}
+    try:
+        matchers = _silence_matchers(form)
+        with db_session() as session:
+            if "rule_id" in matchers and matchers["rule_id"] not in {r.id for r in monitor_service.list_rules(session)}:
+                raise InvalidInput("that rule no longer exists", {"field": "rule_id"})
+            silence = monitor_service.create_silence(session, matchers, utcnow() + timedelta(hours=_hours(form)),
+                                                     current_user.username, comment=form["comment"])
+            what = monitor_service.describe_matchers(session, silence.matchers)
+    except InvalidInput as exc:
+        flash(exc.message, "error")
+        return _index(form)
+    flash(f"Silenced {what} until {silence.ends_at:%Y-%m-%d %H:%M} UTC.", "info")
+    return redirect(url_for("dashboard.index") + "#silences")
+
+
+def _silence_matchers(form: dict[str, str]) -> dict[str, Any]:
+    """Raises InvalidInput: a bad ticker or rule, or no matcher at all."""
+    matchers: dict[str, Any] = {}
+    if form["ticker"]:
+        ticker = normalise_ticker(form["ticker"])
+        if not ticker or len(ticker) > TICKER_MAX or not ticker.replace(".", "").replace("-", "").isalnum():
+            raise InvalidInput(f"{form['ticker']!r} is not a ticker", {"field": "ticker"})
+        matchers["ticker"] = ticker
+    if form["rule_id"]:
+        if not is_ascii_int(form["rule_id"]) or not 0 < int(form["rule_id"]) < 2**31:
+            raise InvalidInput("pick a rule from the list", {"field": "rule_id"})
+        matchers["rule_id"] = int(form["rule_id"])
+    if form["topic"]:
+        matchers["topic"] = " ".join(form["topic"].split())[:64]
+    if not matchers:
+        raise InvalidInput("say what to silence: a ticker, a rule or a topic (or several)", {"field": "ticker"})
+    return matchers
+
+
+def _hours(form: dict[str, str]) -> float:
+    try:
+        hours = float(form["hours"] or "2")
+    except ValueError:
+        hours = 0.0
+    if not 0 < hours <= 720:
+        raise InvalidInput("silence for more than 0 and at most 720 hours", {"field": "hours"})
+    return hours
 
 
 @bp.route("/dead-letters")

@@ -118,16 +118,16 @@ def test_alert_detail_ack_with_note_and_silence(client: FlaskClient, seeded: dic
     assert ">acknowledged<" in html and "called IR &lt;b&gt;now&lt;/b&gt;" in html
     response = client.post(f"/dashboard/alerts/{alert_id}/silence", data={"csrf_token": token, "hours": "4"},
                            follow_redirects=True)
-    assert "Silenced ticker=XYZ" in response.get_data(as_text=True)
+    assert "Silenced $XYZ · rule “Legal or bankruptcy news” for 4 h." in response.get_data(as_text=True)
     html = client.get("/dashboard/").get_data(as_text=True)
-    assert 'id="silences"' in html and ">silenced<" in html
-    silences = html.split('id="silences"', 1)[1].split("</section>", 1)[0]
+    assert 'id="silence-table"' in html and ">silenced<" in html
+    silences = html.split('id="silence-table"', 1)[1].split("</table>", 1)[0]
     assert "$XYZ" in silences and "rule “" in silences and "rule_id" not in silences  # matchers read as text
     silence_id = int(html.split("/dashboard/silences/", 1)[1].split("/", 1)[0])
     response = client.post(f"/dashboard/silences/{silence_id}/expire", data={"csrf_token": token},
                            follow_redirects=True)
     assert f"Silence #{silence_id} ended." in response.get_data(as_text=True)
-    assert 'id="silences"' not in response.get_data(as_text=True)
+    assert 'id="silence-table"' not in response.get_data(as_text=True)
     assert client.get("/dashboard/alerts/999").status_code == 404
 
 
@@ -395,3 +395,29 @@ def test_duration_filter() -> None:
     from web.console import duration
 
     assert [duration(None), duration(45.2), duration(133), duration(3840)] == ["", "45 s", "2 min 13 s", "1 h 04 min"]
+
+
+def test_new_silence_form_with_readable_matchers_keeps_input_after_an_error(client: FlaskClient,
+                                                                             seeded: dict) -> None:
+    login(client, "analyst")
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert 'id="silence-form"' in html and "No active silences." in html
+    token = page_csrf(client, "/dashboard/")
+    rules = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"]
+    keyword = next(r for r in rules if r["kind"] == "keyword")
+    response = client.post("/dashboard/silences", data={"csrf_token": token, "ticker": "", "rule_id": "",
+                                                        "hours": "2", "comment": "typed before the error"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "say what to silence" in html
+    assert 'value="typed before the error"' in html.split('id="silence-form"', 1)[1].split("</form>", 1)[0]
+    response = client.post("/dashboard/silences", data={"csrf_token": token, "ticker": "$xyz",
+                                                        "rule_id": str(keyword["id"]), "hours": "8",
+                                                        "comment": "earnings call"}, follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert f"Silenced $XYZ · rule “{keyword['name']}” until" in html
+    table = html.split('id="silence-table"', 1)[1].split("</table>", 1)[0]
+    assert "$XYZ" in table and f"rule “{keyword['name']}”" in table and "rule_id" not in table
+    alerts = client.get("/api/v1/alerts?ticker=XYZ", headers=bearer(seeded["tokens"]["analyst"])).get_json()
+    assert alerts["items"] and all(a["silence_id"] for a in alerts["items"] if a["state"] == "firing")
+    bad = client.post("/dashboard/silences", data={"csrf_token": token, "ticker": "XYZ", "hours": "9999"})
+    assert bad.status_code == 422 and "720 hours" in bad.get_data(as_text=True)
