@@ -162,7 +162,8 @@ def new_silence() -> Any:
     try:
         matchers = _silence_matchers(form)
         with db_session() as session:
-            if "rule_id" in matchers and matchers["rule_id"] not in {r.id for r in monitor_service.list_rules(session)}:
+            known = {r.id for r in monitor_service.list_rules(session)}
+            if "rule_id" in matchers and matchers["rule_id"] not in known:
                 raise InvalidInput("that rule no longer exists", {"field": "rule_id"})
             silence = monitor_service.create_silence(session, matchers, utcnow() + timedelta(hours=_hours(form)),
                                                      current_user.username, comment=form["comment"])
