@@ -382,13 +382,42 @@ def test_console_shows_the_gate_decision_with_its_figures(client: FlaskClient, s
                           metrics={"macro_f1": 0.688, "gate": decision.to_dict()}, args={}, data={},
                           train_seconds=133.0, run_id=None)
         session.add(TrainingRun(task="sentiment", status="running", trigger="request", requested_by="admin",
-                                created_at=utcnow(), started_at=utcnow()))
+                                created_at=utcnow(), started_at=utcnow(), progress={
+                                    "stage": "sentiment", "step": 120, "total": 480, "eta_s": 370.0,
+                                    "at": utcnow().isoformat(timespec="seconds")}))
     login(client, "admin")
     html = client.get("/console/").get_data(as_text=True)
     row = html.split('data-version="s9"', 1)[1].split("</tr>", 1)[0]
     assert "kept" in row and "0.6880" in row and "champion 0.7326" in row and "margin +0.0050" in row
     assert reason in row and "2 min 13 s" in row
-    assert "running for " in html  # a running run shows how long it has been going
+    assert "running for " in html  # a running run shows how long it has been going, its step and time left
+    progress = html.split('class="run-progress', 1)[1].split("</div>", 1)[0]
+    assert "step 120 / 480 (25%)" in progress and "about 6 min" in progress and "left" in progress
+
+
+def test_progress_report_is_throttled_and_estimates_the_time_left() -> None:
+    from finetune.progress import PROGRESS_SINK, ProgressReport
+    from web.console import run_progress
+
+    sent: list[dict] = []
+    token = PROGRESS_SINK.set(sent.append)
+    try:
+        report = ProgressReport("sentiment", every_s=3600)
+        report(0, 100, force=True)
+        report(10, 100)  # throttled
+        report(50, 100, force=True)
+    finally:
+        PROGRESS_SINK.reset(token)
+    ProgressReport("sentiment")(1, 100, force=True)  # no run: nothing is sent, nothing fails
+    assert [(p["step"], p["total"]) for p in sent] == [(0, 100), (50, 100)]
+    assert sent[0]["eta_s"] is None and sent[1]["eta_s"] is not None and sent[1]["eta_s"] >= 0
+
+    class Run:
+        task, progress = "sentiment", {"stage": "pretrain", "step": 5, "total": 20, "eta_s": 0.2, "at": "bad"}
+
+    from newsdesk.db import utcnow
+
+    assert run_progress(Run(), utcnow()) == "pretrain: step 5 / 20 (25%) · about a moment left"
 
 
 def test_duration_filter() -> None:
