@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor import producer, rule_runner
+from monitor import producer, rule_runner, rules
 from monitor.alerting import (  # noqa: F401
     acknowledge_alert,
     create_rule,
@@ -300,6 +300,16 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
     if touched:
         rule_runner.evaluate_tickers(session, touched, max(r.ts for r in rows))
     return len(rows)
+
+
+def rule_param_fields(kind: str) -> list[dict[str, Any]]:
+    """The parameters of a rule kind as form fields (see `monitor.rules.param_fields`)."""
+    return rules.param_fields(kind)
+
+
+def parse_rule_params(kind: str, form: dict[str, str]) -> dict[str, Any]:
+    """A rule form's parameter fields -> parameters (see `monitor.rules.parse_param_fields`)."""
+    return rules.parse_param_fields(kind, form)
 
 
 def add_dead_letter(session: Session, source: str, stage: str, reason: str, raw: Any,

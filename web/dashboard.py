@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 PAGE_SIZE = 25
+MAX_COMPARED = 6  # tickers on one chart side by side
 WINDOWS = {"6": 6, "24": 24, "72": 72, "168": 168, "720": 720}  # hours offered in the filters
 
 
@@ -82,6 +83,9 @@ def _index(silence_draft: dict[str, str] | None = None) -> Any:
 def series() -> Any:
     """Sentiment counts per time bucket for one ticker (or all), or with `by=topic` per topic, for the charts."""
     ticker = normalise_ticker(request.args.get("ticker"))[:TICKER_MAX] or None
+    # several tickers side by side: `tickers=AAPL,MSFT` (at most MAX_COMPARED), one series each
+    compared = list(dict.fromkeys(t for t in (normalise_ticker(v)[:TICKER_MAX] for v in
+                                              (request.args.get("tickers") or "").split(",")) if t))[:MAX_COMPARED]
     by_topic = request.args.get("by") == "topic"
     topic = _topic_arg()
     hours = request.args.get("hours", "168")
@@ -92,6 +96,9 @@ def series() -> Any:
     with db_session() as session:
         if by_topic:
             rows = monitor_service.topic_series(session, topic=topic, since=since, bucket=bucket)
+        elif compared:
+            rows = [row for t in compared
+                    for row in monitor_service.sentiment_series(session, ticker=t, since=since, bucket=bucket)]
         else:
             rows = monitor_service.sentiment_series(session, ticker=ticker, since=since, bucket=bucket)
     out = []
@@ -100,7 +107,8 @@ def series() -> Any:
         stamp = row.get("bucket")
         row["bucket"] = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
         out.append(row)
-    return jsonify({"ticker": ticker, "topic": topic if by_topic else None, "by": "topic" if by_topic else "ticker",
+    return jsonify({"ticker": ticker, "tickers": compared if not by_topic else [],
+                    "topic": topic if by_topic else None, "by": "topic" if by_topic else "ticker",
                     "bucket": bucket, "bucket_s": 3600 if bucket == "hour" else 86400,
                     "since": since.isoformat(), "until": until.isoformat(), "rows": out})
 

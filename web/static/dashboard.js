@@ -60,9 +60,39 @@
     delete layout.yaxis2;
     window.Plotly.react(el, traces, layout, {displayModeBar: false, responsive: true});
   }
+  // Several tickers side by side: one net-sentiment line per ticker (message counts in the hover text).
+  const compareBox = document.getElementById("chart-compare");
+  const chartTitle = document.getElementById("chart-title");
+  function comparedTickers() {
+    if (!compareBox) return [];
+    const main = tickerSel ? tickerSel.value : "";
+    const picked = Array.prototype.map.call(compareBox.querySelectorAll("input:checked"), function (c) { return c.value; });
+    const all = (main ? [main] : []).concat(picked.filter(function (t) { return t !== main; }));
+    return picked.length ? all.slice(0, parseInt(compareBox.dataset.max || "6", 10)) : [];
+  }
+  function drawTickerLines(el, data) {
+    const per = {};
+    (data.rows || []).forEach(function (r) { (per[r.ticker] || (per[r.ticker] = [])).push(r); });
+    const traces = (data.tickers || []).filter(function (t) { return per[t]; }).map(function (t) {
+      const rows = per[t];
+      return {x: rows.map(function (r) { return r.bucket; }), y: rows.map(netOf), name: "$" + t, type: "scatter",
+              mode: "lines+markers", connectgaps: false, text: rows.map(function (r) { return r.total + " messages"; }),
+              hovertemplate: "$" + t + " %{y:.2f}<br>%{text}<extra></extra>"};
+    });
+    const layout = layoutFor(data, !traces.length);
+    layout.yaxis = {title: {text: "net sentiment"}, range: [-1.05, 1.05], autorange: false, zeroline: true, gridcolor: "#eef1f5"};
+    delete layout.yaxis2;
+    window.Plotly.react(el, traces, layout, {displayModeBar: false, responsive: true});
+  }
   function drawChart() {
     if (!window.Plotly) return;
-    if (chart) fetchSeries(chart, "ticker=" + encodeURIComponent(tickerSel ? tickerSel.value : ""), function (d) { drawVolume(chart, d); });
+    const compared = comparedTickers();
+    const main = tickerSel ? tickerSel.value : "";
+    if (chartTitle) chartTitle.textContent = compared.length ? "for " + compared.map(function (t) { return "$" + t; }).join(" vs ") : main ? "for $" + main : "for all tickers";
+    const note = document.getElementById("compare-note");
+    if (note) note.hidden = !compared.length;
+    if (chart && compared.length) fetchSeries(chart, "tickers=" + encodeURIComponent(compared.join(",")), function (d) { drawTickerLines(chart, d); });
+    else if (chart) fetchSeries(chart, "ticker=" + encodeURIComponent(main), function (d) { drawVolume(chart, d); });
     if (topicChart) {
       const topic = topicSel ? topicSel.value : "";
       fetchSeries(topicChart, "by=topic&topic=" + encodeURIComponent(topic),
@@ -72,6 +102,7 @@
   if (topicSel) topicSel.addEventListener("change", drawChart);
   if (tickerSel) tickerSel.addEventListener("change", drawChart);
   if (hoursSel) hoursSel.addEventListener("change", drawChart);
+  if (compareBox) compareBox.addEventListener("change", drawChart);
   drawChart();
 
   // Live updates -------------------------------------------------------------------------------------

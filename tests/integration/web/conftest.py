@@ -74,13 +74,28 @@ def page(browser) -> Iterator[object]:
     context.close()
 
 
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-14 screen in CSS pixels
+
+
 @pytest.fixture
 def shot():
-    """Saves a full-page screenshot of a Playwright page under test-artifacts/."""
+    """Saves full-page screenshots of a Playwright page under test-artifacts/: NAME.png at the page's (desktop)
+    width and, unless `phone=False`, NAME-phone.png at 390 px, checking that the page fits that width."""
 
-    def _shot(pg, name: str) -> None:
+    def _shot(pg, name: str, phone: bool = True) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        if not phone:
+            return
+        size = pg.viewport_size
+        pg.set_viewport_size(PHONE)
+        try:
+            pg.wait_for_timeout(400)  # plotly's responsive charts redraw at the new width
+            overflow = pg.evaluate("document.documentElement.scrollWidth")
+            assert overflow <= PHONE["width"] + 1, f"{name}: the page is {overflow} px wide at phone width"
+            pg.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+        finally:
+            pg.set_viewport_size(size)
 
     return _shot
 

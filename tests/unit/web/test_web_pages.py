@@ -39,6 +39,9 @@ def test_new_reader_is_onboarded_then_sees_a_feed_of_their_topics(app: Flask, cl
     first = html.split('class="item card" data-item-id="', 1)[1].split('"', 1)[0]
     assert first.startswith("s"), first  # a sports story leads
     assert "$AAPL" in html
+    # cards show the snippet and the source (the link's host), not the raw ranking score (#17)
+    assert 'class="score"' not in html and '<span class="source">example.com</span>' in html
+    assert html.count('<p class="snippet">') > 0
     assert impressions(app, "reader") == html.count('class="item card"') > 0
 
 
@@ -97,7 +100,7 @@ def test_dashboard_per_topic_chart_filters_and_rule_scope(client: FlaskClient, s
     token = page_csrf(client, "/dashboard/rules/")
     response = client.post("/dashboard/rules/", data={
         "csrf_token": token, "name": "Legal burst", "kind": "negative_burst", "topics": legal,
-        "topics_extra": "Earnings; M&A | Investments", "params": "{}", "repeat_minutes": "60", "enabled": "on"},
+        "topics_extra": "Earnings; M&A | Investments", "repeat_minutes": "60", "enabled": "on"},
         follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "Rule created." in page and '<span class="chip topic">M&amp;A | Investments</span>' in page
@@ -155,16 +158,30 @@ def test_rule_editor_creates_updates_and_rejects_bad_params(client: FlaskClient,
     response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Tesla burst",
                                                       "kind": "negative_burst", "tickers": "TSLA",
                                                       "severity": "critical", "repeat_minutes": "60",
-                                                      "params": '{"min_negative": 6}', "enabled": "on"},
+                                                      "p.min_negative": "6", "p.window_minutes": "",
+                                                      "enabled": "on"},
                            follow_redirects=True)
     html = response.get_data(as_text=True)
-    assert "Rule created." in html and "Tesla burst" in html and "&#34;min_negative&#34;: 6" in html
+    assert "Rule created." in html and "Tesla burst" in html
+    rule = next(r for r in client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"]
+                if r["name"] == "Tesla burst")
+    assert rule["params"]["min_negative"] == 6 and rule["params"]["window_minutes"] == 360  # blank: the default
+    form = html.split(f'action="/dashboard/rules/{rule["id"]}"', 1)[1].split("</form>", 1)[0]
+    assert 'name="p.min_negative" inputmode="decimal" size="6" placeholder="4" value="6"' in form
+    assert 'name="p.phrases"' not in form  # only the parameters of its own kind
     response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Bad", "kind": "negative_burst",
-                                                      "params": "[1,2]"}, follow_redirects=True)
-    assert "parameters must be a JSON object" in response.get_data(as_text=True)
+                                                      "p.min_share": "lots"}, follow_redirects=True)
+    assert "negative share at least (0-1) must be a number, not &#39;lots&#39;" in response.get_data(as_text=True)
     response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Bad", "kind": "negative_burst",
-                                                      "params": '{"min_share": 7}'}, follow_redirects=True)
-    assert "Rule created." not in response.get_data(as_text=True)
+                                                      "p.min_share": "7"}, follow_redirects=True)
+    assert "Rule created." not in response.get_data(as_text=True) and "between" in response.get_data(as_text=True)
+    response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Words", "kind": "keyword",
+                                                      "p.phrases": "recall, SEC probe", "p.sentiment": "any"},
+                           follow_redirects=True)
+    assert "Rule created." in response.get_data(as_text=True)
+    words = next(r for r in client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()[
+        "items"] if r["name"] == "Words")
+    assert words["params"]["phrases"] == ["recall", "SEC probe"] and words["params"]["sentiment"] == "any"
 
 
 def test_dead_letters_listed_and_replayed(client: FlaskClient, seeded: dict) -> None:
@@ -297,16 +314,20 @@ def test_rule_editor_keeps_what_was_typed_after_an_error(client: FlaskClient, se
     token = page_csrf(client, "/dashboard/rules/")
     response = client.post("/dashboard/rules/", data={
         "csrf_token": token, "name": "Half typed", "kind": "volume_spike", "tickers": "ABC, DEF",
-        "topics_extra": "Earnings", "severity": "critical", "repeat_minutes": "45", "params": '{"min_ratio": -1}'})
+        "topics_extra": "Earnings", "severity": "critical", "repeat_minutes": "45", "p.min_ratio": "-1",
+        "p.window_minutes": "90"})
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and "min_ratio" in html
     new_form = html.rsplit('class="rule-form"', 1)[1]
     assert 'value="Half typed"' in new_form and 'value="ABC, DEF"' in new_form and 'value="45"' in new_form
-    assert 'value="{&#34;min_ratio&#34;: -1}"' in new_form and 'value="Earnings"' in new_form
+    assert 'value="Earnings"' in new_form
+    spike = new_form.split('data-kind="volume_spike"', 1)[1].split("</fieldset>", 1)[0]
+    assert 'name="p.min_ratio" inputmode="decimal" size="6" placeholder="3.0" value="-1"' in spike
+    assert 'name="p.window_minutes" inputmode="decimal" size="6" placeholder="60" value="90"' in spike
     assert "<option selected>volume_spike</option>" in new_form and "<option selected>critical</option>" in new_form
     rule = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"][0]
     response = client.post(f"/dashboard/rules/{rule['id']}", data={
-        "csrf_token": token, "name": "Renamed", "params": "{not json", "repeat_minutes": "60"})
+        "csrf_token": token, "name": "Renamed", "p.window_minutes": "soon", "repeat_minutes": "60"})
     edit_form = response.get_data(as_text=True).split(f'action="/dashboard/rules/{rule["id"]}"', 1)[1]
     assert response.status_code == 422 and 'value="Renamed"' in edit_form.split("</form>", 1)[0]
 
