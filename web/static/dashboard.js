@@ -15,7 +15,8 @@
       .then(function (r) { return r.json(); }).then(draw);
   }
   function layoutFor(data, empty) {
-    const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
+    const narrow = window.innerWidth < 640;  // phone: the legend goes below the two-line date ticks and the axis title
+    const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: narrow ? -0.42 : -0.18},
       xaxis: {type: "date", range: [data.since, data.until], title: {text: "UTC"}},
       yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
       yaxis2: {overlaying: "y", side: "right", range: [-1.05, 1.05], autorange: false, tickvals: [-1, -0.5, 0, 0.5, 1],
@@ -103,6 +104,11 @@
   if (tickerSel) tickerSel.addEventListener("change", drawChart);
   if (hoursSel) hoursSel.addEventListener("change", drawChart);
   if (compareBox) compareBox.addEventListener("change", drawChart);
+  let wasNarrow = window.innerWidth < 640;
+  window.addEventListener("resize", function () {  // a phone turned, a window narrowed: lay the legends out again
+    const narrow = window.innerWidth < 640;
+    if (narrow !== wasNarrow) { wasNarrow = narrow; drawChart(); }
+  });
   drawChart();
 
   // Live updates -------------------------------------------------------------------------------------

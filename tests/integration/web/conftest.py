@@ -75,6 +75,11 @@ def page(browser) -> Iterator[object]:
 
 
 PHONE = {"width": 390, "height": 844}  # an iPhone 12-14 screen in CSS pixels
+# the outermost elements that stick out past the viewport's right edge (for the failure message)
+WIDE_ELEMENTS = """(width) => Array.from(document.querySelectorAll('body *'))
+  .filter(e => e.getBoundingClientRect().right > width + 1 && !(e.parentElement.getBoundingClientRect().right > width + 1))
+  .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + String(e.className).split(' ').join('.')
+    + ' ' + Math.round(e.getBoundingClientRect().right))"""
 
 
 @pytest.fixture
@@ -91,9 +96,10 @@ def shot():
         pg.set_viewport_size(PHONE)
         try:
             pg.wait_for_timeout(400)  # plotly's responsive charts redraw at the new width
-            overflow = pg.evaluate("document.documentElement.scrollWidth")
-            assert overflow <= PHONE["width"] + 1, f"{name}: the page is {overflow} px wide at phone width"
             pg.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+            overflow = pg.evaluate("document.documentElement.scrollWidth")
+            wide = pg.evaluate(WIDE_ELEMENTS, PHONE["width"]) if overflow > PHONE["width"] + 1 else []
+            assert overflow <= PHONE["width"] + 1, f"{name}: the page is {overflow} px wide at phone width: {wide}"
         finally:
             pg.set_viewport_size(size)
 

@@ -174,7 +174,7 @@ def test_a_multi_rule_burst_is_one_group_tickers_compare_and_a_silence_from_the_
     page.wait_for_selector("#sentiment-chart .main-svg")
     page.locator("#chart-ticker").select_option("BURST")
     page.locator('#chart-compare input[value="XYZ"]').check()
-    page.wait_for_function("document.querySelectorAll('#sentiment-chart .scatterlayer .trace').length >= 2")
+    page.locator("#sentiment-chart .scatterlayer .trace").nth(1).wait_for(state="attached")  # two lines
     assert page.locator("#chart-title").inner_text() == "for $BURST vs $XYZ"
     shot(page, "dashboard-groups-compare")
     # a silence from the form reads as text, not rule_id=3
