@@ -246,7 +246,39 @@
     rows.forEach(function (r, i) { if (i < limit) body.appendChild(r); else r.remove(); });
   }
 
+  // The firing groups (Alertmanager's group_by [ticker, topic]) follow the stream: a firing alert joins its group,
+  // a resolved one leaves it, an empty group goes.
+  const groupList = document.querySelector("#alert-groups ul.groups");
+  function countGroup(li) {
+    const n = li.querySelectorAll("a.chip").length;
+    if (!n) li.remove();
+    else li.querySelector(".count").textContent = n + " alert" + (n === 1 ? "" : "s");
+    const none = groupList.querySelector(".no-groups");
+    if (none) none.hidden = groupList.querySelectorAll("li.group").length > 0;
+  }
+  function updateGroups(a) {
+    if (!groupList) return;
+    let chip = groupList.querySelector('a.chip[data-alert-id="' + a.id + '"]');
+    if (a.state !== "firing") { if (chip) { const li = chip.closest("li"); chip.remove(); countGroup(li); } return; }
+    if (chip) return;
+    const key = a.topic ? a.ticker + " / " + a.topic : a.ticker;
+    let li = Array.prototype.find.call(groupList.querySelectorAll("li.group"), function (g) { return g.dataset.group === key; });
+    if (!li) {
+      li = el("li", "group"); li.dataset.group = key;
+      li.appendChild(el("strong", "mono", "$" + key));
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(el("span", "muted small count", ""));
+      li.appendChild(document.createTextNode(" "));
+      groupList.insertBefore(li, groupList.querySelector(".no-groups"));
+    }
+    chip = el("a", "chip sev-" + a.severity, "#" + a.id + " " + a.rule_name);
+    chip.dataset.alertId = a.id; chip.href = groupList.dataset.base + "alerts/" + a.id; chip.title = a.summary || "";
+    li.appendChild(chip);
+    countGroup(li);
+  }
+
   function updateAlert(a) {
+    updateGroups(a);
     const state = displayState(a);
     const row = document.querySelector('tr[data-alert-id="' + a.id + '"]');
     if (!row) insertAlert(a, state);

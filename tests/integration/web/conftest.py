@@ -76,10 +76,12 @@ def page(browser) -> Iterator[object]:
 
 PHONE = {"width": 390, "height": 844}  # an iPhone 12-14 screen in CSS pixels
 # the outermost elements that stick out past the viewport's right edge (for the failure message)
-WIDE_ELEMENTS = """(width) => Array.from(document.querySelectorAll('body *'))
-  .filter(e => e.getBoundingClientRect().right > width + 1 && !(e.parentElement.getBoundingClientRect().right > width + 1))
-  .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + String(e.className).split(' ').join('.')
-    + ' ' + Math.round(e.getBoundingClientRect().right))"""
+WIDE_ELEMENTS = """(width) => {
+  const out = (e) => e.getBoundingClientRect().right > width + 1;
+  return Array.from(document.querySelectorAll('body *')).filter(e => out(e) && !out(e.parentElement)).slice(0, 5)
+    .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + String(e.className).split(' ').join('.')
+         + ' ' + Math.round(e.getBoundingClientRect().right));
+}"""
 
 
 @pytest.fixture

@@ -160,13 +160,19 @@ def test_a_multi_rule_burst_is_one_group_tickers_compare_and_a_silence_from_the_
     now = utcnow()
     burst = [{"id": f"burst{i}", "text": f"$BURST bankruptcy filing details, part {i}",
               "ts": (now - timedelta(minutes=10 - i)).isoformat() + "Z"} for i in range(6)]
+    sign_in(page, url, "analyst")
+    page.wait_for_url("**/dashboard/")
+    page.wait_for_selector("#live-status:text('live')")
     with session_scope(live_server["settings"].database_url) as session:
         result = monitor.ingest_messages(session, KeywordClassifier(), burst, "burst")
     assert len(result.alerts_fired) >= 2  # the keyword rule and the negative burst rule
-    sign_in(page, url, "analyst")
-    page.wait_for_url("**/dashboard/")
     group = page.locator('#alert-groups li.group[data-group="BURST"]')
-    assert group.count() == 1  # one group for the ticker, its alerts inside
+    group.locator("a.chip").nth(len(result.alerts_fired) - 1).wait_for(timeout=10_000)  # live, no reload
+    assert group.count() == 1 and group.locator("a.chip").count() == len(result.alerts_fired)
+    assert group.locator(".count").inner_text() == f"{len(result.alerts_fired)} alerts"
+    page.reload()
+    group = page.locator('#alert-groups li.group[data-group="BURST"]')
+    assert group.count() == 1  # one group for the ticker, its alerts inside (as the server renders it too)
     assert group.locator("a.chip").count() == len(result.alerts_fired)
     assert {"Negative sentiment burst", "Legal or bankruptcy news"} <= {
         c.split(" ", 1)[1] for c in group.locator("a.chip").all_inner_texts()}
