@@ -66,6 +66,7 @@ class RunInfo:
     metrics: dict[str, Any]
     reason: str
     error: str | None
+    progress: dict[str, Any] | None = None  # while running: stage, step, total, eta_s, at (see finetune.callbacks)
 
 
 def check_task(task: str, *, runs: bool = False) -> str:
@@ -85,7 +86,7 @@ def version_info(row: ModelVersion) -> VersionInfo:
 def run_info(row: TrainingRun) -> RunInfo:
     return RunInfo(row.id, row.task, row.status, row.trigger, row.requested_by, row.created_at, row.started_at,
                    row.finished_at, row.version, bool(row.promoted), dict(row.metrics or {}), row.reason or "",
-                   row.error)
+                   row.error, dict(row.progress) if row.progress else None)
 
 
 # Locks and runs ----------------------------------------------------------------------------------------------------

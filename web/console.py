@@ -76,6 +76,29 @@ def duration(seconds: Any) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+@bp.app_template_global("run_progress")
+def run_progress(run: Any, now: datetime) -> str:
+    """A running training's progress as "step 120 / 480 (25%) · about 6 min left" (from the row the trainer's
+    progress callback writes), or "" before its first report."""
+    progress = getattr(run, "progress", None) or {}
+    step, total = progress.get("step"), progress.get("total")
+    if not isinstance(step, int) or not isinstance(total, int) or total <= 0:
+        return ""
+    text = f"step {step} / {total} ({100 * step // total}%)"
+    stage = str(progress.get("stage") or "")
+    if stage and stage not in ("train", run.task):
+        text = f"{stage}: {text}"
+    eta = progress.get("eta_s")
+    try:
+        at = datetime.fromisoformat(str(progress.get("at")))
+    except ValueError:
+        at = now
+    if isinstance(eta, (int, float)):
+        left = max(float(eta) - max((now - at).total_seconds(), 0.0), 0.0)
+        text += f" · about {duration(left) if left >= 1 else 'a moment'} left"
+    return text
+
+
 def gate_view(version: Any, run_reasons: dict[str, str]) -> dict[str, Any] | None:
     """The gate decision of a version with its figures: candidate and champion values on the same evaluation data,
     the margin it had to beat and the reason (stored in metrics["gate"] by finetune; older versions: rebuilt from
