@@ -245,6 +245,7 @@ def topics(args: argparse.Namespace) -> dict[str, Any]:
     encoder (the served classifier without its topic task), alternating rounds over the same messages."""
     from finetune.classifier import ServedClassifier, TextClassifier
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     lines = [line for _, line in read_lines(STREAM, args.limit)]
     joint = TextClassifier(Path(args.model), precision=args.precision)
     if "topic" not in joint.tasks or "sentiment" not in joint.tasks:
@@ -255,13 +256,13 @@ def topics(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
         run_direct(fresh_settings(Path(tmp), "warm"), lines[:200], served["sentiment alone"])
         for r in range(args.rounds):  # alternate, so a change in the machine's load hits both alike
-            for name, clf in served.items():
-                runs[name].append(run_direct(fresh_settings(Path(tmp), f"{name[:9].strip()}-{r}"), lines, clf))
+            for n, (name, clf) in enumerate(served.items()):  # a fresh database per run: nothing is a duplicate
+                runs[name].append(run_direct(fresh_settings(Path(tmp), f"path{n}-round{r}"), lines, clf))
     rates = {name: statistics.median(x["msg_per_s"] for x in rs) for name, rs in runs.items()}
     ratio = round(rates["sentiment + topic (one pass)"] / rates["sentiment alone"], 3)
     out = {"model": str(args.model), "precision": joint.precision, "messages": len(lines), "rounds": args.rounds,
            "msg_per_s_median": rates, "ratio": ratio,
-           "runs": runs, "load_at_start": [round(x, 2) for x in os.getloadavg()]}
+           "runs": runs, "load_at_start": load_at_start}
     print(f"{'path':<30} {'msg/s (median of ' + str(args.rounds) + ')':>24}")
     for name, rate in rates.items():
         print(f"{name:<30} {rate:>24.1f}")

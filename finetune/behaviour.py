@@ -25,6 +25,7 @@ import numpy as np
 
 from finetune.args import BehaviourArgs
 from finetune.gate import GateDecision
+from finetune.progress import ProgressReport
 from newsdesk.device import native_bf16, resolve_device
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def train_to_targets(base_path: Path | str, data: TargetData, args: BehaviourArg
     started = time.monotonic()
     history: list[float] = []
     step = 0
+    report = progress or ProgressReport("recsys (behaviour)")  # the run row's step/total/time left
     with tqdm(total=total, desc="recsys (behaviour)", unit="step", dynamic_ncols=True) as bar:
         while step < total:
             for batch in _length_batches(lengths, args.batch_size, rng):
@@ -138,8 +140,7 @@ def train_to_targets(base_path: Path | str, data: TargetData, args: BehaviourArg
                 bar.update(1)
                 rate = step * args.batch_size / max(time.monotonic() - started, 1e-6)
                 bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}", items_s=f"{rate:.1f}", refresh=False)
-                if progress is not None:
-                    progress(step, total)
+                report(step, total)
     seconds = time.monotonic() - started
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Trainer callbacks: a tqdm bar with loss, throughput and the last dev scores."""
+"""Trainer callbacks: a tqdm bar with loss, throughput and the last dev scores; the run's progress (step, total,
+time left) handed to `finetune.progress` for the training run's row."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from finetune.progress import ProgressReport
+
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 60.0  # without a terminal (a server log) progress is one log line a minute, not a redrawn bar
-
-
 class ProgressBar(TrainerCallback):
     """One tqdm bar per run: steps done, running loss, examples per second, last dev score."""
 
@@ -27,6 +28,8 @@ class ProgressBar(TrainerCallback):
                         dynamic_ncols=True, disable=None)  # None: no bar when stderr is not a TTY
         self.t0, self.step0 = time.monotonic(), state.global_step
         self.logged_at = self.t0
+        self.report = ProgressReport(self.desc)
+        self.report(state.global_step, state.max_steps, force=True)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if self.bar is None:
@@ -35,6 +38,7 @@ class ProgressBar(TrainerCallback):
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         self.postfix["ex/s"] = f"{(state.global_step - self.step0) * self.batch_size / elapsed:.1f}"
         self.bar.set_postfix(self.postfix, refresh=False)
+        self.report(state.global_step, state.max_steps)
         now = time.monotonic()
         if self.bar.disable and now - self.logged_at >= LOG_EVERY_S:
             self.logged_at = now
@@ -54,5 +58,6 @@ class ProgressBar(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if self.bar is not None:
+            self.report(state.global_step, state.max_steps, force=True)
             self.bar.close()
             self.bar = None

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from finetune import gate, registry
@@ -26,13 +27,14 @@ from finetune.classifier import (
 )
 from finetune.inference import cache_dir, read_selection
 from finetune.pipeline import TaskFiles, TrainOutcome, finish, finish_joint, prepare_classifier, prepare_recsys
+from finetune.progress import PROGRESS_SINK
 from finetune.registry import JOINT, JOINT_TASKS, RunInfo, VersionInfo, check_task, run_info, version_info
 from finetune.tables import ModelVersion, TrainingRun
 from finetune.vocabulary import RunStatus, Task
 from newsdesk.db import session_scope, utcnow
 from newsdesk.device import resolve_device
 from newsdesk.encoders import base_model_path
-from newsdesk.errors import InvalidInput, NotFound
+from newsdesk.errors import InvalidInput, NewsdeskError, NotFound
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
             work_dir = work_dir or settings.runs_dir / task / f"run-{run_id}"
             run.output_dir = str(work_dir)
         staged = registry.staging_dir(settings, task, version)
+        locks.callback(PROGRESS_SINK.reset, PROGRESS_SINK.set(_progress_writer(url, run_id)))
         try:
             if task == "recsys":
                 prepared = prepare_recsys(url, settings, dev_file, parsed, work_dir=work_dir, staged=staged,
@@ -135,6 +138,22 @@ def _resume_dir(session: Session, task: str) -> Path:
         if any(folder.rglob("checkpoint-*")) or any(folder.rglob("weights.safetensors")):  # incl. stages, soups
             return folder
     raise NotFound(f"no interrupted {task} run with a checkpoint to resume")
+
+
+def _progress_writer(url: str, run_id: int) -> Callable[[dict[str, Any]], None]:
+    """A sink for the trainer's progress that stores it on the run's row; a failed write is logged, never raised
+    (progress must not stop a training)."""
+
+    def write(progress: dict[str, Any]) -> None:
+        try:
+            with session_scope(url) as session:
+                run = session.get(TrainingRun, run_id)
+                if run is not None:
+                    run.progress = progress
+        except (NewsdeskError, SQLAlchemyError) as exc:
+            log.warning("could not record the progress of run %s: %s", run_id, exc)
+
+    return write
 
 
 def _mark_run(url: str, run_id: int, status: str, error: str) -> None:

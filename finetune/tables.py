@@ -71,3 +71,5 @@ class TrainingRun(Base):
     # A queued run's own inputs ({"train_files": [...], "dev_file": ..., "args": {...}, "promote": ...}); None: the
     # worker uses the last version's files plus NEWSDESK_HOME/labels/<task>/ (see finetune.jobs).
     request: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    # While it runs: {"stage", "step", "total", "eta_s", "at"} from the trainer's progress callback (every ~10 s).
+    progress: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)

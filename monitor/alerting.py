@@ -136,6 +136,23 @@ def create_silence(session: Session, matchers: dict[str, Any], ends_at: datetime
     return SilenceInfo.of(silence, now)
 
 
+def describe_matchers(session: Session, matchers: dict[str, Any]) -> str:
+    """What a silence matches, for people: "$XYZ · topic Legal · rule “Negative sentiment burst”" (not rule_id=3)."""
+    parts = []
+    for key, value in matchers.items():
+        if key == "ticker":
+            parts.append(f"${value}")
+        elif key == "rule_id":
+            name = session.scalar(select(AlertRule.name).where(AlertRule.id == value)) if isinstance(value, int) \
+                else None
+            parts.append(f"rule “{name}”" if name else f"rule #{value}")
+        elif key == "rule_name":
+            parts.append(f"rule “{value}”")
+        else:
+            parts.append(f"{key.replace('_', ' ')} {value}")
+    return " · ".join(parts)
+
+
 def list_silences(session: Session, *, active_only: bool = False) -> list[SilenceInfo]:
     now = utcnow()
     out = [SilenceInfo.of(s, now) for s in session.scalars(select(Silence).order_by(Silence.id.desc()))]

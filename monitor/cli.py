@@ -173,7 +173,8 @@ def silence_command(settings: Settings, ticker: str | None, topic: str | None, r
                 if v is not None}
     with session_scope(settings.database_url) as session:
         silence = service.create_silence(session, matchers, utcnow() + _duration(duration), actor, comment)
-    click.echo(f"Silence {silence.id} on {silence.matchers} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
+        what = service.describe_matchers(session, silence.matchers)
+    click.echo(f"Silence {silence.id} on {what} until {silence.ends_at:%Y-%m-%d %H:%M} UTC")
 
 
 @alerts_group.command("notifications")
@@ -232,25 +233,38 @@ def rules_command(settings: Settings, rule_id: int | None, topics: tuple[str, ..
 @stream_group.command("dead-letters")
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--replay", "replay_id", type=int, default=None, help="Ingest this dead letter again.")
+@click.option("--payload", default=None,
+              help="With --replay: ingest this raw line instead (the edited payload; the received one is kept).")
+@click.option("--dismiss", "dismiss_id", type=int, default=None, help="Close this dead letter without replaying it.")
+@click.option("--note", default="", help="With --dismiss: why (added to its reason).")
 @click.option("--replay-all", is_flag=True, help="Ingest every open dead letter again (after an outage or a fix).")
 @click.option("--reason", default=None, help="With --replay-all: only dead letters whose reason contains this.")
 @click.option("--stage", type=click.Choice(["validate", "classify", "process"]), default=None,
               help="With --replay-all: only dead letters of this stage.")
 @pass_settings
-def dead_letters_command(settings: Settings, limit: int, replay_id: int | None, replay_all: bool,
-                         reason: str | None, stage: str | None) -> None:
-    """List dead letters (newest first), replay one with --replay ID, or all open ones with --replay-all."""
+def dead_letters_command(settings: Settings, limit: int, replay_id: int | None, payload: str | None,
+                         dismiss_id: int | None, note: str, replay_all: bool, reason: str | None,
+                         stage: str | None) -> None:
+    """List dead letters (newest first), replay one with --replay ID [--payload LINE], dismiss one with
+    --dismiss ID, or replay all open ones with --replay-all."""
     from monitor import service
     from monitor.jobs import classifier_for
 
-    if replay_all and replay_id is not None:
-        raise InvalidInput("use either --replay ID or --replay-all")
+    if sum((replay_all, replay_id is not None, dismiss_id is not None)) > 1:
+        raise InvalidInput("use one of --replay ID, --dismiss ID or --replay-all")
+    if payload is not None and replay_id is None:
+        raise InvalidInput("--payload goes with --replay ID")
     if (reason or stage) and not replay_all:
         raise InvalidInput("--reason and --stage go with --replay-all")
     with session_scope(settings.database_url) as session:
         if replay_id is not None:
-            info = service.replay_dead_letter(session, classifier_for(settings), replay_id)
+            info = service.replay_dead_letter(session, classifier_for(settings), replay_id, payload=payload,
+                                              actor="cli")
             click.echo(f"Dead letter {info.id} replayed as message {info.message_id}")
+            return
+        if dismiss_id is not None:
+            info = service.dismiss_dead_letter(session, dismiss_id, "cli", note=note)
+            click.echo(f"Dead letter {info.id} dismissed")
             return
         if replay_all:
             out = service.replay_dead_letters(session, classifier_for(settings), reason=reason, stage=stage)

@@ -107,6 +107,65 @@ def validate_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+PARAM_HELP = {  # what each parameter means, for the rule editor's fields
+    "window_minutes": "window (minutes)", "baseline_days": "baseline (days)",
+    "min_negative": "at least this many negative messages", "min_share": "negative share at least (0-1)",
+    "z_threshold": "z-score against the baseline at least", "min_count": "at least this many messages",
+    "min_ratio": "times the baseline mean at least", "min_history": "baseline messages needed at least",
+    "phrases": "phrases (comma-separated, whole words)", "sentiment": "sentiment of the matching messages",
+}
+
+
+def param_fields(kind: str) -> list[dict[str, Any]]:
+    """The parameters of a rule kind as form fields: key, label, type (int | float | phrases | choice), default,
+    limits (numbers) or choices.
+
+    Raises:
+        InvalidInput: unknown kind.
+    """
+    if kind not in DEFAULTS:
+        raise InvalidInput(f"unknown rule kind {kind!r}; one of {', '.join(RULE_KINDS)}", {"field": "kind"})
+    out = []
+    for key, default in DEFAULTS[kind].items():
+        field_: dict[str, Any] = {"key": key, "label": PARAM_HELP.get(key, key), "default": default}
+        if key == "phrases":
+            field_["type"] = "phrases"
+        elif key == "sentiment":
+            field_.update(type="choice", choices=list(SENTIMENTS))
+        else:
+            low, high = _LIMITS[key]
+            field_.update(type="int" if isinstance(default, int) else "float", min=low, max=high)
+        out.append(field_)
+    return out
+
+
+def parse_param_fields(kind: str, form: dict[str, str]) -> dict[str, Any]:
+    """Form values (strings, by parameter key; blank: the kind's default) -> parameters for `validate_params`.
+
+    Raises:
+        InvalidInput: unknown kind, a number that is not a number (naming the field).
+    """
+    params: dict[str, Any] = {}
+    for spec in param_fields(kind):
+        raw = (form.get(spec["key"]) or "").strip()
+        if not raw:
+            continue
+        if spec["type"] == "phrases":
+            params[spec["key"]] = [p.strip() for p in raw.split(",") if p.strip()]
+        elif spec["type"] == "choice":
+            params[spec["key"]] = raw
+        else:
+            try:
+                if not raw.isascii():  # int() and float() also take other scripts' digits
+                    raise ValueError(raw)
+                params[spec["key"]] = int(raw) if spec["type"] == "int" else float(raw)
+            except ValueError:
+                whole = " whole" if spec["type"] == "int" else ""
+                raise InvalidInput(f"{spec['label']} must be a{whole} number, not {raw[:20]!r}",
+                                   {"field": spec["key"]}) from None
+    return params
+
+
 MAX_TOPICS = 50
 MAX_TOPIC_CHARS = 64
 

@@ -15,12 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor import producer, rule_runner
+from monitor import producer, rule_runner, rules
 from monitor.alerting import (  # noqa: F401
     acknowledge_alert,
     create_rule,
     create_silence,
     delete_rule,
+    describe_matchers,
     ensure_default_rules,
     expire_silence,
     get_alert,
@@ -301,6 +302,16 @@ def classify_pending(session: Session, classifier: Classifier, limit: int = 256,
     return len(rows)
 
 
+def rule_param_fields(kind: str) -> list[dict[str, Any]]:
+    """The parameters of a rule kind as form fields (see `monitor.rules.param_fields`)."""
+    return rules.param_fields(kind)
+
+
+def parse_rule_params(kind: str, form: dict[str, str]) -> dict[str, Any]:
+    """A rule form's parameter fields -> parameters (see `monitor.rules.parse_param_fields`)."""
+    return rules.parse_param_fields(kind, form)
+
+
 def add_dead_letter(session: Session, source: str, stage: str, reason: str, raw: Any,
                     stream_id: str | None = None, deliveries: int = 1) -> DeadLetter:
     """Keep a payload that could not be processed, with the reason, for the UI and a later replay."""
@@ -322,29 +333,64 @@ def list_dead_letters(session: Session, limit: int = 50, offset: int = 0, *, sta
     return [DeadLetterInfo.of(r) for r in rows], total
 
 
-def replay_dead_letter(session: Session, classifier: Classifier | None, dead_letter_id: int) -> DeadLetterInfo:
-    """Ingest a dead letter's payload again (e.g. after fixing it or the model); marks it replayed.
+MAX_EDITED_PAYLOAD = 64 * 1024  # characters: an edited payload is one message, not a batch
 
-    Raises:
-        NotFound: no such dead letter.
-        Conflict: already replayed.
-        InvalidInput: the payload is still invalid (the dead letter stays open).
-    """
+
+def _open_dead_letter(session: Session, dead_letter_id: int) -> DeadLetter:
     row = session.get(DeadLetter, dead_letter_id)
     if row is None:
         raise NotFound(f"dead letter {dead_letter_id} not found")
-    if row.status == "replayed":
-        raise Conflict(f"dead letter {dead_letter_id} was already replayed")
+    if row.status != "open":
+        raise Conflict(f"dead letter {dead_letter_id} was already {row.status}")
+    return row
+
+
+def replay_dead_letter(session: Session, classifier: Classifier | None, dead_letter_id: int, *,
+                       payload: str | None = None, actor: str = "") -> DeadLetterInfo:
+    """Ingest a dead letter's payload again (after fixing the model, or with `payload`: the payload as edited by an
+    operator, the received one kept in `original_payload`); marks it replayed.
+
+    Raises:
+        NotFound: no such dead letter.
+        Conflict: already replayed or dismissed.
+        InvalidInput: the payload is still invalid, or an edited payload is empty or too long (the dead letter
+            stays open; the caller's rollback also drops the edit).
+    """
+    row = _open_dead_letter(session, dead_letter_id)
+    if payload is not None:
+        if not payload.strip() or len(payload) > MAX_EDITED_PAYLOAD:
+            raise InvalidInput(f"an edited payload must be 1-{MAX_EDITED_PAYLOAD} characters", {"field": "payload"})
+        if payload != row.payload:
+            row.original_payload = row.original_payload if row.original_payload is not None else row.payload
+            row.payload = payload
     result = ingest_messages(session, classifier, [row.payload], row.source or "replay", dead_letter=False)
     if result.rejected:
-        raise InvalidInput(f"dead letter {dead_letter_id} is still invalid: {result.rejected[0]['reason']}")
+        raise InvalidInput(f"dead letter {dead_letter_id} is still invalid: {result.rejected[0]['reason']}",
+                           {"field": "payload"})
     row.status, row.replayed_at = "replayed", utcnow()
+    row.closed_by, row.closed_at = scrub(actor)[:128] or None, row.replayed_at
     row.message_id = result.message_ids[0] if result.message_ids else None
     return DeadLetterInfo.of(row)
 
 
+def dismiss_dead_letter(session: Session, dead_letter_id: int, actor: str = "", note: str = "") -> DeadLetterInfo:
+    """Close a dead letter without replaying it (junk, or handled elsewhere); `note` is added to its reason.
+
+    Raises:
+        NotFound: no such dead letter.
+        Conflict: already replayed or dismissed.
+    """
+    row = _open_dead_letter(session, dead_letter_id)
+    row.status, row.closed_by, row.closed_at = "dismissed", scrub(actor)[:128] or None, utcnow()
+    note = scrub(note).strip()[:500]
+    if note:
+        row.reason = f"{row.reason} (dismissed: {note})"
+    log.info("dead letter %d dismissed by %s", dead_letter_id, actor or "?")
+    return DeadLetterInfo.of(row)
+
+
 def replay_dead_letters(session: Session, classifier: Classifier | None, *, reason: str | None = None,
-                        stage: str | None = None, limit: int = 10_000) -> dict[str, Any]:
+                        stage: str | None = None, limit: int = 10_000, actor: str = "") -> dict[str, Any]:
     """Replay every open dead letter (oldest first), optionally only those whose reason contains `reason` or of
     one `stage`; each in its own savepoint. Returns {"replayed", "still_invalid", "ids"}.
 
@@ -365,7 +411,7 @@ def replay_dead_letters(session: Session, classifier: Classifier | None, *, reas
     for dead_letter_id in ids:
         try:
             with session.begin_nested():
-                replay_dead_letter(session, classifier, dead_letter_id)
+                replay_dead_letter(session, classifier, dead_letter_id, actor=actor)
             out["replayed"] += 1
             out["ids"].append(dead_letter_id)
         except InvalidInput:
@@ -460,16 +506,19 @@ LIVE_MESSAGES = 20  # newest new messages sent in full with a "messages" event (
 
 
 def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, Any]], str]:
-    """Alert changes and new messages after `cursor` (opaque; None starts from now) for server-sent events.
+    """Alert changes, new messages and messages classified later, after `cursor` (opaque; None starts from now),
+    for server-sent events.
 
-    A "messages" event carries the count and the newest LIVE_MESSAGES of them, newest first, as MessageInfo dicts.
+    A "messages" event carries the count and the newest LIVE_MESSAGES of them, newest first, as MessageInfo dicts;
+    a "classified" event the messages stored before the cursor (pending, then a model arrived) labelled since.
     """
-    last_alert, last_msg = _parse_cursor(cursor)
+    last_alert, last_msg, last_classified = _parse_cursor(cursor)
     events: list[dict[str, Any]] = []
     newest_msg = session.scalar(select(func.max(Message.id))) or 0
     newest_alert = session.scalar(select(func.max(Alert.updated_at)))
+    newest_classified = session.scalar(select(func.max(Message.classified_at)))
     if cursor is None:
-        return [], _cursor(newest_alert, newest_msg)
+        return [], _cursor(newest_alert, newest_msg, newest_classified)
     from monitor.views import AlertInfo
 
     query = select(Alert).order_by(Alert.updated_at).limit(200)
@@ -478,25 +527,35 @@ def changes_since(session: Session, cursor: str | None) -> tuple[list[dict[str, 
     for alert in session.scalars(query):
         events.append({"type": "alert", "alert": AlertInfo.of(alert).to_dict()})
         last_alert = alert.updated_at
+    if newest_classified is not None and (last_classified is None or newest_classified > last_classified):
+        query = select(Message).where(Message.id <= last_msg, Message.classified_at.is_not(None))
+        if last_classified is not None:
+            query = query.where(Message.classified_at > last_classified)
+        rows = session.scalars(query.order_by(Message.ts.desc(), Message.id.desc()).limit(LIVE_MESSAGES)).all()
+        if rows:
+            events.append({"type": "classified", "messages": [MessageInfo.of(m).to_dict() for m in rows]})
     if newest_msg > last_msg:
         count = session.scalar(select(func.count(Message.id)).where(Message.id > last_msg)) or 0
         rows = session.scalars(select(Message).where(Message.id > last_msg)
                                .order_by(Message.ts.desc(), Message.id.desc()).limit(LIVE_MESSAGES))
         events.append({"type": "messages", "count": count, "last_id": newest_msg,
                        "messages": [MessageInfo.of(m).to_dict() for m in rows]})
-    return events, _cursor(last_alert, max(newest_msg, last_msg))
+    return events, _cursor(last_alert, max(newest_msg, last_msg),
+                           max(filter(None, (newest_classified, last_classified)), default=None))
 
 
-def _cursor(alert_ts: datetime | None, message_id: int) -> str:
-    return f"{alert_ts.isoformat() if alert_ts else ''}|{message_id}"
+def _cursor(alert_ts: datetime | None, message_id: int, classified_ts: datetime | None = None) -> str:
+    return (f"{alert_ts.isoformat() if alert_ts else ''}|{message_id}"
+            f"|{classified_ts.isoformat() if classified_ts else ''}")
 
 
-def _parse_cursor(cursor: str | None) -> tuple[datetime | None, int]:
+def _parse_cursor(cursor: str | None) -> tuple[datetime | None, int, datetime | None]:
     if not cursor:
-        return None, 0
+        return None, 0, None
     try:
-        ts, _, mid = cursor.partition("|")
-        return (datetime.fromisoformat(ts) if ts else None), int(mid or 0)
+        ts, mid, classified = ([*cursor.split("|"), "", ""])[:3]
+        return ((datetime.fromisoformat(ts) if ts else None), int(mid or 0),
+                datetime.fromisoformat(classified) if classified else None)
     except ValueError as exc:
         raise InvalidInput(f"bad cursor {cursor!r}", {"field": "cursor"}) from exc
 

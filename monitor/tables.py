@@ -33,7 +33,7 @@ class Message(Base):
     topic: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # NULL: the model has no topic head
     topic_score: Mapped[float | None] = mapped_column(sa.Float, nullable=True)  # the topic's probability
     model_version: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
-    classified_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    classified_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True, index=True)
     tickers: Mapped[str] = mapped_column(sa.String(512), default="")  # comma-separated, for display
     meta: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
 
@@ -67,10 +67,13 @@ class DeadLetter(Base):
     payload: Mapped[str] = mapped_column(sa.Text, default="")  # raw text as received (invalid UTF-8 replaced)
     stream_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     deliveries: Mapped[int] = mapped_column(sa.Integer, default=1)
-    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)  # open | replayed
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)  # open | replayed | dismissed
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow, index=True)
     replayed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     message_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)  # who replayed or dismissed it
+    closed_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    original_payload: Mapped[str | None] = mapped_column(sa.Text, nullable=True)  # as received, once edited
 
 
 class WatchlistEntry(Base):

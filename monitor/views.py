@@ -166,11 +166,14 @@ class DeadLetterInfo:
     created_at: datetime
     replayed_at: datetime | None
     message_id: int | None
+    closed_by: str | None = None  # who replayed or dismissed it
+    closed_at: datetime | None = None
+    original_payload: str | None = None  # the payload as received, when it was edited before a replay
 
     @classmethod
     def of(cls, d: DeadLetter) -> DeadLetterInfo:
         return cls(d.id, d.source, d.stage, d.reason, d.payload, d.stream_id, d.deliveries, d.status, d.created_at,
-                   d.replayed_at, d.message_id)
+                   d.replayed_at, d.message_id, d.closed_by, d.closed_at, d.original_payload)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
@@ -177,6 +178,16 @@ def fact_text(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def source_of(url: Any) -> str:
+    """The publisher of an item as its http(s) link's host name ("www.reuters.com" -> "reuters.com"), or ''."""
+    text = url if isinstance(url, str) and url[:8].lower().startswith(("http://", "https://")) else ""
+    try:
+        host = (urlsplit(text).hostname or "") if text else ""
+    except ValueError:  # a malformed host ("http://[x") is no source
+        return ""
+    return host[4:] if host.startswith("www.") else host
+
+
 def _register_template_helpers(app: Flask) -> None:
     from datetime import datetime
 
@@ -222,6 +233,8 @@ def _register_template_helpers(app: Flask) -> None:
         """An http(s) URL as is, anything else (javascript:, data:, stored before imports checked) as ''."""
         text = value if isinstance(value, str) else ""
         return text if text[:8].lower().startswith(("http://", "https://")) else ""
+
+    app.add_template_filter(source_of, "source_of")
 
     @app.template_filter("num")
     def _num(value: Any) -> str:

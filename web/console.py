@@ -12,6 +12,7 @@ from flask_login import current_user
 
 from finetune import service as finetune_service
 from finetune.vocabulary import TASKS
+from newsdesk import jobruns, locks
 from newsdesk.db import get_engine, utcnow
 from newsdesk.errors import InvalidInput, Unavailable
 from newsdesk.inputs import strict_int
@@ -51,6 +52,15 @@ def scheduler_jobs() -> list[dict[str, Any]]:
             for r in rows]
 
 
+def scheduler_history(limit: int = 20) -> dict[str, Any]:
+    """The worker running the schedule (the scheduler lock's holder) and the latest recorded job executions."""
+    settings = current_app.config["NEWSDESK_SETTINGS"]
+    leader = locks.holder(settings.database_url, jobruns.SCHEDULER_LOCK, fallback_dir=settings.home / "locks")
+    with db_session() as session:
+        runs = jobruns.history(session, limit=limit)
+    return {"leader": leader.owner if leader else None, "runs": runs}
+
+
 @bp.app_template_filter("duration")
 def duration(seconds: Any) -> str:
     """Seconds as "2 min 13 s" / "1 h 04 min" / "45 s" ('' for None)."""
@@ -64,6 +74,29 @@ def duration(seconds: Any) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+@bp.app_template_global("run_progress")
+def run_progress(run: Any, now: datetime) -> str:
+    """A running training's progress as "step 120 / 480 (25%) · about 6 min left" (from the row the trainer's
+    progress callback writes), or "" before its first report."""
+    progress = getattr(run, "progress", None) or {}
+    step, total = progress.get("step"), progress.get("total")
+    if not isinstance(step, int) or not isinstance(total, int) or total <= 0:
+        return ""
+    text = f"step {step} / {total} ({100 * step // total}%)"
+    stage = str(progress.get("stage") or "")
+    if stage and stage not in ("train", run.task):
+        text = f"{stage}: {text}"
+    eta = progress.get("eta_s")
+    try:
+        at = datetime.fromisoformat(str(progress.get("at")))
+    except ValueError:
+        at = now
+    if isinstance(eta, (int, float)):
+        left = max(float(eta) - max((now - at).total_seconds(), 0.0), 0.0)
+        text += f" · about {duration(left) if left >= 1 else 'a moment'} left"
+    return text
 
 
 def gate_view(version: Any, run_reasons: dict[str, str]) -> dict[str, Any] | None:
@@ -126,8 +159,13 @@ def index() -> Any:
     except Exception as exc:  # noqa: BLE001 - jobs are informative; the console stays up without them
         log.warning("cannot read scheduler jobs: %s", exc)
         jobs = []
-    return render_template("console.html", tasks=tasks, runs=runs, jobs=jobs, problem=problem, form=ActionForm(),
-                           now=utcnow()), \
+    try:
+        schedule = scheduler_history()
+    except Unavailable as exc:
+        log.warning("cannot read the job history: %s", exc.message)
+        schedule = {"leader": None, "runs": []}
+    return render_template("console.html", tasks=tasks, runs=runs, jobs=jobs, schedule=schedule, problem=problem,
+                           form=ActionForm(), now=utcnow()), \
         503 if problem else 200
 
 

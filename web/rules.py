@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -10,27 +9,24 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from monitor import service as monitor_service
 from monitor.vocabulary import RULE_KINDS, SEVERITIES, normalise_ticker
 from newsdesk import inputs
-from newsdesk.errors import InvalidInput, NewsdeskError
+from newsdesk.errors import InvalidInput, NewsdeskError, NotFound
 from web.auth import db_session, role_required
 from web.forms import ActionForm, flashed_errors, require_valid_form
 
 bp = Blueprint("rules", __name__, url_prefix="/dashboard/rules")
 
 
-def _fields() -> dict[str, Any]:
-    """The form's rule fields, parsed.
+PARAM_PREFIX = "p."  # a parameter's form field is "p.<key>", one field per parameter of the rule's kind
+
+
+def _fields(kind: str) -> dict[str, Any]:
+    """The form's rule fields, parsed; the parameters from the fields of `kind`.
 
     Raises:
-        InvalidInput: parameters that are not a JSON object, a repeat that is not a number.
+        InvalidInput: a parameter that is not a number, a repeat that is not a number.
     """
-    raw = request.form.get("params", "").strip() or "{}"
-    try:
-        params = inputs.loads(raw, "parameters", max_depth=8)
-    except InvalidInput:
-        raise InvalidInput("parameters must be a JSON object, e.g. {\"min_negative\": 5}", {"field": "params"}) \
-            from None
-    if not isinstance(params, dict):
-        raise InvalidInput("parameters must be a JSON object", {"field": "params"})
+    params = monitor_service.parse_rule_params(kind, {k[len(PARAM_PREFIX):]: v for k, v in request.form.items()
+                                                      if k.startswith(PARAM_PREFIX)})
     repeat = request.form.get("repeat_minutes", "240").strip()
     if not inputs.is_ascii_int(repeat) or not 0 <= int(repeat) <= 525_600:
         raise InvalidInput("repeat must be a whole number of minutes (at most a year)", {"field": "repeat_minutes"})
@@ -55,8 +51,8 @@ def _page(draft: dict[str, Any] | None = None) -> str:
         rules = monitor_service.list_rules(session)
         topics = monitor_service.list_topics(session)
     return render_template("rules.html", rules=rules, kinds=RULE_KINDS, severities=SEVERITIES, form=ActionForm(),
-                           topics=topics, draft=draft,
-                           params_json={r.id: json.dumps(r.params, indent=None) for r in rules})
+                           topics=topics, draft=draft, prefix=PARAM_PREFIX,
+                           param_fields={k: monitor_service.rule_param_fields(k) for k in RULE_KINDS})
 
 
 def _save(action: Any, done: str, draft_for: int | str) -> Any:
@@ -88,8 +84,11 @@ def _run(action: Any, done: str) -> Any:
 @role_required("analyst")
 def create() -> Any:
     def action(session: Any) -> None:
-        f = _fields()
-        monitor_service.create_rule(session, f.pop("name"), request.form.get("kind", ""), f.pop("params"), **f)
+        kind = request.form.get("kind", "")
+        if kind not in RULE_KINDS:
+            raise InvalidInput(f"pick a kind: {', '.join(RULE_KINDS)}", {"field": "kind"})
+        f = _fields(kind)
+        monitor_service.create_rule(session, f.pop("name"), kind, f.pop("params"), **f)
 
     return _save(action, "Rule created.", "new")
 
@@ -97,8 +96,13 @@ def create() -> Any:
 @bp.route("/<id:rule_id>", methods=["POST"])
 @role_required("analyst")
 def update(rule_id: int) -> Any:
-    return _save(lambda session: monitor_service.update_rule(session, rule_id, **_fields()),
-                 f"Rule #{rule_id} saved.", rule_id)
+    def action(session: Any) -> None:
+        rule = next((r for r in monitor_service.list_rules(session) if r.id == rule_id), None)
+        if rule is None:
+            raise NotFound(f"rule {rule_id} not found")
+        monitor_service.update_rule(session, rule_id, **_fields(rule.kind))
+
+    return _save(action, f"Rule #{rule_id} saved.", rule_id)
 
 
 @bp.route("/<id:rule_id>/delete", methods=["POST"])

@@ -66,12 +66,22 @@ def _demo_interactions(target: Path, catalog: Path, seed: int = 7) -> Path:
     return target
 
 
-def _rebased_stream(target: Path) -> Path:
-    """Copy stream.jsonl.gz with timestamps shifted so the last message is an hour ago (keeps order and gaps)."""
+# The demo slice is replayed up to the message that starts the $FB volume spike of 30 July 2015 (line 3,591 of
+# 4,000), so that real rules over real data leave an alert firing for a new analyst to act on.
+DEMO_STREAM_LINES = 3591
+# Its last message is placed just over monitor's live skew (a day) before now: the rules then keep the replay's own
+# clock (the newest message time) and the alerts firing at its end stay firing until live messages arrive, instead
+# of resolving an hour later on the wall clock.
+DEMO_STREAM_END_AGO = timedelta(days=1, hours=2)
+
+
+def _rebased_stream(target: Path, lines: int = DEMO_STREAM_LINES) -> Path:
+    """Copy the first `lines` lines of stream.jsonl.gz with timestamps shifted so that the last one is
+    DEMO_STREAM_END_AGO before now (keeps order and gaps)."""
     with gzip.open(DEMO_DIR / "stream.jsonl.gz", "rt") as fh:
-        msgs = [json.loads(line) for line in fh]
+        msgs = [json.loads(line) for _, line in zip(range(lines), fh)]
     stamps = [datetime.fromisoformat(m["ts"].rstrip("Z")) for m in msgs]
-    shift = (utcnow() - timedelta(hours=1)) - max(stamps)
+    shift = (utcnow() - DEMO_STREAM_END_AGO) - max(stamps)
     with gzip.open(target, "wt") as fh:
         for msg, ts in zip(msgs, stamps):
             msg["ts"] = (ts + shift).replace(microsecond=0).isoformat() + "Z"

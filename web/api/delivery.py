@@ -1,6 +1,7 @@
 """/api/v1/dead-letters and /api/v1/notifications: what did not get through (an outage, a bug) and sending it again.
 
-Analysts and admins: bulk replay of dead letters, the undelivered webhook notifications and an operator retry.
+Analysts and admins: dead letters (replay one, edited or not, dismiss one, replay in bulk), the undelivered webhook
+notifications and an operator retry.
 """
 
 from __future__ import annotations
@@ -29,8 +30,33 @@ def replay_dead_letters() -> Response:
         raise InvalidInput(f"stage must be one of {', '.join(STAGES)}", {"field": "stage"})
     classifier = runtime().classifier()
     with db_session() as session:
-        out = monitor_service.replay_dead_letters(session, classifier, reason=reason or None, stage=stage)
+        out = monitor_service.replay_dead_letters(session, classifier, reason=reason or None, stage=stage,
+                                                  actor=g.api_user.username)
     return ok(out)
+
+
+@bp.post("/dead-letters/<id:dead_letter_id>/replay")
+@token_required("analyst")
+def replay_dead_letter(dead_letter_id: int) -> Response:
+    """Replay one open dead letter; with `payload` (the raw line, edited) that text is ingested instead."""
+    payload = json_body(dict).get("payload")
+    if payload is not None and not isinstance(payload, str):
+        raise InvalidInput("payload must be a string (the raw message line)", {"field": "payload"})
+    classifier = runtime().classifier()
+    with db_session() as session:
+        return ok(monitor_service.replay_dead_letter(session, classifier, dead_letter_id, payload=payload,
+                                                     actor=g.api_user.username))
+
+
+@bp.post("/dead-letters/<id:dead_letter_id>/dismiss")
+@token_required("analyst")
+def dismiss_dead_letter(dead_letter_id: int) -> Response:
+    """Close one open dead letter without replaying it, with an optional `note`."""
+    note = json_body(dict).get("note", "")
+    if not isinstance(note, str) or len(note) > 500:
+        raise InvalidInput("note must be a string of at most 500 characters", {"field": "note"})
+    with db_session() as session:
+        return ok(monitor_service.dismiss_dead_letter(session, dead_letter_id, g.api_user.username, note=note))
 
 
 @bp.get("/notifications/undelivered")

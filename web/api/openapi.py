@@ -91,6 +91,8 @@ def _rule_body(create: bool) -> dict[str, Any]:
 
 
 RULE_ID = {"name": "rule_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+DEAD_LETTER_ID = {"name": "dead_letter_id", "in": "path", "required": True,
+                  "schema": {"type": "integer", "minimum": 1}}
 ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 TASK = {"name": "task", "in": "path", "required": True, "schema": {"type": "string", "enum": list(TASKS)}}
 USER_Q = _query("user", {"type": "string", "maxLength": 128}, "another user's (admins only)")
@@ -192,6 +194,18 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object", "properties": {
                     "replayed": {"type": "integer"}, "still_invalid": {"type": "integer"},
                     "ids": {"type": "array", "items": {"type": "integer"}}}}), **_errors(401, 403, 422, 503)}}},
+            "/dead-letters/{dead_letter_id}/replay": {"post": {
+                "summary": "Replay one open dead letter, optionally with its payload edited",
+                "operationId": "replayDeadLetter", "parameters": [DEAD_LETTER_ID],
+                "requestBody": _body({"type": "object", "properties": {
+                    "payload": {"type": "string", "minLength": 1, "maxLength": 65536,
+                                "description": "the raw message line to ingest instead (the received one is kept)"}}}),
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 409, 422, 503)}}},
+            "/dead-letters/{dead_letter_id}/dismiss": {"post": {
+                "summary": "Close one open dead letter without replaying it",
+                "operationId": "dismissDeadLetter", "parameters": [DEAD_LETTER_ID],
+                "requestBody": _body({"type": "object", "properties": {"note": {"type": "string", "maxLength": 500}}}),
+                "responses": {"200": _json(OBJ), **_errors(401, 403, 404, 409, 422, 503)}}},
             "/notifications/undelivered": {"get": {
                 "summary": "Webhook notifications not delivered yet (failed, or pending after a failure)",
                 "operationId": "undeliveredNotifications",

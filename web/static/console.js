@@ -23,3 +23,13 @@
        plot_bgcolor: "rgba(0,0,0,0)", font: {size: 11}}, {displayModeBar: false, responsive: true});
   });
 })();
+
+// While a training runs, reload now and then so that its step and time left move (not while a form is in use).
+(function () {
+  if (!document.querySelector("#runs .run-running")) return;
+  setTimeout(function check() {
+    const busy = document.activeElement && ["INPUT", "SELECT", "TEXTAREA"].indexOf(document.activeElement.tagName) >= 0;
+    if (busy) { setTimeout(check, 15000); return; }
+    window.location.reload();
+  }, 15000);
+})();

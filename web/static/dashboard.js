@@ -15,7 +15,8 @@
       .then(function (r) { return r.json(); }).then(draw);
   }
   function layoutFor(data, empty) {
-    const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: -0.18},
+    const narrow = window.innerWidth < 640;  // phone: the legend goes below the two-line date ticks and the axis title
+    const layout = {barmode: "stack", margin: {l: 40, r: 44, t: 8, b: 36}, legend: {orientation: "h", y: narrow ? -0.42 : -0.18},
       xaxis: {type: "date", range: [data.since, data.until], title: {text: "UTC"}},
       yaxis: {title: {text: "messages (volume)"}, gridcolor: "#eef1f5"},
       yaxis2: {overlaying: "y", side: "right", range: [-1.05, 1.05], autorange: false, tickvals: [-1, -0.5, 0, 0.5, 1],
@@ -60,9 +61,39 @@
     delete layout.yaxis2;
     window.Plotly.react(el, traces, layout, {displayModeBar: false, responsive: true});
   }
+  // Several tickers side by side: one net-sentiment line per ticker (message counts in the hover text).
+  const compareBox = document.getElementById("chart-compare");
+  const chartTitle = document.getElementById("chart-title");
+  function comparedTickers() {
+    if (!compareBox) return [];
+    const main = tickerSel ? tickerSel.value : "";
+    const picked = Array.prototype.map.call(compareBox.querySelectorAll("input:checked"), function (c) { return c.value; });
+    const all = (main ? [main] : []).concat(picked.filter(function (t) { return t !== main; }));
+    return picked.length ? all.slice(0, parseInt(compareBox.dataset.max || "6", 10)) : [];
+  }
+  function drawTickerLines(el, data) {
+    const per = {};
+    (data.rows || []).forEach(function (r) { (per[r.ticker] || (per[r.ticker] = [])).push(r); });
+    const traces = (data.tickers || []).filter(function (t) { return per[t]; }).map(function (t) {
+      const rows = per[t];
+      return {x: rows.map(function (r) { return r.bucket; }), y: rows.map(netOf), name: "$" + t, type: "scatter",
+              mode: "lines+markers", connectgaps: false, text: rows.map(function (r) { return r.total + " messages"; }),
+              hovertemplate: "$" + t + " %{y:.2f}<br>%{text}<extra></extra>"};
+    });
+    const layout = layoutFor(data, !traces.length);
+    layout.yaxis = {title: {text: "net sentiment"}, range: [-1.05, 1.05], autorange: false, zeroline: true, gridcolor: "#eef1f5"};
+    delete layout.yaxis2;
+    window.Plotly.react(el, traces, layout, {displayModeBar: false, responsive: true});
+  }
   function drawChart() {
     if (!window.Plotly) return;
-    if (chart) fetchSeries(chart, "ticker=" + encodeURIComponent(tickerSel ? tickerSel.value : ""), function (d) { drawVolume(chart, d); });
+    const compared = comparedTickers();
+    const main = tickerSel ? tickerSel.value : "";
+    if (chartTitle) chartTitle.textContent = compared.length ? "for " + compared.map(function (t) { return "$" + t; }).join(" vs ") : main ? "for $" + main : "for all tickers";
+    const note = document.getElementById("compare-note");
+    if (note) note.hidden = !compared.length;
+    if (chart && compared.length) fetchSeries(chart, "tickers=" + encodeURIComponent(compared.join(",")), function (d) { drawTickerLines(chart, d); });
+    else if (chart) fetchSeries(chart, "ticker=" + encodeURIComponent(main), function (d) { drawVolume(chart, d); });
     if (topicChart) {
       const topic = topicSel ? topicSel.value : "";
       fetchSeries(topicChart, "by=topic&topic=" + encodeURIComponent(topic),
@@ -72,6 +103,12 @@
   if (topicSel) topicSel.addEventListener("change", drawChart);
   if (tickerSel) tickerSel.addEventListener("change", drawChart);
   if (hoursSel) hoursSel.addEventListener("change", drawChart);
+  if (compareBox) compareBox.addEventListener("change", drawChart);
+  let wasNarrow = window.innerWidth < 640;
+  window.addEventListener("resize", function () {  // a phone turned, a window narrowed: lay the legends out again
+    const narrow = window.innerWidth < 640;
+    if (narrow !== wasNarrow) { wasNarrow = narrow; drawChart(); }
+  });
   drawChart();
 
   // Live updates -------------------------------------------------------------------------------------
@@ -159,6 +196,15 @@
     body.insertBefore(alertRow(a, state), body.firstChild);
     if (alertCount) alertCount.textContent = String(parseInt(alertCount.textContent, 10) + 1);
   }
+  function fillLabel(td, m) {
+    td.textContent = "";
+    if (m.label) td.appendChild(badge("label-" + m.label, m.label));
+    else td.appendChild(el("span", "muted", m.status === "skipped" ? "skipped" : "pending"));
+  }
+  function fillTopic(td, m) {
+    td.textContent = "";
+    if (m.topic) { const chip = el("span", "chip", m.topic); chip.title = "probability " + (m.topic_score || 0).toFixed(2); td.appendChild(chip); }
+  }
   function messageRow(m) {
     const tr = el("tr");
     tr.dataset.messageId = m.id;
@@ -166,15 +212,21 @@
     const when = el("td", "", "just now"); when.title = utc(m.ts); tr.appendChild(when);
     tr.appendChild(el("td", "", m.source));
     tr.appendChild(el("td", "mono", (m.tickers || []).map(function (t) { return "$" + t; }).join(" ")));
-    const label = el("td");
-    if (m.label) label.appendChild(badge("label-" + m.label, m.label));
-    else label.appendChild(el("span", "muted", m.status === "skipped" ? "skipped" : "pending"));
-    tr.appendChild(label);
-    const topic = el("td"); topic.dataset.role = "topic";
-    if (m.topic) { const chip = el("span", "chip", m.topic); chip.title = "probability " + (m.topic_score || 0).toFixed(2); topic.appendChild(chip); }
-    tr.appendChild(topic);
+    const label = el("td"); label.dataset.role = "label"; fillLabel(label, m); tr.appendChild(label);
+    const topic = el("td"); topic.dataset.role = "topic"; fillTopic(topic, m); tr.appendChild(topic);
     tr.appendChild(el("td", "text", m.text));
     return tr;
+  }
+  // Messages shown as "pending" that a model labelled since: their rows get the label and topic in place.
+  function markClassified(messages) {
+    if (!messageTable || !messages) return;
+    messages.forEach(function (m) {
+      const row = messageTable.querySelector('tr[data-message-id="' + m.id + '"]');
+      if (!row) return;
+      fillLabel(row.querySelector('[data-role="label"]'), m);
+      fillTopic(row.querySelector('[data-role="topic"]'), m);
+      row.classList.remove("flash-row"); void row.offsetWidth; row.classList.add("flash-row");
+    });
   }
   function addMessages(messages) {
     if (!messageTable || !messages) return;
@@ -194,7 +246,39 @@
     rows.forEach(function (r, i) { if (i < limit) body.appendChild(r); else r.remove(); });
   }
 
+  // The firing groups (Alertmanager's group_by [ticker, topic]) follow the stream: a firing alert joins its group,
+  // a resolved one leaves it, an empty group goes.
+  const groupList = document.querySelector("#alert-groups ul.groups");
+  function countGroup(li) {
+    const n = li.querySelectorAll("a.chip").length;
+    if (!n) li.remove();
+    else li.querySelector(".count").textContent = n + " alert" + (n === 1 ? "" : "s");
+    const none = groupList.querySelector(".no-groups");
+    if (none) none.hidden = groupList.querySelectorAll("li.group").length > 0;
+  }
+  function updateGroups(a) {
+    if (!groupList) return;
+    let chip = groupList.querySelector('a.chip[data-alert-id="' + a.id + '"]');
+    if (a.state !== "firing") { if (chip) { const li = chip.closest("li"); chip.remove(); countGroup(li); } return; }
+    if (chip) return;
+    const key = a.topic ? a.ticker + " / " + a.topic : a.ticker;
+    let li = Array.prototype.find.call(groupList.querySelectorAll("li.group"), function (g) { return g.dataset.group === key; });
+    if (!li) {
+      li = el("li", "group"); li.dataset.group = key;
+      li.appendChild(el("strong", "mono", "$" + key));
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(el("span", "muted small count", ""));
+      li.appendChild(document.createTextNode(" "));
+      groupList.insertBefore(li, groupList.querySelector(".no-groups"));
+    }
+    chip = el("a", "chip sev-" + a.severity, "#" + a.id + " " + a.rule_name);
+    chip.dataset.alertId = a.id; chip.href = groupList.dataset.base + "alerts/" + a.id; chip.title = a.summary || "";
+    li.appendChild(chip);
+    countGroup(li);
+  }
+
   function updateAlert(a) {
+    updateGroups(a);
     const state = displayState(a);
     const row = document.querySelector('tr[data-alert-id="' + a.id + '"]');
     if (!row) insertAlert(a, state);
@@ -220,6 +304,11 @@
     else if (data.type === "messages") {
       addActivity(data.count + " new message" + (data.count === 1 ? "" : "s"));
       addMessages(data.messages);
+      drawChart();
+    }
+    else if (data.type === "classified") {
+      markClassified(data.messages);
+      addActivity(data.messages.length + " waiting message" + (data.messages.length === 1 ? "" : "s") + " classified");
       drawChart();
     }
     else addActivity(data.type || "change");

@@ -68,6 +68,9 @@ def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
     assert data["train"][0]["rows"] == 12 and len(data["train"][0]["sha256"]) == 64
     assert json.loads((folder / "args.json").read_text())["max_steps"] == 2
     assert not list((settings.models_dir / "sentiment").glob(".staging-*"))
+    with session_scope(db_url) as session:  # the trainer's progress callback wrote the run's row (#17)
+        run = service.list_training_runs(session, "sentiment")[0]
+        assert run.progress["step"] == run.progress["total"] == 2 and run.progress["at"]
 
     handle = ClassifierHandle(settings, refresh_s=0)
     assert handle.get().version == first.version

@@ -75,13 +75,36 @@ def page(browser) -> Iterator[object]:
     context.close()
 
 
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-14 screen in CSS pixels
+# the outermost elements that stick out past the viewport's right edge (for the failure message)
+WIDE_ELEMENTS = """(width) => {
+  const out = (e) => e.getBoundingClientRect().right > width + 1;
+  return Array.from(document.querySelectorAll('body *')).filter(e => out(e) && !out(e.parentElement)).slice(0, 5)
+    .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + '.' + String(e.className).split(' ').join('.')
+         + ' ' + Math.round(e.getBoundingClientRect().right));
+}"""
+
+
 @pytest.fixture
 def shot():
-    """Saves a full-page screenshot of a Playwright page under test-artifacts/."""
+    """Saves full-page screenshots of a Playwright page under test-artifacts/: NAME.png at the page's (desktop)
+    width and, unless `phone=False`, NAME-phone.png at 390 px, checking that the page fits that width."""
 
-    def _shot(pg, name: str) -> None:
+    def _shot(pg, name: str, phone: bool = True) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        if not phone:
+            return
+        size = pg.viewport_size
+        pg.set_viewport_size(PHONE)
+        try:
+            pg.wait_for_timeout(400)  # plotly's responsive charts redraw at the new width
+            pg.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+            overflow = pg.evaluate("document.documentElement.scrollWidth")
+            wide = pg.evaluate(WIDE_ELEMENTS, PHONE["width"]) if overflow > PHONE["width"] + 1 else []
+            assert overflow <= PHONE["width"] + 1, f"{name}: the page is {overflow} px wide at phone width: {wide}"
+        finally:
+            pg.set_viewport_size(size)
 
     return _shot
 

@@ -103,6 +103,32 @@ def test_cli_dead_letters_list_and_replay(settings, db_url) -> None:
     assert again.exit_code == 5
 
 
+def test_cli_dead_letters_edit_and_replay_or_dismiss(settings, db_url) -> None:
+    with db.session_scope(db_url) as s:
+        service.ingest_messages(s, None, ['{"text": 1}', '{"junk": true}'], "test")
+    with db.session_scope(db_url) as s:
+        first, second = sorted(d.id for d in service.list_dead_letters(s)[0])
+    env = {"NEWSDESK_HOME": str(settings.home)}
+    runner = CliRunner()
+    still_bad = runner.invoke(cli, ["stream", "dead-letters", "--replay", str(first), "--payload", '{"text": 2}'],
+                              env=env)
+    assert still_bad.exit_code == 3 and "still invalid" in still_bad.output
+    fixed = runner.invoke(cli, ["stream", "dead-letters", "--replay", str(first), "--payload",
+                                '{"id": "e1", "text": "$XYZ fixed by hand"}'], env=env)
+    assert fixed.exit_code == 0 and "replayed as message" in fixed.output
+    dismissed = runner.invoke(cli, ["stream", "dead-letters", "--dismiss", str(second), "--note", "junk"], env=env)
+    assert dismissed.exit_code == 0 and "dismissed" in dismissed.output
+    assert runner.invoke(cli, ["stream", "dead-letters", "--dismiss", str(second)], env=env).exit_code == 5
+    both = runner.invoke(cli, ["stream", "dead-letters", "--dismiss", str(second), "--replay-all"], env=env)
+    assert both.exit_code == 3
+    with db.session_scope(db_url) as s:
+        rows = {d.id: d for d in service.list_dead_letters(s)[0]}
+        assert rows[first].status == "replayed" and rows[first].original_payload == '{"text": 1}'
+        assert rows[first].closed_by == "cli" and rows[second].status == "dismissed"
+        assert rows[second].reason.endswith("(dismissed: junk)")
+        assert [m.text for m in service.latest_messages(s)] == ["$XYZ fixed by hand"]
+
+
 def test_replay_paces_by_message_time(settings, db_url, tmp_path) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in burst_payloads(neutral=3, negative=0, step_s=60)))

@@ -392,17 +392,17 @@ def test_many_open_event_streams_leave_healthz_fast(settings: Settings, db_url: 
 
 # 6. Crafted but ordinary inputs: deep JSON, Unicode digits, extreme UTC offsets, CR/LF in redirects ---------------
 
-def test_rule_form_with_deep_json_or_unicode_digits_is_a_flash_not_a_500(client: FlaskClient, tokens: dict) -> None:
+def test_rule_form_with_huge_or_unicode_digit_values_is_a_flash_not_a_500(client: FlaskClient, tokens: dict) -> None:
     login(client, "analyst")
     token = page_csrf(client, "/dashboard/rules/")
-    for params, repeat in (("[" * 100_000 + "]" * 100_000, "60"), ('{"a":' * 5000 + "1" + "}" * 5000, "60"),
-                           ('{"min_negative": 6}', "²"), ('{"min_negative": 6}', "٣")):
-        form = {"csrf_token": token, "name": "Deep", "kind": "negative_burst", "params": params,
+    for value, repeat in (("9" * 100_000, "60"), ("[" * 10_000, "60"), ("1e999", "60"), ("6", "²"), ("٣", "60"),
+                          ("nan", "60")):
+        form = {"csrf_token": token, "name": "Deep", "kind": "negative_burst", "p.min_negative": value,
                 "repeat_minutes": repeat}
         response = client.post("/dashboard/rules/", data=form, follow_redirects=True)
-        assert response.status_code == 422, (params[:20], repeat)  # the editor again, with the error and the input
+        assert response.status_code == 422, (value[:20], repeat)  # the editor again, with the error and the input
         html = response.get_data(as_text=True)
-        assert "Rule created." not in html and ("parameters must be" in html or "repeat must be" in html)
+        assert "Rule created." not in html and ("must be" in html or "repeat must be" in html)
 
 
 def test_unicode_digits_and_extreme_offsets_in_query_parameters(client: FlaskClient, tokens: dict) -> None:

@@ -39,6 +39,9 @@ def test_new_reader_is_onboarded_then_sees_a_feed_of_their_topics(app: Flask, cl
     first = html.split('class="item card" data-item-id="', 1)[1].split('"', 1)[0]
     assert first.startswith("s"), first  # a sports story leads
     assert "$AAPL" in html
+    # cards show the snippet and the source (the link's host), not the raw ranking score (#17)
+    assert 'class="score"' not in html and '<span class="source">example.com</span>' in html
+    assert html.count('<p class="snippet">') > 0
     assert impressions(app, "reader") == html.count('class="item card"') > 0
 
 
@@ -97,7 +100,7 @@ def test_dashboard_per_topic_chart_filters_and_rule_scope(client: FlaskClient, s
     token = page_csrf(client, "/dashboard/rules/")
     response = client.post("/dashboard/rules/", data={
         "csrf_token": token, "name": "Legal burst", "kind": "negative_burst", "topics": legal,
-        "topics_extra": "Earnings; M&A | Investments", "params": "{}", "repeat_minutes": "60", "enabled": "on"},
+        "topics_extra": "Earnings; M&A | Investments", "repeat_minutes": "60", "enabled": "on"},
         follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "Rule created." in page and '<span class="chip topic">M&amp;A | Investments</span>' in page
@@ -118,16 +121,16 @@ def test_alert_detail_ack_with_note_and_silence(client: FlaskClient, seeded: dic
     assert ">acknowledged<" in html and "called IR &lt;b&gt;now&lt;/b&gt;" in html
     response = client.post(f"/dashboard/alerts/{alert_id}/silence", data={"csrf_token": token, "hours": "4"},
                            follow_redirects=True)
-    assert "Silenced ticker=XYZ" in response.get_data(as_text=True)
+    assert "Silenced $XYZ · rule “Legal or bankruptcy news” for 4 h." in response.get_data(as_text=True)
     html = client.get("/dashboard/").get_data(as_text=True)
-    assert 'id="silences"' in html and ">silenced<" in html
-    silences = html.split('id="silences"', 1)[1].split("</section>", 1)[0]
+    assert 'id="silence-table"' in html and ">silenced<" in html
+    silences = html.split('id="silence-table"', 1)[1].split("</table>", 1)[0]
     assert "$XYZ" in silences and "rule “" in silences and "rule_id" not in silences  # matchers read as text
     silence_id = int(html.split("/dashboard/silences/", 1)[1].split("/", 1)[0])
     response = client.post(f"/dashboard/silences/{silence_id}/expire", data={"csrf_token": token},
                            follow_redirects=True)
     assert f"Silence #{silence_id} ended." in response.get_data(as_text=True)
-    assert 'id="silences"' not in response.get_data(as_text=True)
+    assert 'id="silence-table"' not in response.get_data(as_text=True)
     assert client.get("/dashboard/alerts/999").status_code == 404
 
 
@@ -155,16 +158,30 @@ def test_rule_editor_creates_updates_and_rejects_bad_params(client: FlaskClient,
     response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Tesla burst",
                                                       "kind": "negative_burst", "tickers": "TSLA",
                                                       "severity": "critical", "repeat_minutes": "60",
-                                                      "params": '{"min_negative": 6}', "enabled": "on"},
+                                                      "p.min_negative": "6", "p.window_minutes": "",
+                                                      "enabled": "on"},
                            follow_redirects=True)
     html = response.get_data(as_text=True)
-    assert "Rule created." in html and "Tesla burst" in html and "&#34;min_negative&#34;: 6" in html
+    assert "Rule created." in html and "Tesla burst" in html
+    rule = next(r for r in client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"]
+                if r["name"] == "Tesla burst")
+    assert rule["params"]["min_negative"] == 6 and rule["params"]["window_minutes"] == 360  # blank: the default
+    form = html.split(f'action="/dashboard/rules/{rule["id"]}"', 1)[1].split("</form>", 1)[0]
+    assert 'name="p.min_negative" inputmode="decimal" size="6" placeholder="4" value="6"' in form
+    assert 'name="p.phrases"' not in form  # only the parameters of its own kind
     response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Bad", "kind": "negative_burst",
-                                                      "params": "[1,2]"}, follow_redirects=True)
-    assert "parameters must be a JSON object" in response.get_data(as_text=True)
+                                                      "p.min_share": "lots"}, follow_redirects=True)
+    assert "negative share at least (0-1) must be a number, not &#39;lots&#39;" in response.get_data(as_text=True)
     response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Bad", "kind": "negative_burst",
-                                                      "params": '{"min_share": 7}'}, follow_redirects=True)
-    assert "Rule created." not in response.get_data(as_text=True)
+                                                      "p.min_share": "7"}, follow_redirects=True)
+    assert "Rule created." not in response.get_data(as_text=True) and "between" in response.get_data(as_text=True)
+    response = client.post("/dashboard/rules/", data={"csrf_token": token, "name": "Words", "kind": "keyword",
+                                                      "p.phrases": "recall, SEC probe", "p.sentiment": "any"},
+                           follow_redirects=True)
+    assert "Rule created." in response.get_data(as_text=True)
+    words = next(r for r in client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()[
+        "items"] if r["name"] == "Words")
+    assert words["params"]["phrases"] == ["recall", "SEC probe"] and words["params"]["sentiment"] == "any"
 
 
 def test_dead_letters_listed_and_replayed(client: FlaskClient, seeded: dict) -> None:
@@ -177,6 +194,39 @@ def test_dead_letters_listed_and_replayed(client: FlaskClient, seeded: dict) -> 
     response = client.post(f"/dashboard/dead-letters/{dead_id}/replay",
                            data={"csrf_token": page_csrf(client, "/dashboard/dead-letters")}, follow_redirects=True)
     assert "still invalid" in response.get_data(as_text=True)  # the payload is still bad: kept, reason shown
+
+
+def test_dead_letters_edit_and_replay_keeps_the_edit_after_an_error_and_dismiss(client: FlaskClient,
+                                                                                seeded: dict) -> None:
+    tokens = seeded["tokens"]
+    client.post("/api/v1/ingest", headers=bearer(tokens["ingest"]), json=[{"id": 1}, {"id": 2}])
+    login(client, "analyst")
+    html = client.get("/dashboard/dead-letters").get_data(as_text=True)
+    ids = sorted(int(part.split("/", 1)[0]) for part in html.split('/dashboard/dead-letters/')[1:]
+                 if part.split("/", 1)[1].startswith("dismiss"))
+    assert len(ids) == 2 and "Edit &amp; replay" in html
+    token = page_csrf(client, "/dashboard/dead-letters")
+    typed = '{"id": "e1", "text": "$XYZ hand-fixed'  # not JSON yet: still invalid
+    response = client.post(f"/dashboard/dead-letters/{ids[0]}/replay", data={"csrf_token": token, "payload": typed})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "still invalid" in html and "$XYZ hand-fixed</textarea>" in html  # what was typed stays
+    response = client.post(f"/dashboard/dead-letters/{ids[0]}/replay",
+                           data={"csrf_token": token, "payload": typed + '"}'}, follow_redirects=True)
+    assert f"Dead letter #{ids[0]} replayed as message" in response.get_data(as_text=True)
+    response = client.post(f"/dashboard/dead-letters/{ids[1]}/dismiss",
+                           data={"csrf_token": token, "note": "test junk"}, follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert f"Dead letter #{ids[1]} dismissed." in html and "No open dead letters" in html
+    html = client.get("/dashboard/dead-letters?status=all").get_data(as_text=True)
+    assert "dismissed: test junk" in html and "by analyst" in html and "edited; received:" in html
+    # the API: the same actions, 409 once closed
+    again = client.post(f"/api/v1/dead-letters/{ids[1]}/dismiss", json={}, headers=bearer(tokens["analyst"]))
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "conflict"
+    assert client.post(f"/api/v1/dead-letters/{ids[1]}/replay", json={},
+                       headers=bearer(tokens["reader"])).status_code == 403
+    assert client.post("/api/v1/dead-letters/99999/dismiss", json={},
+                       headers=bearer(tokens["analyst"])).status_code == 404
 
 
 def test_console_shows_versions_and_promotes(client: FlaskClient, seeded: dict) -> None:
@@ -267,16 +317,20 @@ def test_rule_editor_keeps_what_was_typed_after_an_error(client: FlaskClient, se
     token = page_csrf(client, "/dashboard/rules/")
     response = client.post("/dashboard/rules/", data={
         "csrf_token": token, "name": "Half typed", "kind": "volume_spike", "tickers": "ABC, DEF",
-        "topics_extra": "Earnings", "severity": "critical", "repeat_minutes": "45", "params": '{"min_ratio": -1}'})
+        "topics_extra": "Earnings", "severity": "critical", "repeat_minutes": "45", "p.min_ratio": "-1",
+        "p.window_minutes": "90"})
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and "min_ratio" in html
     new_form = html.rsplit('class="rule-form"', 1)[1]
     assert 'value="Half typed"' in new_form and 'value="ABC, DEF"' in new_form and 'value="45"' in new_form
-    assert 'value="{&#34;min_ratio&#34;: -1}"' in new_form and 'value="Earnings"' in new_form
+    assert 'value="Earnings"' in new_form
+    spike = new_form.split('data-kind="volume_spike"', 1)[1].split("</fieldset>", 1)[0]
+    assert 'name="p.min_ratio" inputmode="decimal" size="6" placeholder="3.0" value="-1"' in spike
+    assert 'name="p.window_minutes" inputmode="decimal" size="6" placeholder="60" value="90"' in spike
     assert "<option selected>volume_spike</option>" in new_form and "<option selected>critical</option>" in new_form
     rule = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"][0]
     response = client.post(f"/dashboard/rules/{rule['id']}", data={
-        "csrf_token": token, "name": "Renamed", "params": "{not json", "repeat_minutes": "60"})
+        "csrf_token": token, "name": "Renamed", "p.window_minutes": "soon", "repeat_minutes": "60"})
     edit_form = response.get_data(as_text=True).split(f'action="/dashboard/rules/{rule["id"]}"', 1)[1]
     assert response.status_code == 422 and 'value="Renamed"' in edit_form.split("</form>", 1)[0]
 
@@ -294,6 +348,27 @@ def test_event_stream_messages_carry_the_new_rows(client: FlaskClient, seeded: d
     batch = next(e for e in events if e["type"] == "messages")
     assert batch["count"] == 1 and batch["messages"][0]["text"] == "$QQQ court date set"
     assert batch["messages"][0]["topic"] == "Legal | Regulation" and batch["messages"][0]["ts"].endswith("Z")
+
+
+def test_event_stream_says_when_a_shown_pending_message_is_classified(client: FlaskClient, seeded: dict) -> None:
+    from web_support import KeywordClassifier
+
+    from monitor import service as monitor
+
+    url = client.application.config["NEWSDESK_SETTINGS"].database_url
+    with db.session_scope(url) as session:
+        monitor.ingest_messages(session, None, [{"id": "wait1", "text": "$QQQ sued over its accounts"}], "t")
+    with db.session_scope(url) as session:
+        _, cursor = monitor.changes_since(session, None)  # the page shows it as pending
+        events, cursor = monitor.changes_since(session, cursor)
+        assert events == []
+        assert monitor.classify_pending(session, KeywordClassifier()) == 1
+    with db.session_scope(url) as session:
+        events, cursor = monitor.changes_since(session, cursor)
+        classified = [e for e in events if e["type"] == "classified"]
+        assert [m["text"] for e in classified for m in e["messages"]] == ["$QQQ sued over its accounts"]
+        assert classified[0]["messages"][0]["label"] and classified[0]["messages"][0]["status"] != "pending"
+        assert monitor.changes_since(session, cursor)[0] == []  # said once
 
 
 def test_dead_letters_page_replays_all_and_retries_notifications(client: FlaskClient, app, seeded: dict) -> None:
@@ -331,16 +406,71 @@ def test_console_shows_the_gate_decision_with_its_figures(client: FlaskClient, s
                           metrics={"macro_f1": 0.688, "gate": decision.to_dict()}, args={}, data={},
                           train_seconds=133.0, run_id=None)
         session.add(TrainingRun(task="sentiment", status="running", trigger="request", requested_by="admin",
-                                created_at=utcnow(), started_at=utcnow()))
+                                created_at=utcnow(), started_at=utcnow(), progress={
+                                    "stage": "sentiment", "step": 120, "total": 480, "eta_s": 370.0,
+                                    "at": utcnow().isoformat(timespec="seconds")}))
     login(client, "admin")
     html = client.get("/console/").get_data(as_text=True)
     row = html.split('data-version="s9"', 1)[1].split("</tr>", 1)[0]
     assert "kept" in row and "0.6880" in row and "champion 0.7326" in row and "margin +0.0050" in row
     assert reason in row and "2 min 13 s" in row
-    assert "running for " in html  # a running run shows how long it has been going
+    assert "running for " in html  # a running run shows how long it has been going, its step and time left
+    progress = html.split('class="run-progress', 1)[1].split("</div>", 1)[0]
+    assert "step 120 / 480 (25%)" in progress and "about 6 min" in progress and "left" in progress
+
+
+def test_progress_report_is_throttled_and_estimates_the_time_left() -> None:
+    from finetune.progress import PROGRESS_SINK, ProgressReport
+    from web.console import run_progress
+
+    sent: list[dict] = []
+    token = PROGRESS_SINK.set(sent.append)
+    try:
+        report = ProgressReport("sentiment", every_s=3600)
+        report(0, 100, force=True)
+        report(10, 100)  # throttled
+        report(50, 100, force=True)
+    finally:
+        PROGRESS_SINK.reset(token)
+    ProgressReport("sentiment")(1, 100, force=True)  # no run: nothing is sent, nothing fails
+    assert [(p["step"], p["total"]) for p in sent] == [(0, 100), (50, 100)]
+    assert sent[0]["eta_s"] is None and sent[1]["eta_s"] is not None and sent[1]["eta_s"] >= 0
+
+    class Run:
+        task, progress = "sentiment", {"stage": "pretrain", "step": 5, "total": 20, "eta_s": 0.2, "at": "bad"}
+
+    from newsdesk.db import utcnow
+
+    assert run_progress(Run(), utcnow()) == "pretrain: step 5 / 20 (25%) · about a moment left"
 
 
 def test_duration_filter() -> None:
     from web.console import duration
 
     assert [duration(None), duration(45.2), duration(133), duration(3840)] == ["", "45 s", "2 min 13 s", "1 h 04 min"]
+
+
+def test_new_silence_form_with_readable_matchers_keeps_input_after_an_error(client: FlaskClient,
+                                                                             seeded: dict) -> None:
+    login(client, "analyst")
+    html = client.get("/dashboard/").get_data(as_text=True)
+    assert 'id="silence-form"' in html and "No active silences." in html
+    token = page_csrf(client, "/dashboard/")
+    rules = client.get("/api/v1/rules", headers=bearer(seeded["tokens"]["analyst"])).get_json()["items"]
+    keyword = next(r for r in rules if r["kind"] == "keyword")
+    response = client.post("/dashboard/silences", data={"csrf_token": token, "ticker": "", "rule_id": "",
+                                                        "hours": "2", "comment": "typed before the error"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "say what to silence" in html
+    assert 'value="typed before the error"' in html.split('id="silence-form"', 1)[1].split("</form>", 1)[0]
+    response = client.post("/dashboard/silences", data={"csrf_token": token, "ticker": "$xyz",
+                                                        "rule_id": str(keyword["id"]), "hours": "8",
+                                                        "comment": "earnings call"}, follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert f"Silenced $XYZ · rule “{keyword['name']}” until" in html
+    table = html.split('id="silence-table"', 1)[1].split("</table>", 1)[0]
+    assert "$XYZ" in table and f"rule “{keyword['name']}”" in table and "rule_id" not in table
+    alerts = client.get("/api/v1/alerts?ticker=XYZ", headers=bearer(seeded["tokens"]["analyst"])).get_json()
+    assert alerts["items"] and all(a["silence_id"] for a in alerts["items"] if a["state"] == "firing")
+    bad = client.post("/dashboard/silences", data={"csrf_token": token, "ticker": "XYZ", "hours": "9999"})
+    assert bad.status_code == 422 and "720 hours" in bad.get_data(as_text=True)
