@@ -8,8 +8,8 @@ x_u B_j + α q_u·v_j, the others γ q_u·v_j (α, γ tuned on MovieLens dev; se
 
 Dense EASE costs 8·n² bytes per n x n matrix while fitting (about 2.4 GB at 10,000 items, 60 GB at 50,000). Above
 `CollabArgs.max_items` items with positives the model is factorised instead: implicit's ALS learns item factors Y
-(n x k) and a user's history x_u is folded in by ridge regression, u = c (YᵀY + λI)⁻¹ Yᵀ x_u, so B ≈ Y W Yᵀ with
-W = c (YᵀY + λI)⁻¹ (k x k), and the text map is fitted the same way, Q = B V (VᵀV + μI)⁻¹ = Y M with M = W (YᵀV)
+(n x k) and a user's history x_u is folded in by ridge regression, u = (YᵀY + λI)⁻¹ Yᵀ x_u, so B ≈ Y W Yᵀ with
+W = (YᵀY + λI)⁻¹ (k x k), and the text map is fitted the same way, Q = B V (VᵀV + μI)⁻¹ = Y M with M = W (YᵀV)
 (VᵀV + μI)⁻¹ (k x d). Both stay in factored form (`Factored`): no n x n matrix is ever made, every item is kept.
 """
 
@@ -29,6 +29,7 @@ from recsys.index import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
+FOLD_IN = 1000.0
 MAP_FILE = "collab.npz"
 META_FILE = "collab.json"
 
@@ -45,8 +46,9 @@ class CollabArgs:
     min_positives: int = 20  # below this many positive pairs no map is fitted (text similarity serves)
     als_factors: int = 128  # k of the factorised model (catalogs above max_items)
     als_iterations: int = 15
-    als_regularization: float = 0.01  # λ of ALS and of the fold-in
-    als_alpha: float = 1.0  # confidence of a positive: c = 1 + α
+    als_regularization: float = 30.0  # L2 of implicit's ALS (its default 0.01 fell below popularity here)
+    als_alpha: float = 20.0  # confidence of a positive in ALS (c = 1 + α)
+    als_fold_in: float = FOLD_IN  # L2 of the history fold-in u = (YᵀY + λI)⁻¹ Yᵀx (benchmarks/recsys_scale.py)
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,16 @@ def als_factors(pairs: np.ndarray, n_items: int, args: CollabArgs) -> np.ndarray
     return np.asarray(model.item_factors, dtype=np.float64)
 
 
+def _calibration(x, y: np.ndarray, core: np.ndarray, sample: int = 2000) -> float:
+    """c minimising ||x_u - c·s_u||² over a sample of users, s_u = x_u Y W Yᵀ: the fold-in's shrinkage undone, so
+    the collaborative scores weigh against the text score (α) as EASE's do."""
+    rows = np.random.default_rng(0).choice(x.shape[0], size=min(sample, x.shape[0]), replace=False)
+    xs = x[rows]
+    s = (xs @ y) @ core @ y.T  # sample x items
+    denom = float(np.sum(s * s))
+    return float(xs.multiply(s).sum()) / denom if denom > 0 else 1.0
+
+
 def fit_collab_map(pairs: Iterable[tuple[str, str]], item_ids: Sequence[str], vectors: np.ndarray,
                    args: CollabArgs | None = None) -> CollabMap | None:
     """Fit the map from positive (user, item) pairs and the items' text vectors; None when too few positives.
@@ -214,7 +226,8 @@ def fit_collab_map(pairs: Iterable[tuple[str, str]], item_ids: Sequence[str], ve
                  "model (implicit ALS, %d factors) over all of them", len(active), args.max_items,
                  3 * 8 * len(active) ** 2 / 1e9, args.als_factors)
         y = als_factors(arr, len(active), args)
-        core = (1 + args.als_alpha) * np.linalg.inv(y.T @ y + args.als_regularization * np.eye(y.shape[1]))
+        core = np.linalg.inv(y.T @ y + args.als_fold_in * np.eye(y.shape[1]))
+        core *= _calibration(positive_matrix(arr, len(active)), y, core)  # scores in units of x, as EASE's are
         ease = Factored(y.astype(np.float32), core.astype(np.float32), y.astype(np.float32))
         q = Factored(ease.left, (core @ (y.T @ v) @ ridge).astype(np.float32))
     norms = q.row_norms() if isinstance(q, Factored) else np.linalg.norm(q, axis=1)

@@ -61,7 +61,7 @@ def test_too_few_positives_fit_nothing_and_bad_files_raise(tmp_path: Path) -> No
 def test_a_catalog_over_the_dense_limit_is_factorised_not_truncated(tmp_path: Path, caplog) -> None:
     ids, vecs = _vectors()
     args = CollabArgs(ease_lambda=1.0, ridge_mu=0.1, max_items=4, als_factors=2, als_iterations=30,
-                      als_regularization=0.1)
+                      als_regularization=0.1, als_alpha=1.0, als_fold_in=0.1)  # sized for 8 items
     with caplog.at_level(logging.INFO, logger="recsys.collab"):
         cmap = fit_collab_map(_pairs(), ids, vecs, args)
     assert cmap.stats["model"] == "als" and sorted(cmap.item_ids) == sorted(ids[:8])  # all 8 items with positives

@@ -28,7 +28,7 @@ def test_the_factorised_model_gives_the_same_known_answers(built, fake_encoder) 
     settings, session = built
     status = service.rebuild_index(session, settings, encoder=fake_encoder,
                                    collab_args=CollabArgs(max_items=3, als_factors=4, als_iterations=30,
-                                                          als_regularization=0.1))
+                                                          als_regularization=0.1, als_alpha=1.0, als_fold_in=1.0))
     cmap = CollabMap.load(settings.indexes_dir / status.model_version)
     assert cmap.stats["model"] == "als" and status.collab_items == cmap.stats["items"] > 3  # none dropped
     energy = service.recommend_for_user(session, settings, "oil0", k=4)
