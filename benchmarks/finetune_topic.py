@@ -6,7 +6,7 @@ Usage (from the repo root):
     .venv/bin/python benchmarks/finetune_topic.py --table benchmarks/results/finetune_topic.jsonl
     .venv/bin/python benchmarks/finetune_topic.py --speed JOINT_FOLDER --speed-baseline SENTIMENT_FOLDER
 
-Methods (each the product's recipe, `ClassifierArgs()` defaults unless --epochs is given):
+Methods (each the product's recipe, its args class's defaults unless --epochs/--arg is given):
   sentiment  today's default two-source model: `newsdesk finetune sentiment --train phrasebank_train.csv
              --train fintweets_train.csv` (PhraseBank train + the tweets minus the tweets dev split)
   topic      a single-task topic model: `newsdesk finetune topic --train fintweets_topic_train.csv` (minus its dev)
@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from finetune.args import ClassifierArgs
+from finetune.args import build_args
 from finetune.data import LABELS, LabelledText, TaskData, label_set, read_labelled, split_dev
 from finetune.pipeline import evaluate_folder
 from newsdesk.encoders import base_model_path
@@ -68,7 +68,7 @@ def run(method: str, seed: int, splits: dict[str, Any], overrides: dict[str, Any
         data["sentiment"] = TaskData(pb + tw, (pb_dev[:cut] + tw_dev[:cut]) if cut else pb_dev + tw_dev, LABELS)
     if method in ("topic", "multitask"):
         data["topic"] = TaskData(tp, tp_dev[:cut] if cut else tp_dev, label_set(tp))
-    args = ClassifierArgs(seed=seed, **overrides)
+    args = build_args(method, {"seed": seed, **overrides})  # the product's args class of the method
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-topic-") as tmp:
         out = Path(tmp) / "model"
@@ -92,8 +92,8 @@ def run(method: str, seed: int, splits: dict[str, Any], overrides: dict[str, Any
 
 
 def print_table(runs: list[dict[str, Any]]) -> None:
-    header = (f"{'method':<10} {'seed':>4} {'PB dev mF1':>10} {'tw dev wF1':>10} {'tw dev mF1':>10} "
-              f"{'topic acc':>9} {'topic mF1':>9} {'train s':>8} {'load':>5}")
+    header = (f"{'method':<10} {'seed':>4} {'lr':>7} {'epochs':>6} {'PB dev mF1':>10} {'tw dev wF1':>10} "
+              f"{'tw dev mF1':>10} {'topic acc':>9} {'topic mF1':>9} {'train s':>8} {'load':>5}")
     print(header)
     print("-" * len(header))
 
@@ -102,7 +102,8 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         return f"{value:.4f}" if value is not None else "-"
 
     for r in runs:
-        print(f"{r['method']:<10} {r['seed']:>4} {cell(r, 'phrasebank_dev', 'macro_f1'):>10} "
+        print(f"{r['method']:<10} {r['seed']:>4} {r['args']['learning_rate']:>7.0e} {r['args']['epochs']:>6g} "
+              f"{cell(r, 'phrasebank_dev', 'macro_f1'):>10} "
               f"{cell(r, 'tweets_dev', 'weighted_f1'):>10} {cell(r, 'tweets_dev', 'macro_f1'):>10} "
               f"{cell(r, 'topic_dev', 'accuracy'):>9} {cell(r, 'topic_dev', 'macro_f1'):>9} "
               f"{r['train_seconds']:>8.0f} {r['load_before'][0]:>5.1f}")

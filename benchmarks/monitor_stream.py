@@ -5,6 +5,7 @@ Usage (from the repo root; MODEL_HOME is a NEWSDESK_HOME with a current sentimen
         [--paced 1500 --rate 50] [--redis redis://127.0.0.1:6379/15] [--precision auto|float32|bfloat16]
         [--labelled ../shared/data/sentiment/phrasebank_dev.csv ...]
     nice -n 10 .venv/bin/python benchmarks/monitor_stream.py quality --home REPLAYED_HOME
+    .venv/bin/python benchmarks/monitor_stream.py topics --model JOINT_MODEL_FOLDER [--limit 3000 --rounds 3]
 
 perf: the first --limit messages of the stream, (1) bare `classifier.predict` over the classifiable texts (at the
 served precision, and in float32 beside it when that differs: speed-up and label agreement; with --labelled, macro-F1
@@ -13,6 +14,8 @@ of both),
 consumer drains them, (4) Redis paced at --rate msg/s for --paced messages: ingest -> stored latency. Each run gets
 a fresh SQLite database with the default rules and watchlist. Latency "-> alert" is alert row creation minus the
 moment the message that completed the window was read (direct) or enqueued (Redis).
+topics: the direct path with sentiment and topic from one pass of a joint model against sentiment alone from the
+same encoder, alternating rounds (issue #15's speed target: >= 0.9x).
 quality: negative-burst alerts in a replayed database vs next-day close-to-close moves in the prices folder: how
 often an alert is followed by a fall larger than the ticker's median absolute daily move, against the base rate of
 such falls on every trading day of the same tickers and period.
@@ -237,6 +240,36 @@ def perf(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def topics(args: argparse.Namespace) -> dict[str, Any]:
+    """The direct path with sentiment + topic from one pass of a joint model vs sentiment alone from the same
+    encoder (the served classifier without its topic task), alternating rounds over the same messages."""
+    from finetune.classifier import ServedClassifier, TextClassifier
+
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    lines = [line for _, line in read_lines(STREAM, args.limit)]
+    joint = TextClassifier(Path(args.model), precision=args.precision)
+    if "topic" not in joint.tasks or "sentiment" not in joint.tasks:
+        raise SystemExit(f"{args.model}: not a joint sentiment + topic model (heads: {', '.join(joint.tasks)})")
+    served = {"sentiment + topic (one pass)": ServedClassifier({"sentiment": joint, "topic": joint}),
+              "sentiment alone": ServedClassifier({"sentiment": joint})}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in served}
+    with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
+        run_direct(fresh_settings(Path(tmp), "warm"), lines[:200], served["sentiment alone"])
+        for r in range(args.rounds):  # alternate, so a change in the machine's load hits both alike
+            for n, (name, clf) in enumerate(served.items()):  # a fresh database per run: nothing is a duplicate
+                runs[name].append(run_direct(fresh_settings(Path(tmp), f"path{n}-round{r}"), lines, clf))
+    rates = {name: statistics.median(x["msg_per_s"] for x in rs) for name, rs in runs.items()}
+    ratio = round(rates["sentiment + topic (one pass)"] / rates["sentiment alone"], 3)
+    out = {"model": str(args.model), "precision": joint.precision, "messages": len(lines), "rounds": args.rounds,
+           "msg_per_s_median": rates, "ratio": ratio,
+           "runs": runs, "load_at_start": load_at_start}
+    print(f"{'path':<30} {'msg/s (median of ' + str(args.rounds) + ')':>24}")
+    for name, rate in rates.items():
+        print(f"{name:<30} {rate:>24.1f}")
+    print(f"{'ratio':<30} {out['ratio']:>24.3f}")
+    return out
+
+
 # Quality ------------------------------------------------------------------------------------------------
 
 
@@ -369,8 +402,13 @@ def main() -> None:
     p.add_argument("--redis", default=os.environ.get("NEWSDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
     q = sub.add_parser("quality")
     q.add_argument("--home", required=True)
+    t = sub.add_parser("topics", help="one pass for sentiment + topic vs sentiment alone, same joint model")
+    t.add_argument("--model", required=True, help="a joint model folder (models/multitask/VERSION)")
+    t.add_argument("--limit", type=int, default=3000)
+    t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--precision", default="auto")
     args = parser.parse_args()
-    result = perf(args) if args.part == "perf" else quality(args)
+    result = {"perf": perf, "quality": quality, "topics": topics}[args.part](args)
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                          "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(result, indent=2, default=str))

@@ -42,7 +42,7 @@ def _item_keys(snap: Snapshot) -> list[set[str]]:
         return cached
     keys = []
     for title, category, tags in zip(snap.titles, snap.categories, snap.tags):
-        k = {v.lower() for v in split_values(category)}
+        k = {v.lower() for v in split_values(category)} | ({category.strip().lower()} if category else set())
         for tag in split_values(tags):
             k.add(tag.lower())
             if TICKER_RE.match(tag.upper()) and tag.upper() == tag:

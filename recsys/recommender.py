@@ -143,7 +143,7 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
     if not ids:
         raise Unavailable(f"no item vectors for encoder version {version!r}: run `newsdesk index build`")
     meta = {r.item_id: r for r in session.execute(
-        sa.select(Item.item_id, Item.title, Item.category, Item.tags, Item.published_at, Item.text_hash))}
+        sa.select(Item.item_id, Item.title, Item.category, Item.topic, Item.tags, Item.published_at, Item.text_hash))}
     hashes = {i: meta[i].text_hash for i in ids}
     index, _ = ensure_index(settings, version, ids, vectors, hashes, publish=False)  # never written from here
     # published_at is naive UTC: attach the zone before .timestamp(), which would otherwise assume local time
@@ -166,7 +166,8 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
         collab = CollabRows(row_of=row_of, rows=cmap.rows, scale=cmap.scale, ease=cmap.ease, active=active,
                             text_weight=cmap.args.text_weight, new_item_weight=cmap.args.new_item_weight)
     return Snapshot(model_version=version, item_ids=ids, position=position, vectors=vectors,
-                    titles=[meta[i].title for i in ids], categories=[meta[i].category for i in ids],
+                    titles=[meta[i].title for i in ids],
+                    categories=[meta[i].category or meta[i].topic or "" for i in ids],  # predicted when none
                     tags=[meta[i].tags for i in ids], published=published, popularity=popularity,
                     trending=trending, index=index, collab=collab, known=known)
 

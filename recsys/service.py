@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsdesk.db import utcnow
-from newsdesk.errors import InvalidInput, NotFound, Unavailable
+from newsdesk.errors import InvalidInput, NewsdeskError, NotFound, Unavailable
 from newsdesk.interactions import LIVE_KINDS
 from newsdesk.settings import Settings
 from recsys.cache import history_stamp, newest_interaction
@@ -25,6 +25,7 @@ from recsys.embed import count_stale, embed_stale, encoder_version, load_vectors
 from recsys.index import read_manifest
 from recsys.recommender import Recommender, ensure_index, get_recommender, positive_filter, user_events
 from recsys.tables import Interaction, Item, ItemVector
+from recsys.topics import label_item_topics
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class IndexStatus:
     built_at: str | None = None
     collab_items: int = 0
     seconds: float | None = None
+    topics_labelled: int = 0  # uncategorised items given a predicted topic by this build
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +96,8 @@ class IndexStatus:
     def __str__(self) -> str:
         return (f"model {self.model_version}: {self.items} items, {self.vectors} vectors, {self.stale} stale, "
                 f"{self.indexed} indexed ({self.kind or 'none'} on {self.backend}), "
-                f"collaborative map {self.collab_items} items")
+                f"collaborative map {self.collab_items} items"
+                + (f", {self.topics_labelled} items given a predicted topic" if self.topics_labelled else ""))
 
 
 @dataclass
@@ -205,7 +208,7 @@ def recommend_for_user(session: Session, settings: Settings, user_id: str, k: in
 
 def _materialise(session: Session, scored: list) -> list[Recommendation]:
     rows = {r.item_id: r for r in session.execute(sa.select(
-        Item.item_id, Item.title, Item.description, Item.category, Item.url, Item.published_at)
+        Item.item_id, Item.title, Item.description, Item.category, Item.topic, Item.url, Item.published_at)
         .where(Item.item_id.in_([s.item_id for s in scored])))} if scored else {}
     out = []
     for s in scored:
@@ -214,15 +217,16 @@ def _materialise(session: Session, scored: list) -> list[Recommendation]:
             continue
         snippet = r.description if len(r.description) <= SNIPPET_CHARS else \
             r.description[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "\u2026"
-        out.append(Recommendation(r.item_id, r.title, snippet, r.category, r.url, r.published_at, s.score,
-                                  s.reason, s.reason_item_id))
+        out.append(Recommendation(r.item_id, r.title, snippet, r.category or r.topic or "", r.url, r.published_at,
+                                  s.score, s.reason, s.reason_item_id))
     return out
 
 
 def list_topics(session: Session, limit: int = 100) -> list[str]:
-    """Categories and tags (most used first) for onboarding."""
+    """Categories (or predicted topics) and tags, most used first, for onboarding."""
     counts: dict[str, int] = {}
-    for category, tags in session.execute(sa.select(Item.category, Item.tags)):
+    for category, tags in session.execute(sa.select(sa.func.coalesce(sa.func.nullif(Item.category, ""), Item.topic),
+                                                    Item.tags)):
         for value in [category, *(tags or "").split(",")]:
             value = (value or "").strip()
             if value:
@@ -243,14 +247,17 @@ class Interests:
 
 def list_interests(session: Session, max_topics: int = 60) -> Interests:
     """Topics and tickers for onboarding, kept apart: a tag that looks like a ticker (upper case, <= 6 characters)
-    or a cashtag in a title is a ticker; every ticker is listed (alphabetically), topics most used first."""
+    or a cashtag in a title is a ticker; every ticker is listed (alphabetically), topics most used first. An item
+    without a category counts under its predicted topic (recsys/topics.py), so a catalog with no categories offers
+    the topic model's taxonomy."""
     from recsys.interests import TICKER_RE, split_values
 
     topics: dict[str, int] = {}
     tickers: set[str] = set()
     cashtag = re.compile(r"\$([A-Z][A-Z0-9.]{0,5})\b")
-    for category, tags, title in session.execute(sa.select(Item.category, Item.tags, Item.title)):
-        for value in split_values(category):
+    for category, topic, tags, title in session.execute(sa.select(Item.category, Item.topic, Item.tags, Item.title)):
+        # a predicted topic is one label of the model's taxonomy ("M&A | Investments"), never split
+        for value in split_values(category) if category else [topic] if topic else []:
             topics[value] = topics.get(value, 0) + 1
         for tag in split_values(tags):
             if TICKER_RE.match(tag):
@@ -291,6 +298,7 @@ def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
         Unavailable: the encoder cannot be loaded or the catalog is empty.
     """
     start = time.perf_counter()
+    labelled = _label_topics(session, settings)
     version, _ = encoder_version(session, settings)
     embed_stale(session, settings, encoder=encoder, model_version=version if encoder is not None else None,
                 commit=True)
@@ -304,18 +312,35 @@ def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
     get_recommender(settings).invalidate()
     status = index_status(session, settings)
     status.seconds = round(time.perf_counter() - start, 2)
+    status.topics_labelled = labelled
     return status
 
 
 def sync_index(session: Session, settings: Settings) -> IndexStatus:
     """Embed stale items and add/update/remove them in the saved index without a full rebuild."""
+    labelled = _label_topics(session, settings)
     version, _ = encoder_version(session, settings)
     embed_stale(session, settings, model_version=version, commit=True)
     ids, vectors = load_vectors(session, version)
     if ids:
         hashes = dict(session.execute(sa.select(Item.item_id, Item.text_hash)).tuples().all())
         ensure_index(settings, version, ids, vectors, {i: hashes[i] for i in ids})
-    return index_status(session, settings)
+    if labelled:
+        get_recommender(settings).invalidate()  # the snapshot shows categories: refresh the predicted ones
+    status = index_status(session, settings)
+    status.topics_labelled = labelled
+    return status
+
+
+def _label_topics(session: Session, settings: Settings) -> int:
+    """Predicted topics for uncategorised items (recsys/topics.py); a topic model that fails to load is logged and
+    leaves the index build alone."""
+    try:
+        return label_item_topics(session, settings).labelled
+    except NewsdeskError as exc:
+        log.warning("items not labelled by topic: %s", exc.message)
+        session.rollback()
+        return 0
 
 
 def index_status(session: Session, settings: Settings) -> IndexStatus:

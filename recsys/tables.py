@@ -24,8 +24,19 @@ class Item(Base):
     published_at: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
     source: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     text_hash: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="", server_default="")
+    # the topic model's label for an item without a category (recsys/topics.py); stale when the text or the
+    # topic version in service changes
+    topic: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    topic_score: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    topic_version: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    topic_hash: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+
+    @property
+    def shown_category(self) -> str:
+        """The item's category, else its predicted topic, else ""."""
+        return self.category or self.topic or ""
 
 
 class Interaction(Base):

@@ -179,3 +179,50 @@ def test_joint_model_serves_both_tasks_from_one_pass_and_is_gated_per_task(
         assert service.current_version(s, "topic").version == topic.version
         kept = service.get_version(s, "topic", outcome.version)
     assert kept.status == "candidate"
+
+
+def test_uncategorised_catalog_items_get_the_served_topic(settings: Settings, db_url: str,
+                                                          files: dict[str, Path], tmp_path: Path) -> None:
+    from recsys import service as recsys_service
+    from recsys.tables import Item
+
+    runner = CliRunner()
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("item_id,title,description,category\n"
+                       "n1,Oracle to acquire Cerner for $28 billion,,\n"
+                       "n2,Court fines the bank over money laundering,,\n"
+                       "n3,Amazon reports record quarterly revenue,,\n"
+                       "m1,Heat,A heist thriller,Crime\n")
+    assert runner.invoke(cli, ["catalog", "import", str(catalog)], obj=settings).exit_code == 0
+    result = runner.invoke(cli, ["index", "build"], obj=settings)  # no topic model yet: nothing labelled
+    assert result.exit_code == 0 and "predicted topic" not in result.output, result.output
+    result = runner.invoke(cli, ["finetune", "topic", "--train", str(files["topic_train"]), *TINY], obj=settings)
+    assert result.exit_code == 0, result.output
+    labels = {"Earnings", "Legal | Regulation", "M&A | Investments"}
+
+    result = runner.invoke(cli, ["index", "build", "--sync", "--json"], obj=settings)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["topics_labelled"] == 3  # the item with a category keeps it, unlabelled
+    with session_scope(settings.database_url) as s:
+        items = {i.item_id: i for i in s.query(Item)}
+        version = service.current_version(s, "topic").version
+        assert {items[i].topic for i in ("n1", "n2", "n3")} <= labels
+        assert all(items[i].topic_version == version and 0 < items[i].topic_score <= 1 for i in ("n1", "n2", "n3"))
+        assert items["m1"].topic is None and items["m1"].shown_category == "Crime"
+        offered = recsys_service.list_interests(s).topics
+        assert "Crime" in offered and {items[i].topic for i in ("n1", "n2", "n3")} <= set(offered)
+    assert json.loads(runner.invoke(cli, ["index", "build", "--sync", "--json"],
+                                    obj=settings).stdout)["topics_labelled"] == 0  # nothing stale: no relabel
+
+    catalog.write_text("item_id,title,description,category\n"  # n3's text changes: relabelled; n1 gets a category
+                       "n1,Oracle to acquire Cerner for $28 billion,,Deals\n"
+                       "n3,SEC sues crypto exchange over unregistered securities,,\n")
+    assert runner.invoke(cli, ["catalog", "import", str(catalog)], obj=settings).exit_code == 0
+    assert json.loads(runner.invoke(cli, ["index", "build", "--sync", "--json"],
+                                    obj=settings).stdout)["topics_labelled"] == 1
+    with session_scope(settings.database_url) as s:
+        items = {i.item_id: i for i in s.query(Item)}
+        assert items["n1"].topic is None and items["n1"].shown_category == "Deals"
+        assert items["n3"].topic in labels and items["n3"].topic_hash == items["n3"].text_hash
+        feed = recsys_service.recommend_for_user(s, settings, "nobody", k=4)
+        assert {r.item_id: r.category for r in feed}.get("n2") == items["n2"].topic
