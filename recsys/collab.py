@@ -70,7 +70,7 @@ class Factored:
 
     def weighted_sum(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """`weights @ self[rows]` without materialising the rows (len(rows) x m)."""
-        out = (weights @ self.left[rows]) @ self.core
+        out = (np.asarray(weights, dtype=self.left.dtype) @ self.left[rows]) @ self.core  # one dtype: BLAS throughout
         return out @ self.right.T if self.right is not None else out
 
     def row_norms(self, chunk: int = 20_000) -> np.ndarray:
