@@ -92,7 +92,7 @@ def run(method: str, seed: int, splits: dict[str, Any], overrides: dict[str, Any
 
 
 def print_table(runs: list[dict[str, Any]]) -> None:
-    header = (f"{'method':<10} {'seed':>4} {'lr':>7} {'epochs':>6} {'PB dev mF1':>10} {'tw dev wF1':>10} "
+    header = (f"{'method':<17} {'seed':>4} {'lr':>7} {'epochs':>6} {'PB dev mF1':>10} {'tw dev wF1':>10} "
               f"{'tw dev mF1':>10} {'topic acc':>9} {'topic mF1':>9} {'train s':>8} {'load':>5}")
     print(header)
     print("-" * len(header))
@@ -102,7 +102,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         return f"{value:.4f}" if value is not None else "-"
 
     for r in runs:
-        print(f"{r['method']:<10} {r['seed']:>4} {r['args']['learning_rate']:>7.0e} {r['args']['epochs']:>6g} "
+        print(f"{r['method']:<17} {r['seed']:>4} {r['args']['learning_rate']:>7.0e} {r['args']['epochs']:>6g} "
               f"{cell(r, 'phrasebank_dev', 'macro_f1'):>10} "
               f"{cell(r, 'tweets_dev', 'weighted_f1'):>10} {cell(r, 'tweets_dev', 'macro_f1'):>10} "
               f"{cell(r, 'topic_dev', 'accuracy'):>9} {cell(r, 'topic_dev', 'macro_f1'):>9} "

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from newsdesk import db
 from newsdesk.settings import Settings
+from recsys.rank import PositiveLog
 
 DATA = ROOT.parent / "shared" / "data" / "recsys" / "movielens"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -40,19 +41,44 @@ K = 10
 log = logging.getLogger("bench")
 
 
-def load(home: Path):
+def load(home: Path, vectors_file: str | None = None):
+    """Settings, catalog ids, base vectors (the home's stored ones, or a cache file: written on first use), items,
+    train and dev rows."""
     from recsys.behaviour import read_ratings_file
     from recsys.embed import load_vectors
 
     settings = Settings.load(env={}, home=home, device="cpu")
-    with db.session_scope(settings.database_url) as session:
-        item_ids, base = load_vectors(session, "base")
+    cache = Path(vectors_file) if vectors_file else None
+    if cache is not None and cache.exists():
+        stored = np.load(cache)
+        item_ids, base = [str(i) for i in stored["ids"]], stored["vectors"]
+    else:
+        with db.session_scope(settings.database_url) as session:
+            item_ids, base = load_vectors(session, "base")
+        if not item_ids:
+            item_ids, base = embed_catalog()
+        if cache is not None:
+            np.savez(cache, ids=np.asarray(item_ids), vectors=base)
     meta = {}
     with (DATA / "items.csv").open(newline="") as fh:
         for r in csv.DictReader(fh):
             meta[r["item_id"]] = r
     return settings, item_ids, base, meta, read_ratings_file(DATA / "interactions_train.csv"), \
         read_ratings_file(DATA / "interactions_dev.csv")
+
+
+def embed_catalog() -> tuple[list[str], np.ndarray]:
+    """The base encoder's vectors of items.csv, embedded here (as `newsdesk index build` would)."""
+    from newsdesk.encoders import load_sentence_encoder
+    from recsys.text import item_text
+
+    with (DATA / "items.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    model = load_sentence_encoder(None, device="cpu", cache=False)
+    texts = [item_text(r["title"], r["genres"], r["description"]) for r in rows]
+    vectors = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                           show_progress_bar=True)
+    return [r["item_id"] for r in rows], np.asarray(vectors, dtype=np.float32)
 
 
 def scorer_metrics(score, split, item_ids):
@@ -78,9 +104,9 @@ def scorer_metrics(score, split, item_ids):
     return evaluate_ranker(rank, dict(relevant), {}, K, item_ids, known)
 
 
-def baselines(split, item_ids):
-    from recsys.collab import ease_weights
-
+def baselines(split, item_ids, snap):
+    """Most-popular, EASE and EASE with popularity as of the user's time; EASE's B is the one the served snapshot
+    fitted on the same positives (lambda=250), so it is solved once per seed."""
     pos = {i: n for n, i in enumerate(item_ids)}
     liked = defaultdict(list)
     for r in split.train:
@@ -89,12 +115,9 @@ def baselines(split, item_ids):
     counts = np.zeros(len(item_ids))
     for items in liked.values():
         counts[items] += 1
-    users = {u: n for n, u in enumerate(liked)}
-    pairs = np.array([(users[u], p) for u, items in liked.items() for p in items])
-    active = np.unique(pairs[:, 1])
+    b, active = snap.collab.ease, snap.collab.active
     col = np.full(len(item_ids), -1)
     col[active] = np.arange(len(active))
-    b = ease_weights(np.column_stack([pairs[:, 0], col[pairs[:, 1]]]), len(active), 250.0)
 
     def ease(u):
         out = counts / counts.max() * 1e-6
@@ -103,33 +126,52 @@ def baselines(split, item_ids):
             out[active] += b[col[liked[u]]].sum(axis=0)
         return out
 
+    log_ = PositiveLog.build([pos[r.item_id] for r in split.train if r.rating >= 4.0],
+                             [r.ts for r in split.train if r.rating >= 4.0])
+    latest: dict[str, float] = defaultdict(float)
+    for r in split.train:
+        latest[r.user_id] = max(latest[r.user_id], r.ts)
+
+    def ease_at_time(u):  # EASE scaled to max 1 plus 0.1 x popularity in the 730 days before the user's latest event
+        out = ease(u)
+        return out / max(out.max(), 1e-12) + 0.1 * log_.popularity(len(item_ids), latest[u], 730.0)
+
     return {"most-popular": scorer_metrics(lambda u: counts, split, item_ids),
-            "EASE (lambda=250)": scorer_metrics(ease, split, item_ids)}
+            "EASE (lambda=250)": scorer_metrics(ease, split, item_ids),
+            "EASE + popularity as of the user's time": scorer_metrics(ease_at_time, split, item_ids)}
 
 
-def served(split, item_ids, vectors, meta, blends, label):
-    """The served ranking (recsys.rank on an in-memory snapshot) for each (gamma, new-item slots) blend."""
-    from recsys.offline import evaluate_served, memory_snapshot, with_new_item_weight
+def snapshot(split, item_ids, vectors, meta, label):
+    from recsys.offline import memory_snapshot
+
+    return memory_snapshot(item_ids, vectors, split.train, titles=[meta[i]["title"] for i in item_ids],
+                           categories=[meta[i]["genres"] for i in item_ids], version=label)
+
+
+def served(split, snap, blends, label):
+    """The served ranking (recsys.rank on an in-memory snapshot) for each (gamma, new-item slots, popularity
+    window in days) blend."""
+    from recsys.offline import evaluate_served, with_new_item_weight
     from recsys.rank import RankParams
 
-    snap = memory_snapshot(item_ids, vectors, split.train, titles=[meta[i]["title"] for i in item_ids],
-                           categories=[meta[i]["genres"] for i in item_ids], version=label)
     out = {}
-    for g, slots in blends:
+    for g, slots, window in blends:
         t = time.perf_counter()
-        name = f"{label}, gamma={g:g}, slots={slots}"
+        name = f"{label}, gamma={g:g}, slots={slots}, " + (f"popularity {window:g} days before the user's time"
+                                                           if window else "all-time popularity")
         out[name] = evaluate_served(with_new_item_weight(snap, g), split.train, split.dev,
-                                    params=RankParams(new_item_slots=slots))
+                                    params=RankParams(new_item_slots=slots, popularity_window_days=window))
         log.info("%s: %s (%.0fs)", name, out[name], time.perf_counter() - t)
     return out
 
 
-def _blends(text: str) -> list[tuple[float, int]]:
-    """"3:0,2:1" -> [(3.0, 0), (2.0, 1)] (gamma:new-item slots; slots default 0)."""
+def _blends(text: str) -> list[tuple[float, int, float]]:
+    """"3:0,2:1:730" -> [(3.0, 0, 0.0), (2.0, 1, 730.0)] (gamma:new-item slots:popularity window in days; slots
+    and window default 0, i.e. all-time popularity)."""
     out = []
     for part in text.split(","):
-        g, _, slots = part.partition(":")
-        out.append((float(g), int(slots or 0)))
+        g, slots, window = (part.split(":") + ["", ""])[:3]
+        out.append((float(g), int(slots or 0), float(window or 0)))
     return out
 
 
@@ -166,9 +208,12 @@ def train_tuned(settings, split, item_ids, meta, base, seed, folder: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", default="/tmp/newsdesk-bench-recsys")
+    parser.add_argument("--vectors", default=None, help="cache file of the base vectors (.npz): read when it "
+                        "exists, else written from the home's vectors or a fresh embedding of items.csv")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-cold", type=int, default=300)
-    parser.add_argument("--blends", default="3:0,2:1", help="gamma:new-item-slots pairs for the served ranking")
+    parser.add_argument("--blends", default="3:1:0,3:1:730", help="gamma:new-item-slots:popularity-window-days "
+                        "for the served ranking (window 0: all-time popularity)")
     parser.add_argument("--tuned-blends", default=None, help="blends for the tuned vectors (default: --blends)")
     parser.add_argument("--train-tuned", action="store_true")
     parser.add_argument("--tuned-seeds", default=None, help="seeds that get a tuned encoder (default: all)")
@@ -178,17 +223,19 @@ def main() -> None:
     from recsys.offline import cold_item_split
 
     home = Path(args.home)
-    settings, item_ids, base, meta, train, dev = load(home)
+    settings, item_ids, base, meta, train, dev = load(home, args.vectors)
     described = {i for i, r in meta.items() if (r.get("description") or "").strip()}
     blends = _blends(args.blends)
     tuned_blends = _blends(args.tuned_blends or args.blends)
     result = {"command": "python " + " ".join(sys.argv), "load_average_start": list(os.getloadavg()), "seeds": []}
     for seed in [int(s) for s in args.seeds.split(",")]:
         split = cold_item_split(train, dev, described, n_items=args.n_cold, seed=seed)
-        rows = {**baselines(split, item_ids), **served(split, item_ids, base, meta, blends, "served, base map")}
+        snap = snapshot(split, item_ids, base, meta, "served, base map")
+        rows = {**baselines(split, item_ids, snap), **served(split, snap, blends, "served, base map")}
         if args.train_tuned and (args.tuned_seeds is None or str(seed) in args.tuned_seeds.split(",")):
             vecs = train_tuned(settings, split, item_ids, meta, base, seed, home / f"tuned-seed{seed}")
-            rows.update(served(split, item_ids, vecs, meta, tuned_blends, "served, tuned encoder"))
+            rows.update(served(split, snapshot(split, item_ids, vecs, meta, "served, tuned encoder"), tuned_blends,
+                               "served, tuned encoder"))
         result["seeds"].append({"split": split.summary(), "methods": rows})
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +244,7 @@ def main() -> None:
         os.replace(out.with_suffix(".tmp"), out)
     methods = list(result["seeds"][0]["methods"])
     seeds = len(result["seeds"])
-    print(f"\n{'method':44s} {'Recall@10':>10s} {'NDCG@10':>9s} {'new-item hit':>13s}   (mean over {seeds}"
+    print(f"\n{'method':80s} {'Recall@10':>10s} {'NDCG@10':>9s} {'new-item hit':>13s}   (mean over {seeds}"
           f" seeds; per seed)")
     for m in methods:
         vals = [s["methods"][m] for s in result["seeds"] if m in s["methods"]]
@@ -205,7 +252,7 @@ def main() -> None:
         n = np.mean([v["ndcg@10"] for v in vals])
         h = np.mean([v["new_item_hit_rate"] for v in vals])
         per_seed = " ".join(f"{v['recall@10']:.4f}/{v['new_item_hit_rate']:.4f}" for v in vals)
-        print(f"{m:44s} {r:10.4f} {n:9.4f} {h:13.4f}   {per_seed}")
+        print(f"{m:80s} {r:10.4f} {n:9.4f} {h:13.4f}   {per_seed}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Whether a new version is promoted is `finetune.gate`'s decision.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from finetune import store
 from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
 from finetune.vocabulary import JOINT_TASKS, MULTITASK, RUN_TASKS, TASKS, ModelEventKind, ModelStatus, RunStatus
+from newsdesk import locks
 from newsdesk.db import utcnow
 from newsdesk.errors import Conflict, InvalidInput, NotFound
 from newsdesk.settings import Settings
@@ -94,29 +94,15 @@ def run_info(row: TrainingRun) -> RunInfo:
 
 @contextmanager
 def task_lock(settings: Settings, task: str) -> Iterator[None]:
-    """One training run per task at a time, across processes (an OS file lock, released if the process dies).
+    """One training run per task at a time, across processes and machines: a lock in the database (a PostgreSQL
+    advisory lock; with SQLite a file lock next to the database), released when the holding process dies.
 
     Raises:
         Conflict: another run of `task` holds the lock.
     """
-    folder = settings.models_dir / task
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / ".train.lock", "a+")  # noqa: SIM115 - held for the duration of the context
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            handle.seek(0)
-            holder = handle.read().strip()
-            raise Conflict(f"a {task} training run is already in progress"
-                           + (f" (process {holder})" if holder.isdigit() else "")) from exc
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+    with locks.hold(settings.database_url, f"train:{task}", what=f"a {task} training run",
+                    fallback_dir=settings.home / "locks"):
         yield
-    finally:
-        handle.close()
 
 
 def reclaim_dead_runs(session: Session, task: str) -> int:
@@ -134,11 +120,8 @@ def reclaim_dead_runs(session: Session, task: str) -> int:
 
 
 def lock_is_free(settings: Settings, task: str) -> bool:
-    try:
-        with task_lock(settings, task):
-            return True
-    except Conflict:
-        return False
+    """True when no process (on any machine) holds `task`'s training lock."""
+    return locks.is_free(settings.database_url, f"train:{task}", fallback_dir=settings.home / "locks")
 
 
 def new_version_name(session: Session, *tasks: str) -> str:

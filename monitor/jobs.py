@@ -56,8 +56,8 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event, *,
                       id="monitor-notify", replace_existing=True)
     if settings.redis_url:
         for i in range(CONSUMERS):
-            thread = threading.Thread(target=run_consumer, args=(settings, stop_event), daemon=True,
-                                      name=f"monitor-consumer-{i}")
+            thread = threading.Thread(target=run_consumer, args=(settings, stop_event, settings.monitor.claim_idle_ms),
+                                      daemon=True, name=f"monitor-consumer-{i}")
             thread.start()
         log.info("monitor: %d stream consumer(s) on %s", CONSUMERS, settings.monitor.stream_name)
     else:

@@ -82,6 +82,7 @@ LAZY_COMMANDS: dict[str, Loader] = {
     "eval": (_newsdesk_cli, "eval_group"),
     "stream": (_monitor_cli, "stream_group"),
     "alerts": (_monitor_cli, "alerts_group"),
+    "jobs": (_newsdesk_cli, "jobs_group"),
 }
 
 EVAL_COMMANDS: dict[str, Loader] = {
@@ -106,6 +107,7 @@ HELP = {
     "eval": "Evaluate a model version on a data file.",
     "stream": "Replay and consume the financial text stream.",
     "alerts": "List and act on alerts.",
+    "jobs": "Scheduled job executions (which worker ran each tick) and the worker running the schedule.",
 }
 
 
@@ -199,6 +201,67 @@ def init_command(settings: Settings) -> None:
 
 
 eval_group = LazyGroup(name="eval", lazy=EVAL_COMMANDS, help=HELP["eval"])
+
+
+class OneLineUsageGroup(click.Group):
+    """A group whose commands report a bad flag or value as one `Error: ...` line (exit 2), not a usage block."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group("jobs", cls=OneLineUsageGroup, help=HELP["jobs"])
+def jobs_group() -> None:
+    pass
+
+
+@jobs_group.command("history")
+@click.option("--job", "job_id", default=None, help="Only this job id (e.g. monitor-notify).")
+@click.option("--worker", default=None, help="Only runs by this worker (host:pid).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_settings
+def jobs_history_command(settings: Settings, job_id: str | None, worker: str | None, limit: int,
+                         as_json: bool) -> None:
+    """Executions of the scheduled jobs, newest tick first: job, worker, scheduled time, start, end, outcome."""
+    import json
+
+    from newsdesk import jobruns
+    from newsdesk.db import session_scope
+
+    with session_scope(settings.database_url) as session:
+        runs = jobruns.history(session, job_id=job_id, worker=worker, limit=limit)
+    if as_json:
+        for run in runs:
+            click.echo(json.dumps(run.to_dict()))
+        return
+    click.echo(f"{'SCHEDULED (UTC)':19}  {'JOB':26} {'WORKER':24} {'OUTCOME':11} {'SECONDS':>8}  DETAIL")
+    for run in runs:
+        seconds = f"{run.seconds:8.2f}" if run.seconds is not None else f"{'-':>8}"
+        click.echo(f"{run.scheduled_at:%Y-%m-%d %H:%M:%S}  {run.job_id[:26]:26} {run.worker[:24]:24} "
+                   f"{run.outcome:11} {seconds}  {run.detail[:60]}")
+    click.echo(f"{len(runs)} run(s)")
+
+
+@jobs_group.command("leader")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def jobs_leader_command(settings: Settings, as_json: bool) -> None:
+    """The worker running the scheduled jobs now (the holder of the scheduler lock)."""
+    import json
+
+    from newsdesk import jobruns, locks
+
+    who = locks.holder(settings.database_url, jobruns.SCHEDULER_LOCK, fallback_dir=settings.home / "locks")
+    if as_json:
+        click.echo(json.dumps({"leader": who.owner if who else None}))
+    else:
+        click.echo(f"scheduled jobs run on {who.owner or 'a worker (unnamed)'}" if who
+                   else "no worker runs the scheduled jobs (none is running, or none could reach the database)")
 
 
 PRIVATE_UMASK = 0o027  # the database, its WAL, logs, models and indexes: owner read-write, group read, others nothing

@@ -65,6 +65,7 @@ class MonitorSettings:
     webhook_max_backoff_s: float = 300.0  # the longest wait between two attempts
     ingest_max_bytes: int = 1_000_000
     rule_interval_s: int = 30
+    claim_idle_ms: int = 30_000  # a stream entry idle this long on a dead or stalled consumer is claimed by another
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsdesk.db import session_scope
-from newsdesk.errors import NewsdeskError
+from newsdesk.errors import Conflict, NewsdeskError
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ def refresh_index(settings: Settings) -> str:
                 log.info("recsys job synced the index: %s", status)
                 return "synced"
             return "idle"
+    except Conflict as exc:  # an `index build` (or another machine's job) is at it
+        log.info("recsys index refresh skipped: %s", exc.message)
+        return "busy"
     except NewsdeskError as exc:
         log.warning("recsys index refresh failed: %s", exc.message)
         return "failed"

@@ -25,7 +25,7 @@ from recsys.collab import CollabArgs, fit_collab_map
 from recsys.evaluate import evaluate_ranker
 from recsys.index import ItemIndex
 from recsys.profile import CollabRows, Event, build_profile
-from recsys.rank import RankParams, Snapshot, cold_start, rank_for_profile
+from recsys.rank import PositiveLog, RankParams, Snapshot, cold_start, rank_for_profile
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def memory_snapshot(item_ids: Sequence[str], vectors: np.ndarray, train: Sequenc
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     position = {item_id: n for n, item_id in enumerate(ids)}
     counts, known = np.zeros(len(ids)), np.zeros(len(ids), dtype=bool)
-    pairs = []
+    pairs, liked, liked_ts = [], [], []
     for r in train:
         at = position.get(r.item_id)
         if at is None:
@@ -102,6 +102,8 @@ def memory_snapshot(item_ids: Sequence[str], vectors: np.ndarray, train: Sequenc
         if r.rating >= positive_rating:
             counts[at] += 1
             pairs.append((r.user_id, r.item_id))
+            liked.append(at)
+            liked_ts.append(r.ts)
     popularity = np.log1p(counts) / np.log1p(counts.max()) if counts.max() > 0 else counts
     cmap = fit_collab_map(pairs, ids, vectors, collab_args)
     collab = None
@@ -119,7 +121,8 @@ def memory_snapshot(item_ids: Sequence[str], vectors: np.ndarray, train: Sequenc
                     tags=list(tags) if tags is not None else [""] * len(ids),
                     published=np.asarray(published, dtype=np.float64) if published is not None
                     else np.full(len(ids), np.nan), popularity=popularity,
-                    trending=np.zeros(len(ids)), index=index, collab=collab, known=known)
+                    trending=np.zeros(len(ids)), index=index, collab=collab, known=known,
+                    positives=PositiveLog.build(liked, liked_ts))
 
 
 def with_new_item_weight(snap: Snapshot, weight: float) -> Snapshot:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -58,6 +58,7 @@ class Profile:
     seen: set[str] = field(default_factory=set)
     verbs: list[str] = field(default_factory=list)
     slots: np.ndarray | None = None  # collaborative row of each history item (-1: none)
+    latest: float | None = None  # unix seconds of the newest event with a time (None: no event has one)
 
     @property
     def empty(self) -> bool:
@@ -82,6 +83,8 @@ def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np
     events (0 = no recency decay).
     """
     seen = {e.item_id for e in events if e.kind in EXCLUDED_KINDS}
+    times = [_unix(e.ts) for e in events if e.ts is not None]
+    latest = max(times) if times else None
     ordered = sorted((e for e in events if is_positive(e.kind, e.rating, positive_rating) and e.item_id in position),
                      key=lambda e: e.ts or datetime.min, reverse=True)
     history, verbs, taken = [], [], set()
@@ -95,7 +98,7 @@ def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     if not history:
         return Profile(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, dim), dtype=np.float32),
-                       np.zeros(0, dtype=np.int64), seen, [])
+                       np.zeros(0, dtype=np.int64), seen, [], latest=latest)
     hist = np.asarray(history, dtype=np.int64)
     ranks = np.arange(len(hist), dtype=np.float64)
     weights = 0.5 ** (ranks / half_life) if half_life > 0 else np.ones(len(hist))
@@ -115,7 +118,12 @@ def build_profile(events: Sequence[Event], position: dict[str, int], vectors: np
     if recent < len(hist) and labels.max() > 0:
         centres = np.vstack([vectors[hist[:recent]][labels == c].mean(axis=0) for c in range(labels.max() + 1)])
         clusters[recent:] = np.argmax(vectors[hist[recent:]] @ centres.T, axis=1)
-    return Profile(hist, weights, contrib, clusters, seen, verbs, slot)
+    return Profile(hist, weights, contrib, clusters, seen, verbs, slot, latest)
+
+
+def _unix(ts: datetime) -> float:
+    """Unix seconds of a stored time (naive datetimes are UTC, as the database keeps them)."""
+    return (ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def interest_clusters(vectors: np.ndarray, *, max_clusters: int = 3, min_size: int = 3,

@@ -27,7 +27,7 @@ from recsys.index import MANIFEST_FILE, ItemIndex, Manifest, current_generation
 from recsys.index import publish as publish_generation
 from recsys.interests import Reasons, blend, general_reasons, interest_items, interest_share, vary_history_reasons
 from recsys.profile import CollabRows, Event, Profile, build_profile
-from recsys.rank import RankParams, Scored, Snapshot, cold_start, rank_for_profile
+from recsys.rank import PositiveLog, RankParams, Scored, Snapshot, cold_start, rank_for_profile
 from recsys.tables import Interaction, Item
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,20 @@ def load_snapshot(session: Session, settings: Settings, version: str | None = No
                     titles=[meta[i].title for i in ids],
                     categories=[meta[i].category or meta[i].topic or "" for i in ids],  # predicted when none
                     tags=[meta[i].tags for i in ids], published=published, popularity=popularity,
-                    trending=trending, index=index, collab=collab, known=known)
+                    trending=trending, index=index, collab=collab, known=known,
+                    positives=positive_log(session, position, settings.recsys.positive_rating))
+
+
+def positive_log(session: Session, position: dict[str, int], positive_rating: float) -> PositiveLog:
+    """Every positive of a catalog item as (position, unix seconds) in time order: popularity as of a user's time."""
+    items, stamps = [], []
+    for item_id, ts in session.execute(sa.select(Interaction.item_id, Interaction.ts)
+                                       .where(positive_filter(positive_rating))):
+        at = position.get(item_id)
+        if at is not None:
+            items.append(at)
+            stamps.append(ts.replace(tzinfo=timezone.utc).timestamp() if ts.tzinfo is None else ts.timestamp())
+    return PositiveLog.build(items, stamps)
 
 
 def feedback_arrays(session: Session, position: dict[str, int],
@@ -268,6 +281,7 @@ class Recommender:
         elif time.monotonic() - self._refreshed > self.refresh_seconds:
             self._snap.popularity, self._snap.trending, self._snap.known = feedback_arrays(
                 session, self._snap.position, self.params.positive_rating)
+            self._snap.positives = positive_log(session, self._snap.position, self.params.positive_rating)
             self._refreshed = time.monotonic()  # cached results pick this up within their TTL (no miss storm)
 
     def invalidate(self) -> None:

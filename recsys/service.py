@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from newsdesk import locks
 from newsdesk.db import utcnow
 from newsdesk.errors import InvalidInput, NewsdeskError, NotFound, Unavailable
 from newsdesk.interactions import LIVE_KINDS
@@ -288,6 +290,24 @@ def positive_pairs(session: Session, positive_rating: float) -> list[tuple[str, 
         sa.select(Interaction.user_id, Interaction.item_id).where(positive_filter(positive_rating)))]
 
 
+INDEX_LOCK = "recsys:index"  # held by an index build or sync (newsdesk.locks: in the database, for every machine)
+
+
+def _one_build_at_a_time(build: Callable[..., IndexStatus]) -> Callable[..., IndexStatus]:
+    """Run `build(session, settings, ...)` under the index lock.
+
+    Raises:
+        Conflict: another process (on any machine) is building or syncing the index.
+    """
+    @functools.wraps(build)
+    def locked(session: Session, settings: Settings, *args: Any, **kwargs: Any) -> IndexStatus:
+        with locks.hold(settings.database_url, INDEX_LOCK, what="an index build",
+                        fallback_dir=settings.home / "locks"):
+            return build(session, settings, *args, **kwargs)
+    return locked
+
+
+@_one_build_at_a_time
 def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
                   collab_args: CollabArgs | None = None) -> IndexStatus:
     """Embed stale items, rebuild the FAISS index and refit the collaborative map for the encoder in service.
@@ -316,6 +336,7 @@ def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
     return status
 
 
+@_one_build_at_a_time
 def sync_index(session: Session, settings: Settings) -> IndexStatus:
     """Embed stale items and add/update/remove them in the saved index without a full rebuild."""
     labelled = _label_topics(session, settings)

@@ -12,6 +12,7 @@ from flask_login import current_user
 
 from finetune import service as finetune_service
 from finetune.vocabulary import TASKS
+from newsdesk import jobruns, locks
 from newsdesk.db import get_engine, utcnow
 from newsdesk.errors import InvalidInput, Unavailable
 from newsdesk.inputs import strict_int
@@ -49,6 +50,15 @@ def scheduler_jobs() -> list[dict[str, Any]]:
     return [{"id": r[0], "name": r[0], "trigger": "",
              "next_run": datetime.fromtimestamp(r[1], timezone.utc).replace(tzinfo=None) if r[1] else None}
             for r in rows]
+
+
+def scheduler_history(limit: int = 20) -> dict[str, Any]:
+    """The worker running the schedule (the scheduler lock's holder) and the latest recorded job executions."""
+    settings = current_app.config["NEWSDESK_SETTINGS"]
+    leader = locks.holder(settings.database_url, jobruns.SCHEDULER_LOCK, fallback_dir=settings.home / "locks")
+    with db_session() as session:
+        runs = jobruns.history(session, limit=limit)
+    return {"leader": leader.owner if leader else None, "runs": runs}
 
 
 @bp.app_template_filter("duration")
@@ -124,8 +134,13 @@ def index() -> Any:
     except Exception as exc:  # noqa: BLE001 - jobs are informative; the console stays up without them
         log.warning("cannot read scheduler jobs: %s", exc)
         jobs = []
-    return render_template("console.html", tasks=tasks, runs=runs, jobs=jobs, problem=problem, form=ActionForm(),
-                           now=utcnow()), \
+    try:
+        schedule = scheduler_history()
+    except Unavailable as exc:
+        log.warning("cannot read the job history: %s", exc.message)
+        schedule = {"leader": None, "runs": []}
+    return render_template("console.html", tasks=tasks, runs=runs, jobs=jobs, schedule=schedule, problem=problem,
+                           form=ActionForm(), now=utcnow()), \
         503 if problem else 200
 
 

@@ -27,6 +27,7 @@ def test_models_match_migrations(db_url: str) -> None:
 
     import finetune.tables  # noqa: F401 - every package's tables on the metadata
     import monitor.tables  # noqa: F401
+    import newsdesk.tables  # noqa: F401
     import recsys.tables  # noqa: F401
     import web.tables  # noqa: F401
     with db.get_engine(db_url).connect() as conn:
