@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from finetune.tables import ModelEvent, ModelVersion, TrainingRun
 from finetune.vocabulary import JOINT_TASKS, MULTITASK, RUN_TASKS, TASKS, ModelEventKind, ModelStatus, RunStatus
 from newsdesk import locks
 from newsdesk.db import utcnow
-from newsdesk.errors import Conflict, InvalidInput, NotFound
+from newsdesk.errors import InvalidInput, NotFound
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
