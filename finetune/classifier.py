@@ -219,24 +219,25 @@ class ClassifierHandle:
 
     def _refresh(self) -> None:
         from finetune.registry import current_row
+        from finetune.store import local_folder
         from newsdesk.db import session_scope
 
         with session_scope(self.settings.database_url) as session:
             rows = {task: current_row(session, task) for task in ("sentiment", "topic")}
-            target = tuple((task, row.version, row.path) for task, row in rows.items() if row is not None)
+            target = tuple((task, row.version, str(Path(row.path))) for task, row in rows.items() if row is not None)
         if not any(task == "sentiment" for task, _, _ in target):
             self._served, self._target = None, ()
             return
         if self._served is not None and target == self._target:
             return
-        # path -> model, so a joint model is loaded once and an unchanged model is not loaded again
-        loaded = {str(clf.folder): clf for clf in (self._served.parts.values() if self._served else ())}
+        # recorded path -> model, so a joint model is loaded once and an unchanged model is not loaded again
+        loaded = ({path: self._served.parts[task] for task, _, path in self._target if task in self._served.parts}
+                  if self._served else {})
         parts: dict[str, TextClassifier] = {}
         for task, version, path in target:
-            path = str(Path(path))
             if path not in loaded or loaded[path].version != version:
                 log.info("loading %s model %s", task, version)
-                loaded[path] = load_served(self.settings, path, version)
+                loaded[path] = load_served(self.settings, local_folder(self.settings, path), version)
             if task in loaded[path].tasks:
                 parts[task] = loaded[path]
         self._served, self._target = ServedClassifier(parts), target

@@ -128,14 +128,20 @@ def read_task_data(settings: Settings, task: str, files: TaskFiles, args: Classi
     return TaskData(train_rows, dev_rows, labels), data
 
 
-def champion_score(session_url: str, task: str, dev_rows: Sequence[LabelledText]) -> tuple[float | None, str]:
+def champion_score(session_url: str, task: str, dev_rows: Sequence[LabelledText],
+                   settings: Settings | None = None) -> tuple[float | None, str]:
     """(primary metric, version) of the current `task` version on the very same dev rows; (None, "") if none."""
     with session_scope(session_url) as session:
         current = registry.current_row(session, task)
-        current_info = (current.version, Path(current.path)) if current is not None else None
+        current_info = (current.version, _folder(settings, current)) if current is not None else None
     if current_info is None:
         return None, ""
     return evaluate_folder(current_info[1], task, dev_rows)[PRIMARY[task][0]], current_info[0]
+
+
+def _folder(settings: Settings | None, row: Any) -> Path:
+    """A version's folder on this machine (fetched from the model store when there is one)."""
+    return registry.model_folder(settings, row) if settings is not None else Path(row.path)
 
 
 def prepare_classifier(session_url: str, settings: Settings, files: dict[str, TaskFiles], args: ClassifierArgs, *,
@@ -164,7 +170,7 @@ def prepare_classifier(session_url: str, settings: Settings, files: dict[str, Ta
     per_task: dict[str, dict[str, Any]] = {}
     for task, task_data in data.items():
         report = evaluate_folder(staged, task, task_data.dev)
-        champion_value, champion_label = champion_score(session_url, task, task_data.dev)
+        champion_value, champion_label = champion_score(session_url, task, task_data.dev, settings)
         per_task[task] = {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"],
                           "weighted_f1": report["weighted_f1"], "dev": report,
                           "champion": {"version": champion_label or None, "macro_f1": champion_value}}
@@ -230,7 +236,7 @@ def prepare_recsys(session_url: str, settings: Settings, dev_file: str | Path | 
         item_texts = load_item_texts(session)
         positives = load_positives(session, args.positive_rating)
         current = registry.current_row(session, "recsys")
-        champion = (current.version, Path(current.path)) if current is not None else None
+        champion = (current.version, _folder(settings, current)) if current is not None else None
     if not item_texts:
         raise InvalidInput("the catalog is empty: import items first (newsdesk catalog import)")
     dev_path = dev_file or settings.finetune.recsys_dev_path or None
@@ -268,7 +274,7 @@ def _prepare_collab(session_url: str, settings: Settings, args: BehaviourArgs, *
     """Train text -> collaborative targets, then score challenger and champion on the served ranking (dev)."""
     with session_scope(session_url) as session:
         current = registry.current_row(session, "recsys")
-        champion = (current.version, Path(current.path)) if current is not None else None
+        champion = (current.version, _folder(settings, current)) if current is not None else None
     data = behaviour.training_data(args)
     result = train_to_targets(base_model_path(settings.base_model_path), data, args, out_dir=staged,
                               device=settings.device)

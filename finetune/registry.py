@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,12 +18,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from finetune import store
 from finetune.evaluate import PRIMARY
 from finetune.tables import ModelEvent, ModelVersion, TrainingRun
 from finetune.vocabulary import JOINT_TASKS, MULTITASK, RUN_TASKS, TASKS, ModelEventKind, ModelStatus, RunStatus
 from newsdesk import locks
 from newsdesk.db import utcnow
-from newsdesk.errors import Conflict, InvalidInput, NotFound
+from newsdesk.errors import InvalidInput, NotFound
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ def new_version_name(session: Session, *tasks: str) -> str:
 
 
 def staging_dir(settings: Settings, task: str, version: str) -> Path:
-    """A fresh temp folder beside the final one (same file system, so the publish rename is atomic)."""
+    """A fresh temp folder beside the final one (same file system, so the publish rename is atomic); with a shared
+    model store, in this machine's `models/` (published by a copy to the store, then a rename there)."""
     path = settings.models_dir / task / f".staging-{version}"
     shutil.rmtree(path, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,14 +144,24 @@ def staging_dir(settings: Settings, task: str, version: str) -> Path:
 
 
 def publish(staged: Path, settings: Settings, task: str, version: str, sidecars: dict[str, Any]) -> Path:
-    """Write `sidecars` as JSON files (metrics.json, args.json, data.json, timing.json) then rename into place."""
+    """Write `sidecars` as JSON files (metrics.json, args.json, data.json, timing.json) then publish the folder to
+    the model store in one rename (`finetune.store`); returns its folder in the store.
+
+    Raises:
+        Conflict: that version folder already exists.
+    """
     for name, payload in sidecars.items():
         (staged / name).write_text(json.dumps(payload, indent=2, default=str))
-    final = settings.models_dir / task / version
-    if final.exists():
-        raise Conflict(f"model folder {final} already exists")
-    os.replace(staged, final)
-    return final
+    return store.publish_folder(staged, settings, task, version)
+
+
+def model_folder(settings: Settings, row: ModelVersion | VersionInfo) -> Path:
+    """The folder to load a version from on this machine (from the model store's local cache when there is one).
+
+    Raises:
+        Unavailable: the version's folder is in neither the store nor this machine's cache.
+    """
+    return store.local_folder(settings, row.path)
 
 
 def register(session: Session, *, task: str, version: str, path: Path, metrics: dict[str, Any],
@@ -185,10 +196,11 @@ def get_row(session: Session, task: str, version: str) -> ModelVersion:
 
 
 def set_current(session: Session, task: str, version: str, *, actor: str, kind: str = ModelEventKind.PROMOTED,
-                detail: dict[str, Any] | None = None) -> ModelVersion:
-    """Make `version` the served one; the previous current becomes `archived` (or `rolled_back`)."""
+                detail: dict[str, Any] | None = None, settings: Settings | None = None) -> ModelVersion:
+    """Make `version` the served one; the previous current becomes `archived` (or `rolled_back`). With `settings`
+    its folder is looked for in the model store (which another machine may mount elsewhere)."""
     row = get_row(session, task, version)
-    if not Path(row.path).is_dir():
+    if not (store.is_published(settings, row.path) if settings else Path(row.path).is_dir()):
         raise NotFound(f"model folder {row.path} of {task} {version} is missing", {"version": version})
     previous = current_row(session, task)
     if previous is not None and previous.id != row.id:
@@ -203,7 +215,7 @@ def set_current(session: Session, task: str, version: str, *, actor: str, kind: 
     return row
 
 
-def rollback(session: Session, task: str, *, actor: str) -> ModelVersion:
+def rollback(session: Session, task: str, *, actor: str, settings: Settings | None = None) -> ModelVersion:
     """Serve the previously promoted version again; the current one is marked `rolled_back`.
 
     Raises:
@@ -216,9 +228,9 @@ def rollback(session: Session, task: str, *, actor: str) -> ModelVersion:
         ModelVersion.task == task, ModelVersion.id != current.id, ModelVersion.promoted_at.is_not(None),
         ModelVersion.status != ModelStatus.ROLLED_BACK).order_by(ModelVersion.promoted_at.desc())).all()
     for candidate in earlier:
-        if Path(candidate.path).is_dir():
+        if store.is_published(settings, candidate.path) if settings else Path(candidate.path).is_dir():
             return set_current(session, task, candidate.version, actor=actor, kind=ModelEventKind.ROLLED_BACK,
-                               detail={"from": current.version})
+                               detail={"from": current.version}, settings=settings)
     raise NotFound(f"no earlier promoted {task} model to roll back to")
 
 

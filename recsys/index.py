@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -299,6 +300,8 @@ def read_manifest(folder: Path) -> Manifest:
 # Publishing a generation as a whole ---------------------------------------------------------------------------------
 
 STAGING_SUFFIX = ".tmp"
+HOST_TAG = "h" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # names this machine's staging
+FOREIGN_STAGING_AGE_S = 3600.0  # another machine's staging folder older than this is a dead writer's
 KEEP_GENERATIONS = 2  # the published one and the one before it (a reader may still be loading it)
 
 
@@ -310,7 +313,7 @@ def publish(indexes_dir: Path, version: str, write: Callable[[Path], None]) -> P
     """
     indexes_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(indexes_dir)
-    stamp = f"{os.getpid()}-{time.time_ns()}"
+    stamp = f"{os.getpid()}-{time.time_ns()}-{HOST_TAG}"
     staging = indexes_dir / f".staging-{stamp}-{version}{STAGING_SUFFIX}"
     staging.mkdir()
     try:
@@ -340,13 +343,24 @@ def current_generation(indexes_dir: Path, version: str) -> Path | None:
     return link.resolve() if link.exists() else None
 
 
-def remove_leftovers(indexes_dir: Path) -> int:
-    """Remove staging folders and links whose writer process is gone; returns how many."""
+def remove_leftovers(indexes_dir: Path, foreign_age_s: float = FOREIGN_STAGING_AGE_S) -> int:
+    """Remove staging folders and links whose writer process is gone; returns how many.
+
+    In a shared model store another machine's writer cannot be asked whether it lives: its staging folders
+    (another host tag in the name) go only once older than `foreign_age_s`.
+    """
     n = 0
     for path in indexes_dir.glob(f".staging-*{STAGING_SUFFIX}"):
-        raw = path.name.split("-")[1]
-        pid = int(raw) if raw.isdigit() else 0
-        if pid == os.getpid() or (pid and _alive(pid)):
+        parts = path.name.split("-")
+        pid = int(parts[1]) if parts[1].isdigit() else 0
+        host = parts[3] if len(parts) > 4 and parts[3].startswith("h") and len(parts[3]) == 9 else HOST_TAG
+        if host != HOST_TAG:
+            try:
+                if time.time() - path.lstat().st_mtime < foreign_age_s:
+                    continue  # maybe still being written on its machine
+            except FileNotFoundError:
+                continue
+        elif pid == os.getpid() or (pid and _alive(pid)):
             continue  # its writer is still running (maybe another thread of this process)
         if path.is_symlink() or path.is_file():
             path.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import numpy as np
 
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import RecsysSettings
+from recsys.collab import weighted_rows
 from recsys.index import ItemIndex
 from recsys.profile import CollabRows, Profile
 
@@ -181,7 +182,7 @@ def _collab_scores(snap: Snapshot, profile: Profile) -> tuple[np.ndarray, np.nda
     has = profile.slots >= 0
     if not has.any():
         return None
-    scores = profile.weights[has] @ c.ease[profile.slots[has]]
+    scores = weighted_rows(c.ease, profile.slots[has], profile.weights[has])  # dense EASE or factored ALS
     keep = c.active >= 0
     return c.active[keep], scores[keep]
 

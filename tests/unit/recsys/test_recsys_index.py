@@ -179,6 +179,36 @@ def test_publish_removes_what_a_killed_writer_left(settings) -> None:
     assert len(gens) == 2 and (settings.indexes_dir / "base").resolve() in gens
 
 
+def test_another_machines_staging_in_a_shared_store_waits_for_its_age(settings) -> None:
+    import os
+
+    from recsys.index import HOST_TAG, remove_leftovers
+
+    ids, vecs = _data(10)
+    ensure_index(settings, "base", ids, vecs, {i: "h" for i in ids})
+    other = "h" + ("0" if HOST_TAG[1] != "0" else "1") * 8
+    live = settings.indexes_dir / f".staging-{os.getpid() + 100000}-1-{other}-base.tmp"  # its pid means nothing here
+    live.mkdir()
+    assert remove_leftovers(settings.indexes_dir) == 0 and live.exists()  # maybe still writing on its machine
+    old = live.stat().st_mtime - 7200
+    os.utime(live, (old, old))
+    assert remove_leftovers(settings.indexes_dir) == 1 and not live.exists()
+
+
+def test_two_homes_on_one_store_serve_one_published_index(tmp_path) -> None:
+    from newsdesk.settings import Settings
+
+    store = tmp_path / "store"
+    a, b = (Settings.load(env={"NEWSDESK_MODEL_STORE": str(store)}, home=tmp_path / name, secret_key="s")
+            for name in ("a", "b"))
+    ids, vecs = _data(12)
+    ensure_index(a, "base", ids, vecs, {i: "h" for i in ids})  # the worker job on machine A
+    assert a.indexes_dir == b.indexes_dir == store / "indexes"
+    served, manifest = ensure_index(b, "base", ids, vecs, {i: "h" for i in ids}, publish=False)
+    assert manifest.checksums and len(served) == 12  # B loaded A's published index (not an in-memory rebuild)
+    assert not (b.home / "indexes").exists()
+
+
 def test_request_path_serves_a_stale_index_without_writing(settings) -> None:
     ids, vecs = _data(20)
     ensure_index(settings, "base", ids, vecs, {i: "h" for i in ids})

@@ -22,6 +22,21 @@ def test_energy_reader_gets_energy_first(built) -> None:
     assert sum(_topic(r.item_id) == "e" for r in recs) >= 2
 
 
+def test_the_factorised_model_gives_the_same_known_answers(built, fake_encoder) -> None:
+    from recsys.collab import CollabArgs, CollabMap
+
+    settings, session = built
+    status = service.rebuild_index(session, settings, encoder=fake_encoder,
+                                   collab_args=CollabArgs(max_items=3, als_factors=4, als_iterations=30,
+                                                          als_regularization=0.1, als_alpha=1.0, als_fold_in=1.0))
+    cmap = CollabMap.load(settings.indexes_dir / status.model_version)
+    assert cmap.stats["model"] == "als" and status.collab_items == cmap.stats["items"] > 3  # none dropped
+    energy = service.recommend_for_user(session, settings, "oil0", k=4)
+    assert [_topic(r.item_id) for r in energy[:2]] == ["e", "e"]
+    tech = service.recommend_for_user(session, settings, "chip0", k=2)
+    assert _topic(tech[0].item_id) == "t"
+
+
 def test_seen_and_not_interested_items_are_excluded(built) -> None:
     settings, session = built
     seen = {f"e{i}" for i in range(6)} | {"b0"}
