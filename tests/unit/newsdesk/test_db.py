@@ -49,3 +49,14 @@ def test_downgrade_then_upgrade_on_postgres(pg_url: str) -> None:
     assert db.table_names(pg_url) == ["alembic_version"] or db.table_names(pg_url) == []
     db.upgrade(pg_url)
     assert db.is_migrated(pg_url)
+
+
+def test_migration_revision_ids_fit_alembic_version_column() -> None:
+    """PostgreSQL's alembic_version.version_num is varchar(32): a longer id upgrades on SQLite and fails there."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    ids = [m.group(1) for path in root.glob("*/migrations/**/*.py")
+           if (m := re.search(r'^revision = "([^"]+)"', path.read_text(), re.M))]
+    assert len(ids) >= 8 and all(len(i) <= 32 for i in ids), [i for i in ids if len(i) > 32]

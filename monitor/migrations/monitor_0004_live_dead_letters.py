@@ -1,7 +1,7 @@
 """monitor: an index on messages.classified_at (the dashboard's live "classified later" updates); dead letters can be
 dismissed or edited before a replay (who closed them and when, the payload as first received).
 
-Revision ID: monitor_0004_live_and_dead_letters
+Revision ID: monitor_0004_live_dead_letters
 Revises: monitor_0003_topics
 Create Date: 2026-12-01
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "monitor_0004_live_and_dead_letters"
+revision = "monitor_0004_live_dead_letters"
 down_revision = "monitor_0003_topics"
 branch_labels = None
 depends_on = None
