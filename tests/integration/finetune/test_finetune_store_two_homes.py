@@ -50,7 +50,9 @@ PROBE = ["Operating profit rose to EUR 13.1 mn", "Shares plunged after the profi
 def _classify_in_a_process_of(settings: Settings) -> list[dict]:
     """`newsdesk classify -` in a separate process of that home (its own environment, as on another machine)."""
     env = {**os.environ, "NEWSDESK_HOME": str(settings.home), "NEWSDESK_DATABASE_URL": settings.database_url,
-           "NEWSDESK_MODEL_STORE": settings.model_store, "NEWSDESK_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
+           "NEWSDESK_MODEL_STORE": settings.model_store, "NEWSDESK_DEVICE": "cpu", "PYTHONPATH": str(ROOT),
+           # the torch path, as the in-process handle of this test serves (an exported path is checked, not identical)
+           "NEWSDESK_FINETUNE__INFERENCE_PATH": "torch"}
     done = subprocess.run([sys.executable, "-m", "newsdesk.cli", "classify", "-"], env=env, cwd=ROOT, text=True,
                           input="".join(json.dumps({"text": t}) + "\n" for t in PROBE), capture_output=True,
                           timeout=300)
@@ -63,7 +65,8 @@ def test_trained_on_a_served_on_b(tmp_path: Path, request: pytest.FixtureRequest
     # tests/unit/finetune/test_finetune_store.py covers both databases with stand-in folders
     url = request.getfixturevalue("pg_url") if PG_URL else f"sqlite:///{tmp_path / 'shared.db'}"
     shared = tmp_path / "store"
-    a, b = (Settings.load(env={"NEWSDESK_MODEL_STORE": str(shared)}, home=tmp_path / name, database_url=url,
+    a, b = (Settings.load(env={"NEWSDESK_MODEL_STORE": str(shared), "NEWSDESK_FINETUNE__INFERENCE_PATH": "torch"},
+                          home=tmp_path / name, database_url=url,
                           secret_key="s", device="cpu") for name in ("a", "b"))
     for s in (a, b):
         s.ensure_dirs()

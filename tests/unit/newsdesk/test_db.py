@@ -46,7 +46,10 @@ def test_migrations_reach_every_head_on_postgres(pg_url: str) -> None:
 @pytest.mark.postgres
 def test_downgrade_then_upgrade_on_postgres(pg_url: str) -> None:
     db.downgrade(pg_url, "base")
-    assert db.table_names(pg_url) == ["alembic_version"] or db.table_names(pg_url) == []
+    # apscheduler_jobs is APScheduler's own table (made by its job store when a worker in an earlier test of this
+    # run started a scheduler), not a migration's
+    left = [t for t in db.table_names(pg_url) if t != "apscheduler_jobs"]
+    assert left in (["alembic_version"], [])
     db.upgrade(pg_url)
     assert db.is_migrated(pg_url)
 
