@@ -109,7 +109,7 @@ def test_two_workers_share_the_stream_and_hand_over_the_schedule(redis_settings:
         service.create_rule(s, "burst", "negative_burst", {"window_minutes": 60})
     payloads = _payloads()
     assert len(payloads) == 10_000
-    service.enqueue_messages(settings, payloads, "scale")
+    service.enqueue_messages(settings, payloads[:5_000], "scale")  # the second half once the leader has run jobs
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     procs = [_spawn(settings, tmp_path / f"home-{x}", log) for x, log in zip("ab", logs)]
     host = socket.gethostname()[:40]
@@ -121,7 +121,16 @@ def test_two_workers_share_the_stream_and_hand_over_the_schedule(redis_settings:
         leader_name = _leader(pg_url, tmp_path)
         leader = by_name[leader_name][0]
         follower_name, (follower, follower_log) = next((k, v) for k, v in by_name.items() if k != leader_name)
-        _wait(lambda: _count(pg_url, Message) >= 5_000, 300, "5,000 stored messages", logs)
+
+        def leader_jobs() -> set[str]:
+            return {r["job_id"] for r in _history(settings)
+                    if r["worker"] == leader_name and r["outcome"] == "succeeded"}
+
+        # the leader must have run its jobs before it dies (a quiet machine stores 5,000 messages within one tick)
+        _wait(lambda: _count(pg_url, Message) >= 5_000 and leader_jobs() >= {"monitor-notify", "monitor-rules"},
+              300, "5,000 stored messages and the leader's first rules and notify ticks", logs)
+        service.enqueue_messages(settings, payloads[5_000:], "scale")
+        _wait(lambda: _count(pg_url, Message) >= 5_200, 120, "the second half under way", logs)
         os.kill(leader.pid, signal.SIGKILL)
         killed_at = db.utcnow()
         leader.wait(10)
