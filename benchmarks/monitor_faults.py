@@ -195,7 +195,7 @@ def run(args: argparse.Namespace, lines: list[str], faults: bool, classifier: An
         time.sleep(1.0)
         with db.session_scope(url) as session:
             waiting = session.scalar(select(func.count(Notification.id)).where(Notification.status == "pending"))
-        if _stream_drained(settings) and waiting == 0:
+        if stream.drained(settings) and waiting == 0:
             time.sleep(3.0)  # one more rules + notification pass
             break
     total_s = time.monotonic() - started
@@ -222,18 +222,6 @@ def run(args: argparse.Namespace, lines: list[str], faults: bool, classifier: An
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
     return result
-
-
-def _stream_drained(settings: Settings) -> bool:
-    """Every entry delivered to the group and acknowledged."""
-    client = producer.connect(settings)
-    try:
-        last = client.xinfo_stream(settings.monitor.stream_name)["last-generated-id"]
-        group = next(g for g in client.xinfo_groups(settings.monitor.stream_name)
-                     if g["name"] in (settings.monitor.consumer_group, settings.monitor.consumer_group.encode()))
-        return group["last-delivered-id"] == last and group["pending"] == 0
-    finally:
-        client.close()
 
 
 def _cpu() -> str:

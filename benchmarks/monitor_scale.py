@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from finetune.classifier import Prediction
-from monitor import producer, service
+from monitor import producer, service, stream
 from monitor.enrich import ensure_default_watchlist
 from monitor.replay import read_lines
 from monitor.tables import Alert, DeadLetter, Message
@@ -100,18 +100,6 @@ def _count(url: str, model: Any) -> int:
         return session.scalar(select(func.count()).select_from(model))
 
 
-def _drained(settings: Settings) -> bool:
-    """Every entry delivered to the group and acknowledged."""
-    client = producer.connect(settings)
-    try:
-        last = client.xinfo_stream(settings.monitor.stream_name)["last-generated-id"]
-        group = next(g for g in client.xinfo_groups(settings.monitor.stream_name)
-                     if g["name"] in (settings.monitor.consumer_group, settings.monitor.consumer_group.encode()))
-        return group["last-delivered-id"] == last and group["pending"] == 0
-    finally:
-        client.close()
-
-
 def run(args: argparse.Namespace, lines: list[str], workers: int) -> dict[str, Any]:
     name = f"newsdesk_scale_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
@@ -141,7 +129,7 @@ def run(args: argparse.Namespace, lines: list[str], workers: int) -> dict[str, A
         producer.enqueue(settings, lines, "replay")
         enqueued_s = time.monotonic() - started
         deadline = time.monotonic() + args.drain_timeout
-        while not _drained(settings):  # a repeated tweet (same id) is stored once: count deliveries, not rows
+        while not stream.drained(settings):  # a repeated tweet (same id) is stored once: count deliveries, not rows
             if time.monotonic() > deadline:
                 break
             time.sleep(0.25)

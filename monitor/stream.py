@@ -350,6 +350,20 @@ def pending_count(settings: Settings, client: redis.Redis | None = None) -> int:
     return int(info["pending"])
 
 
+def drained(settings: Settings) -> bool:
+    """Every entry of the stream delivered to the group and acknowledged (a replay has been consumed whole)."""
+    client = connect(settings)
+    try:
+        last = client.xinfo_stream(keys.stream(settings))["last-generated-id"]
+        group = next((g for g in client.xinfo_groups(keys.stream(settings))
+                      if g["name"] in (keys.group(settings), keys.group(settings).encode())), None)
+        return group is not None and group["last-delivered-id"] == last and group["pending"] == 0
+    except RedisError as exc:
+        raise Unavailable(f"Redis unavailable: {exc}") from exc
+    finally:
+        client.close()
+
+
 def _field(fields: dict, name: str) -> str:
     value = fields.get(name.encode(), fields.get(name))
     if isinstance(value, bytes):

@@ -39,8 +39,10 @@ def test_consumer_stores_acks_and_dead_letters(redis_settings) -> None:
         service.ensure_default_rules(s)
     payloads = burst_payloads() + ['{"text": broken', {"id": "x", "text": 5}]
     assert service.enqueue_messages(redis_settings, payloads, "test") == 20
+    assert not stream.drained(redis_settings)  # no group has read the stream yet
     consumer = stream.Consumer(redis_settings, FakeClassifier, name="c1")
     _drain(consumer)
+    assert stream.drained(redis_settings)
     url = redis_settings.database_url
     assert _count(url, Message) == 18 and _count(url, DeadLetter) == 2
     assert _count(url, Alert) == 1 and stream.pending_count(redis_settings) == 0
