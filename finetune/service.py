@@ -259,7 +259,7 @@ def serving_path(session: Session, settings: Settings, task: str = "sentiment") 
         row = registry.current_row(session, task)
         if row is None:
             return ""
-        folder = Path(row.path)
+        folder = store.cache_folder(settings, row.path)  # the folder the serving processes here load from
     if settings.finetune.inference_path == "torch":
         if task == Task.RECSYS:
             return "torch-float32"

@@ -48,6 +48,14 @@ def store_folder(settings: Settings, path: str | Path) -> Path:
     return settings.model_store_dir / key_of(path)
 
 
+def cache_folder(settings: Settings, path: str | Path) -> Path:
+    """Where this machine's copy of the version recorded at `path` lies or will lie once `local_folder` fetched it
+    (the recorded folder itself without a shared store); nothing is fetched."""
+    if not settings.shared_model_store:
+        return Path(path)
+    return settings.models_dir / key_of(path)
+
+
 def is_published(settings: Settings, path: str | Path) -> bool:
     """True when the version recorded at `path` can be loaded here (in the store, or at its recorded path)."""
     return store_folder(settings, path).is_dir() or Path(path).is_dir()
@@ -143,7 +151,7 @@ def local_folder(settings: Settings, path: str | Path) -> Path:
     source = settings.model_store_dir / key
     if not source.is_dir() and Path(path).is_dir():
         source = Path(path)  # recorded before the store was set, or the store's own path on this machine
-    cache = settings.models_dir / key
+    cache = cache_folder(settings, path)
     if source.resolve() == cache.resolve():
         return cache
     try:

@@ -29,15 +29,18 @@ def register(scheduler: Any, settings: Settings, stop_event: threading.Event) ->
 
 
 def refresh_index(settings: Settings) -> str:
-    """One pass: full rebuild on a new encoder version or enough new positives; else embed + sync stale items.
+    """One pass: full rebuild on a new encoder version or enough new positives; else embed + sync stale items; else
+    relabel the uncategorised items' predicted topics when a new topic version is served.
 
-    Returns what it did ("rebuilt", "synced", "idle" or "busy"); errors are logged, never raised to the scheduler.
+    Returns what it did ("rebuilt", "synced", "relabelled", "idle", "busy" or "failed"); errors are logged, never
+    raised to the scheduler.
     """
     from recsys import service
     from recsys.embed import count_stale, encoder_version
     from recsys.index import read_manifest
     from recsys.recommender import positive_filter
     from recsys.tables import Interaction, Item, ItemVector
+    from recsys.topics import labels_behind
 
     if not _lock.acquire(blocking=False):
         return "busy"
@@ -65,6 +68,13 @@ def refresh_index(settings: Settings) -> str:
                 status = service.sync_index(session, settings)
                 log.info("recsys job synced the index: %s", status)
                 return "synced"
+            topic_version = labels_behind(session)
+            if topic_version is not None:  # a new topic version over an unchanged catalog
+                labelled = service.relabel_topics(session, settings)  # a model that fails to load is logged
+                if not labelled:
+                    return "failed"
+                log.info("recsys job relabelled %d item(s) with topic version %s", labelled, topic_version)
+                return "relabelled"
             return "idle"
     except Conflict as exc:  # an `index build` (or another machine's job) is at it
         log.info("recsys index refresh skipped: %s", exc.message)

@@ -339,18 +339,26 @@ def rebuild_index(session: Session, settings: Settings, *, encoder: Any = None,
 @_one_build_at_a_time
 def sync_index(session: Session, settings: Settings) -> IndexStatus:
     """Embed stale items and add/update/remove them in the saved index without a full rebuild."""
-    labelled = _label_topics(session, settings)
+    labelled = relabel_topics(session, settings)
     version, _ = encoder_version(session, settings)
     embed_stale(session, settings, model_version=version, commit=True)
     ids, vectors = load_vectors(session, version)
     if ids:
         hashes = dict(session.execute(sa.select(Item.item_id, Item.text_hash)).tuples().all())
         ensure_index(settings, version, ids, vectors, {i: hashes[i] for i in ids})
-    if labelled:
-        get_recommender(settings).invalidate()  # the snapshot shows categories: refresh the predicted ones
     status = index_status(session, settings)
     status.topics_labelled = labelled
     return status
+
+
+def relabel_topics(session: Session, settings: Settings) -> int:
+    """Label stale uncategorised items with the served topic version (recsys/topics.py) and refresh the served
+    snapshot when any changed (it shows categories); returns how many were labelled. A topic model that fails to
+    load is logged (0)."""
+    labelled = _label_topics(session, settings)
+    if labelled:
+        get_recommender(settings).invalidate()
+    return labelled
 
 
 def _label_topics(session: Session, settings: Settings) -> int:

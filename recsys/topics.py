@@ -43,6 +43,20 @@ def stale_filter(version: str) -> Any:
                                                Item.topic_hash != Item.text_hash))
 
 
+def labels_behind(session: Session) -> str | None:
+    """The served topic version when some uncategorised item does not carry its label yet; None when every one does
+    or no topic model is served.
+
+    Cheap (the current-version row and one EXISTS), for the index refresh job to relabel an unchanged catalog after
+    a new topic version is promoted. (A changed text or category changes the item's text hash: the job's sync pass
+    relabels those.)
+    """
+    current = finetune_service.current_version(session, "topic")
+    if current is None:
+        return None
+    return current.version if session.scalar(sa.select(sa.exists().where(stale_filter(current.version)))) else None
+
+
 def label_item_topics(session: Session, settings: Settings, *, classifier: Any = None,
                       batch_size: int = BATCH) -> TopicLabelling:
     """Label every stale uncategorised item with the current topic version; commits after each batch.

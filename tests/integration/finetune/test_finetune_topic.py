@@ -226,3 +226,23 @@ def test_uncategorised_catalog_items_get_the_served_topic(settings: Settings, db
         assert items["n3"].topic in labels and items["n3"].topic_hash == items["n3"].text_hash
         feed = recsys_service.recommend_for_user(s, settings, "nobody", k=4)
         assert {r.item_id: r.category for r in feed}.get("n2") == items["n2"].topic
+
+    # a second topic version promoted over the unchanged catalog: the scheduled index refresh relabels the items
+    from recsys import jobs as recsys_jobs
+
+    assert recsys_jobs.refresh_index(settings) == "idle"  # the labels are the served version's: nothing to do
+    result = runner.invoke(cli, ["finetune", "topic", "--train", str(files["topic_train"]), *TINY, "--seed", "5",
+                                 "--promote", "force"], obj=settings)
+    assert result.exit_code == 0, result.output
+    with session_scope(settings.database_url) as s:
+        second = service.current_version(s, "topic").version
+    assert second != version
+    assert recsys_jobs.refresh_index(settings) == "relabelled"
+    with session_scope(settings.database_url) as s:
+        items = {i.item_id: i for i in s.query(Item)}
+        assert {items[i].topic_version for i in ("n2", "n3")} == {second}
+        assert {items[i].topic for i in ("n2", "n3")} <= labels
+        assert items["n1"].topic is None and items["m1"].topic is None  # categorised: not labelled
+        feed = recsys_service.recommend_for_user(s, settings, "nobody", k=4)
+        assert {r.item_id: r.category for r in feed}.get("n2") == items["n2"].topic  # the served snapshot follows
+    assert recsys_jobs.refresh_index(settings) == "idle"

@@ -1,9 +1,13 @@
-"""Scale-out (issue #18): two worker processes with their own NEWSDESK_HOMEs on one PostgreSQL and one Redis.
+"""Scale-out (issue #18): two worker processes with their own NEWSDESK_HOMEs on one PostgreSQL, one Redis and one
+model store (NEWSDESK_MODEL_STORE, a shared directory).
 
 10,000 messages are replayed through Redis; the worker that runs the scheduled jobs is killed with SIGKILL halfway.
-Checked: every message stored once, no alert twice, each scheduled job ran at most once per tick on the job's
-anchored grid and on one worker at a time (none even tried a tick that another ran), and the survivor took the
-schedule over within the bound (60 s).
+Before that, a real 2-step sentiment version is trained and promoted from the leader's home. Checked: every message
+stored once, no alert twice, each scheduled job ran at most once per tick on the job's anchored grid and on one
+worker at a time (none even tried a tick that another ran), the survivor took the schedule over within the bound
+(60 s), and the version promoted from the dead leader's home is listed as current by `newsdesk models` and served,
+with the same scores, from the survivor's home (fetched from the store into that home's cache; a `newsdesk classify`
+process of another home: tests/integration/finetune/test_finetune_store_two_homes.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))  # the shared model-store helpers
+
+from store_support import PROBE, home_settings, train_tiny
+
 from finetune import jobs as finetune_jobs
+from finetune.classifier import ClassifierHandle
 from monitor import jobs as monitor_jobs
 from monitor import service, stream
 from monitor.tables import Alert, DeadLetter, Message, Notification
@@ -58,8 +67,8 @@ def _payloads(tickers: int = 50, per_ticker: int = 200, burst_every: int = 5, bu
     return [{**p, "ts": p["ts"].isoformat() + "Z"} for p in out]
 
 
-def _spawn(settings: Settings, home: Path, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NEWSDESK_HOME": str(home),
+def _spawn(settings: Settings, home: Path, store: Path, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NEWSDESK_HOME": str(home), "NEWSDESK_MODEL_STORE": str(store),
            "NEWSDESK_DATABASE_URL": settings.database_url, "NEWSDESK_REDIS_URL": settings.redis_url,
            "NEWSDESK_SECRET_KEY": "x", "NEWSDESK_DEVICE": "cpu",
            "NEWSDESK_MONITOR__STREAM_NAME": settings.monitor.stream_name,
@@ -111,9 +120,12 @@ def test_two_workers_share_the_stream_and_hand_over_the_schedule(redis_settings:
     assert len(payloads) == 10_000
     service.enqueue_messages(settings, payloads[:5_000], "scale")  # the second half once the leader has run jobs
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
-    procs = [_spawn(settings, tmp_path / f"home-{x}", log) for x, log in zip("ab", logs)]
+    homes = [tmp_path / "home-a", tmp_path / "home-b"]
+    store = tmp_path / "store"
+    procs = [_spawn(settings, home, store, log) for home, log in zip(homes, logs)]
     host = socket.gethostname()[:40]
     by_name = {f"{host}:{p.pid}": (p, log) for p, log in zip(procs, logs)}
+    home_of = {f"{host}:{p.pid}": home for p, home in zip(procs, homes)}
     try:
         # generous timeouts: starting a worker imports torch, slow on a loaded machine
         _wait(lambda: all("started: jobs from" in log.read_text() for log in logs), 300, "both workers", logs)
@@ -121,6 +133,12 @@ def test_two_workers_share_the_stream_and_hand_over_the_schedule(redis_settings:
         leader_name = _leader(pg_url, tmp_path)
         leader = by_name[leader_name][0]
         follower_name, (follower, follower_log) = next((k, v) for k, v in by_name.items() if k != leader_name)
+
+        # a version trained and promoted from the leader's home (while the workers consume the first half)
+        on_leader_home = home_settings(home_of[leader_name], pg_url, store)
+        promoted = train_tiny(on_leader_home, tmp_path)
+        assert promoted.promoted and promoted.path == store / "sentiment" / promoted.version
+        leader_scores = [p.scores for p in ClassifierHandle(on_leader_home, refresh_s=0).get().predict(PROBE)]
 
         def leader_jobs() -> set[str]:
             return {r["job_id"] for r in _history(settings)
@@ -191,3 +209,18 @@ def test_two_workers_share_the_stream_and_hand_over_the_schedule(redis_settings:
         assert text.count("now runs the scheduled jobs") <= 1
     assert "now runs the scheduled jobs" in follower_log.read_text()
     assert takeover_s <= TAKEOVER_BOUND_S
+
+    # the version promoted from the dead leader's home: listed and served from the survivor's home (via the store)
+    on_survivor_home = home_settings(home_of[follower_name], pg_url, store)
+    cached = on_survivor_home.models_dir / "sentiment" / promoted.version
+    assert not cached.exists()  # nothing of it on this home yet: it comes from the store
+    listed = CliRunner().invoke(cli, ["--home", str(on_survivor_home.home), "--database-url", pg_url,
+                                      "models", "list", "--task", "sentiment", "--json"],
+                                env={"NEWSDESK_MODEL_STORE": str(store)})
+    assert listed.exit_code == 0, listed.output
+    assert [(v["version"], v["is_current"]) for v in map(json.loads, listed.output.splitlines())] == [
+        (promoted.version, True)]
+    served = ClassifierHandle(on_survivor_home, refresh_s=0).get()  # what a process of that home serves
+    assert served.version == promoted.version and served.parts["sentiment"].folder == cached
+    assert [p.scores for p in served.predict(PROBE)] == leader_scores
+    assert (cached / "store.json").is_file() and (cached / ".source.json").is_file()  # fetched into its cache

@@ -161,3 +161,20 @@ def test_without_a_store_versions_stay_in_the_home(settings: Settings, db_url: s
     assert not (outcome.path / store.STORE_FILE).exists()
     with session_scope(db_url) as session:
         assert registry.model_folder(settings, registry.current_row(session, "sentiment")) == outcome.path
+
+
+def test_the_serving_path_of_a_store_version_is_read_from_this_homes_cache(tmp_path: Path) -> None:
+    from finetune.inference import PathCheck, Selection, cache_dir, write_selection
+    from newsdesk.settings import FinetuneSettings
+
+    a, b = two_homes(tmp_path)
+    finish_on(a, "v1", 0.8)
+    for settings, chosen in ((a, "onnx-float32"), (b, "onnx-int8-pc")):  # each home's processes chose at load
+        auto = settings.replace(finetune=FinetuneSettings(inference_path="auto"))
+        with session_scope(settings.database_url) as session:
+            folder = registry.model_folder(settings, registry.current_row(session, "sentiment"))
+            assert folder == settings.models_dir / "sentiment" / "v1"  # what a serving process loads
+            assert service.serving_path(session, auto, "sentiment") == ""  # not loaded here yet
+            write_selection(cache_dir(settings.home, folder),
+                            Selection(chosen, [PathCheck(chosen, True, "ok", 1.0)], {}))
+            assert service.serving_path(session, auto, "sentiment") == chosen
