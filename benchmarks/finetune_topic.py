@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from finetune.args import build_args
-from finetune.data import LABELS, LabelledText, TaskData, label_set, read_labelled, split_dev, strip_links
+from finetune.data import LABELS, LabelledText, TaskData, label_set, read_labelled, split_dev
 from finetune.pipeline import evaluate_folder
 from newsdesk.encoders import base_model_path
 
@@ -48,18 +48,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("sentiment", "topic", "multitask")
 
 
-def load_splits(normalise: bool = False) -> dict[str, tuple[list[LabelledText], list[LabelledText]]]:
-    """name -> (train, dev): phrasebank, tweets (sentiment) and topic, with the fixed dev splits; `normalise` passes
-    every text (train and dev, after the split) through `strip_links`."""
+def load_splits() -> dict[str, tuple[list[LabelledText], list[LabelledText]]]:
+    """name -> (train, dev): phrasebank, tweets (sentiment) and topic, with the fixed dev splits."""
     pb = read_labelled([DATA / "sentiment" / "phrasebank_train.csv"])
     pb_dev = read_labelled([DATA / "sentiment" / "phrasebank_dev.csv"])
     tweets = split_dev(read_labelled([DATA / "sentiment" / "fintweets_train.csv"]), 0.1, seed=0)
     topic = split_dev(read_labelled([DATA / "topic" / "fintweets_topic_train.csv"], None), 0.1, seed=0)
-    splits = {"phrasebank": (pb, pb_dev), "tweets": tweets, "topic": topic}
-    if normalise:
-        splits = {name: tuple([LabelledText(strip_links(r.text), r.label) for r in part] for part in pair)
-                  for name, pair in splits.items()}
-    return splits
+    return {"phrasebank": (pb, pb_dev), "tweets": tweets, "topic": topic}
 
 
 def run(method: str, seed: int, splits: dict[str, Any], overrides: dict[str, Any],
@@ -107,8 +102,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         return f"{value:.4f}" if value is not None else "-"
 
     for r in runs:
-        name = r["method"] + (" strip_links" if r.get("strip_links") else "")
-        print(f"{name:<17} {r['seed']:>4} {r['args']['learning_rate']:>7.0e} {r['args']['epochs']:>6g} "
+        print(f"{r['method']:<17} {r['seed']:>4} {r['args']['learning_rate']:>7.0e} {r['args']['epochs']:>6g} "
               f"{cell(r, 'phrasebank_dev', 'macro_f1'):>10} "
               f"{cell(r, 'tweets_dev', 'weighted_f1'):>10} {cell(r, 'tweets_dev', 'macro_f1'):>10} "
               f"{cell(r, 'topic_dev', 'accuracy'):>9} {cell(r, 'topic_dev', 'macro_f1'):>9} "
@@ -152,8 +146,6 @@ def main() -> None:
     parser.add_argument("--arg", action="append", default=[], help="any ClassifierArgs field as key=json")
     parser.add_argument("--trainer-dev", type=int, default=0,
                         help="rows per dev set for the Trainer's in-run evaluations (0 = all; scores use all)")
-    parser.add_argument("--strip-links", action="store_true",
-                        help="pass every text through finetune.data.strip_links (train and dev, after the split)")
     parser.add_argument("--keep-models", default="", help="copy each trained model into this folder")
     parser.add_argument("--table", nargs="*", default=None, help="only print the table of these JSONL files")
     parser.add_argument("--speed", default="", help="joint model folder: measure classify throughput")
@@ -178,7 +170,7 @@ def main() -> None:
     for pair in opts.arg:
         key, value = pair.split("=", 1)
         overrides[key] = json.loads(value)
-    splits = load_splits(opts.strip_links)
+    splits = load_splits()
     keep = Path(opts.keep_models) if opts.keep_models else None
     runs = []
     for method in [m for m in opts.methods.split(",") if m]:
@@ -188,7 +180,6 @@ def main() -> None:
             if method in steps:
                 overrides["max_steps"] = int(steps[method])
             result = run(method, seed, splits, {**overrides, "_trainer_dev": opts.trainer_dev}, keep)
-            result["strip_links"] = opts.strip_links
             runs.append(result)
             with open(opts.out, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(result) + "\n")

@@ -44,9 +44,6 @@ class ClassifierArgs:
         evals_per_epoch: dev evaluations (and checkpoints) per epoch.
         dev_fraction: share of the training rows held out as dev when no dev file is given.
         seed: seed for the data order and dropout (the head always starts from the same initialisation).
-        strip_links: replace each link by the word "http" (and unescape HTML entities) before tokenising, in
-            training and at every prediction of the saved model (`finetune.data.strip_links`; stored in the
-            model's classifier.json).
         select_best: keep the dev-best evaluation's weights (True) or the last step's (False).
         train_precision: "auto" (bfloat16 mixed precision where the CPU or GPU computes it natively, else float32;
             fp16 on a GPU without bf16), "float32" or "bfloat16".
@@ -70,7 +67,6 @@ class ClassifierArgs:
     evals_per_epoch: int = 1
     dev_fraction: float = 0.1
     seed: int = 42
-    strip_links: bool = False
     select_best: bool = False
     pretrain_epochs: float = 1.0
     train_precision: str = "auto"

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from finetune.data import strip_links
 from finetune.inference import TorchClassifierEngine
 from finetune.model import load_classifier_model
 from finetune.serving import select_classifier_path
@@ -58,7 +57,6 @@ class TextClassifier:
         self.main_task = "sentiment" if "sentiment" in self.task_labels else self.tasks[0]
         self.labels: tuple[str, ...] = self.task_labels[self.main_task]
         self.max_length = int(meta.get("max_length", 128))
-        self.strip_links = bool(meta.get("strip_links", False))
         self.device = next(self.model.parameters()).device
         self.dtype = inference_dtype(precision, self.device)
         self.precision = str(self.dtype).removeprefix("torch.") if self.dtype else "float32"
@@ -80,16 +78,12 @@ class TextClassifier:
                                {"field": "task"})
         return self.task_labels[task]
 
-    def prepared(self, texts: Sequence[str]) -> list[str]:
-        """The texts as the model was trained to read them (links stripped if it was trained so)."""
-        return [strip_links(t) for t in texts] if self.strip_links else list(texts)
-
     def predict_probs(self, texts: Sequence[str], tasks: Sequence[str] | None = None,
                       batch_size: int = 64) -> dict[str, torch.Tensor]:
         """Task -> (len(texts), labels) class probabilities, every requested head from one encoder pass."""
         for task in tasks or ():
             self.labels_of(task)
-        return self.engine.probs(self.prepared(texts), tasks, batch_size)
+        return self.engine.probs(list(texts), tasks, batch_size)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """(len(texts), len(labels)) class probabilities of the main task (sentiment where there is a head)."""

@@ -197,13 +197,6 @@ def group_key(text: str) -> str:
     return _NON_WORD.sub(" ", html.unescape(_LINK.sub(" ", text)).lower()).strip()
 
 
-def strip_links(text: str) -> str:
-    """The text with HTML entities unescaped and each link replaced by the word "http": a t.co link is 12-15
-    tokens of random characters that only a model memorising templates could use (tweets that differ in nothing
-    else carry the same label)."""
-    return " ".join(_LINK.sub(" http ", html.unescape(text)).split())
-
-
 def split_dev(rows: list[LabelledText], fraction: float, seed: int) -> tuple[list[LabelledText], list[LabelledText]]:
     """(train, dev): about `fraction` of each label held out, reproducibly, whole groups at a time.
 

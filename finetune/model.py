@@ -145,10 +145,8 @@ def pooled_vectors(model: ClassifierModel, tokenizer: Any, texts: list[str], max
     return torch.cat(out) if out else torch.zeros((0, model.config.hidden_size))
 
 
-def save_classifier_model(model: ClassifierModel, tokenizer: Any, folder: Path, *, max_length: int,
-                          strip_links: bool = False) -> None:
-    """Write body (transformers format), tokenizer, heads and `classifier.json` (tasks, labels, and whether texts
-    pass through `finetune.data.strip_links` before tokenising) to `folder`."""
+def save_classifier_model(model: ClassifierModel, tokenizer: Any, folder: Path, *, max_length: int) -> None:
+    """Write body (transformers format), tokenizer, heads and `classifier.json` (tasks and labels) to `folder`."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
@@ -158,8 +156,6 @@ def save_classifier_model(model: ClassifierModel, tokenizer: Any, folder: Path, 
                for task, head in model.heads.items() for k, v in head.state_dict().items()}, str(folder / HEAD_FILE))
     meta: dict[str, Any] = {"tasks": {task: list(labels) for task, labels in model.tasks.items()},
                             "pooling": model.pooling, "max_length": max_length}
-    if strip_links:
-        meta["strip_links"] = True
     if "sentiment" in model.tasks:
         meta["labels"] = list(model.tasks["sentiment"])  # what sentiment-only readers of this file look at
     (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))

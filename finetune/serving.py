@@ -131,7 +131,7 @@ def select_classifier_path(clf: Any, home: Path, choice: str = "auto", tolerance
     texts, gold = classifier_check(clf.folder, clf.tasks)
 
     def run(engine: Any, batch: list[str]) -> dict[str, list[str]]:
-        probs = engine.probs(clf.prepared(batch), None, BATCH)
+        probs = engine.probs(batch, None, BATCH)
         return {task: [clf.task_labels[task][i] for i in p.argmax(dim=-1).tolist()] for task, p in probs.items()}
 
     def judge(ref: dict[str, list[str]], out: dict[str, list[str]]) -> tuple[bool, str, dict[str, Any]]:

@@ -65,7 +65,6 @@ def train_classifier(base_path: Path, data: dict[str, TaskData], args: Classifie
     """
     from transformers import AutoTokenizer
 
-    from finetune.data import strip_links
     from finetune.model import save_classifier_model
 
     dev = resolve_device(args.device if args.device != "auto" else device)
@@ -76,8 +75,7 @@ def train_classifier(base_path: Path, data: dict[str, TaskData], args: Classifie
     def encode(rows_by_task: dict[str, list[LabelledText]]) -> list[dict[str, Any]]:
         out = []
         for task, rows in rows_by_task.items():
-            texts = [strip_links(r.text) if args.strip_links else r.text for r in rows]
-            enc = tokenizer(texts, truncation=True, max_length=args.max_length)
+            enc = tokenizer([r.text for r in rows], truncation=True, max_length=args.max_length)
             ids = {label: offsets[task] + i for i, label in enumerate(tasks[task])}
             out += [{"input_ids": i, "attention_mask": m, "labels": ids[r.label]}
                     for i, m, r in zip(enc["input_ids"], enc["attention_mask"], rows, strict=True)]
@@ -106,7 +104,7 @@ def train_classifier(base_path: Path, data: dict[str, TaskData], args: Classifie
         details["pretrain"] = pretrain_details
         steps += int(pretrain_details.get("steps", 0))
     model.to("cpu")
-    save_classifier_model(model, tokenizer, out_dir, max_length=args.max_length, strip_links=args.strip_links)
+    save_classifier_model(model, tokenizer, out_dir, max_length=args.max_length)
     return TrainResult(round(seconds, 1), steps, dev, details)
 
 

@@ -14,7 +14,6 @@ from finetune.data import (
     read_labelled,
     read_texts,
     split_dev,
-    strip_links,
 )
 from newsdesk.errors import InvalidInput
 
@@ -108,11 +107,3 @@ def test_pairs_are_capped() -> None:
 
     likes = [Positive("u", f"i{n}", datetime(2020, 1, 1, 0, n)) for n in range(30)]
     assert len(consecutive_pairs(likes, max_gap=2, max_pairs=5, seed=0)) == 5
-
-
-def test_strip_links_replaces_each_link_and_unescapes_entities() -> None:
-    text = "Buy Sands &amp; more, Wells says  https://t.co/fLS2w57iCz and www.example.com/a?b=1"
-    assert strip_links(text) == "Buy Sands & more, Wells says http and http"
-    assert strip_links(strip_links(text)) == strip_links(text)  # idempotent: a served text may pass twice
-    assert strip_links("no link here") == "no link here"
-    assert strip_links(text.replace("fLS2w57iCz", "QPN8Gwl7Uh")) == strip_links(text)  # templates read alike
