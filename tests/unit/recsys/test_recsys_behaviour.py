@@ -159,3 +159,28 @@ def test_collab_targets_switch_to_the_factorised_model_above_the_limit(monkeypat
     unit = data.targets / np.linalg.norm(data.targets, axis=1, keepdims=True)
     # co-liked items get similar targets: energy items are closer to each other than to tech items
     assert (unit[energy] @ unit[energy].T).mean() > (unit[energy] @ unit[tech].T).mean()
+
+
+def test_a_new_item_takes_the_slot_only_when_its_text_score_is_close_to_the_best() -> None:
+    """An energy reader, every energy item rated: the only new items are about other topics. With no floor the
+    best of them (text score about 0) takes the slot from a rated energy item; with the floor it does not."""
+    from dataclasses import replace
+    from datetime import datetime
+
+    from recsys.profile import Event, build_profile
+    from recsys.rank import RankParams, rank_for_profile
+
+    train, _ = _rows()
+    snap = _snapshot(train + [Rating("x", "e6", 2.0, 1000)])  # e6 rated (low): no energy item is new
+    events = [Event(f"e{i}", "rating", 5.0, datetime(2024, 1, 1, i)) for i in range(4)]
+    profile = build_profile(events, snap.position, snap.vectors, snap.collab, half_life=20)
+    params = RankParams()
+    assert params.new_item_min_ratio == 0.0  # the default: any new item with a positive text score qualifies
+
+    def served(ratio: float) -> list[str]:
+        return [s.item_id for s in rank_for_profile(snap, profile, 4, replace(params, new_item_min_ratio=ratio), 0)]
+
+    without = served(0.0)
+    assert not snap.known[snap.position[without[-1]]] and not without[-1].startswith("e")  # an unrelated new item
+    assert all(i.startswith("e") for i in served(0.75))  # with a floor the rated energy items keep their places
+    assert served(0.5) == served(0.9)
