@@ -3,7 +3,7 @@
 Usage (from the repo root; --home is a NEWSDESK_HOME where benchmarks/recsys_movielens.py imported the catalog and
 built the base-encoder index, so the base vectors are read from its database):
     nice -n 10 .venv/bin/python benchmarks/recsys_cold.py --home /tmp/newsdesk-bench-recsys --seeds 0,1,2
-        [--train-tuned] [--blends 3:0,2:1] [--tuned-blends 3:0,2:1]
+        [--train-tuned] [--blends 3:1:730,3:1:730:0.75] [--tuned-blends 3:0,2:1]
 
 Per seed, 300 items with a description (and an interaction) are drawn and every train interaction of them removed
 (recsys.offline.cold_item_split), as the hidden test does; their dev likes are new-item targets. Every dev user with
@@ -150,28 +150,35 @@ def snapshot(split, item_ids, vectors, meta, label):
 
 def served(split, snap, blends, label):
     """The served ranking (recsys.rank on an in-memory snapshot) for each (gamma, new-item slots, popularity
-    window in days) blend."""
+    window in days, new-item min ratio, other RankParams fields) blend."""
     from recsys.offline import evaluate_served, with_new_item_weight
     from recsys.rank import RankParams
 
     out = {}
-    for g, slots, window in blends:
+    for g, slots, window, ratio, extra in blends:
         t = time.perf_counter()
         name = f"{label}, gamma={g:g}, slots={slots}, " + (f"popularity {window:g} days before the user's time"
                                                            if window else "all-time popularity")
+        name += f", new item >= {ratio:g} x best text score" if ratio else ""
+        name += "".join(f", {k}={v:g}" for k, v in extra.items())
         out[name] = evaluate_served(with_new_item_weight(snap, g), split.train, split.dev,
-                                    params=RankParams(new_item_slots=slots, popularity_window_days=window))
+                                    params=RankParams(new_item_slots=slots, popularity_window_days=window,
+                                                      new_item_min_ratio=ratio, **extra))
         log.info("%s: %s (%.0fs)", name, out[name], time.perf_counter() - t)
     return out
 
 
-def _blends(text: str) -> list[tuple[float, int, float]]:
-    """"3:0,2:1:730" -> [(3.0, 0, 0.0), (2.0, 1, 730.0)] (gamma:new-item slots:popularity window in days; slots
-    and window default 0, i.e. all-time popularity)."""
+def _blends(text: str) -> list[tuple[float, int, float, float, dict[str, float]]]:
+    """"3:0,2:1:730:0.75:collab_cluster_weight=0.3" -> [(3.0, 0, 0.0, 0.0, {}), (2.0, 1, 730.0, 0.75,
+    {"collab_cluster_weight": 0.3})] (gamma:new-item slots:popularity window in days:new-item min ratio, then any
+    other RankParams field as name=value; slots, window and ratio default 0: no slot, all-time popularity, any new
+    item with a positive text score may take the slot; fields not named keep RankParams' defaults)."""
     out = []
     for part in text.split(","):
-        g, slots, window = (part.split(":") + ["", ""])[:3]
-        out.append((float(g), int(slots or 0), float(window or 0)))
+        fields = part.split(":")
+        g, slots, window, ratio = (fields[:4] + ["", "", ""])[:4]
+        extra = {k: float(v) for k, v in (f.split("=", 1) for f in fields[4:])}
+        out.append((float(g), int(slots or 0), float(window or 0), float(ratio or 0), extra))
     return out
 
 
@@ -212,8 +219,8 @@ def main() -> None:
                         "exists, else written from the home's vectors or a fresh embedding of items.csv")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-cold", type=int, default=300)
-    parser.add_argument("--blends", default="3:1:0,3:1:730", help="gamma:new-item-slots:popularity-window-days "
-                        "for the served ranking (window 0: all-time popularity)")
+    parser.add_argument("--blends", default="3:1:730,3:1:730:0.75", help="gamma:new-item-slots:popularity-window-days"
+                        "[:new-item-min-ratio] for the served ranking (window 0: all-time popularity)")
     parser.add_argument("--tuned-blends", default=None, help="blends for the tuned vectors (default: --blends)")
     parser.add_argument("--train-tuned", action="store_true")
     parser.add_argument("--tuned-seeds", default=None, help="seeds that get a tuned encoder (default: all)")

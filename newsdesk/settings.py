@@ -48,6 +48,7 @@ class RecsysSettings:
     approx_threshold: int = 50_000  # above this many items, an HNSW index replaces the flat one
     candidates: int = 200
     new_item_slots: int = 1  # feed places kept for the best items without feedback (0 = rank on relevance only)
+    new_item_min_ratio: float = 0.0  # a new item takes a slot only if its text score is >= this x the best candidate's
     interest_share: float = 0.5  # share of the feed kept for declared interests once a reader has some history
     interest_takeover: int = 20  # ... falling to 0 at this many positive events (behaviour has taken over)
     result_cache_s: float = 60.0  # per-user result cache TTL (0 = off); history/index changes invalidate sooner

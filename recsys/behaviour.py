@@ -2,17 +2,19 @@
 
 finetune trains (finetune/behaviour.py) but knows nothing of EASE or of the ranker; this module implements its
 `BehaviourSource`: the interactions in the database (minus a cold-item hold-out) give the EASE weights B and the
-served text map Q = B·V(VᵀV + μI)⁻¹ on the base vectors V (recsys/collab.py). With Q = U·R (thin QR), item j's
-target is Uᵀ·B[:, j] and the decoder is R, so finetune's loss 1 - cos(R·v_j, Uᵀ·B_j) is the cosine between the
-item's EASE column and the column the served map predicts from its text. The evaluation ranks dev users with the
-served code (recsys/offline.py) on the cold-item dev split, so the gate compares what users would be served.
+served text map Q = B·V(VᵀV + μI)⁻¹ on the base vectors V (recsys/collab.py; above `CollabArgs.max_items` items
+with positives the factorised ALS model replaces dense EASE, as it does for the served map). With Q = U·R (thin
+QR), item j's target is Uᵀ·B[:, j] and the decoder is R, so finetune's loss 1 - cos(R·v_j, Uᵀ·B_j) is the cosine
+between the item's EASE column and the column the served map predicts from its text. The evaluation ranks dev users
+with the served code (recsys/offline.py) on the cold-item dev split, so the gate compares what users would be
+served.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from finetune.behaviour import TargetData, encode_texts
 from newsdesk.db import session_scope
 from newsdesk.errors import InvalidInput
 from newsdesk.settings import Settings
-from recsys.collab import CollabArgs, ease_weights
+from recsys.collab import CollabArgs, Factored, fit_collab_map
 from recsys.embed import BASE_VERSION, load_vectors, save_catalog_vectors
 from recsys.offline import ColdSplit, Rating, cold_item_split, evaluate_served, memory_snapshot
 from recsys.rank import RankParams
@@ -127,33 +129,8 @@ class ServedBehaviour:
 
     def training_data(self, args: BehaviourArgs) -> TargetData:
         """EASE on the kept train positives -> targets Uᵀ·B_j and decoder R for items with enough positives."""
-        position = {i: n for n, i in enumerate(self.catalog.item_ids)}
-        users: dict[str, int] = {}
-        pairs = sorted({(users.setdefault(r.user_id, len(users)), position[r.item_id]) for r in self.split.train
-                        if r.rating >= args.positive_rating and r.item_id in position})
-        arr = np.asarray(pairs, dtype=np.int64)
-        counts = np.bincount(arr[:, 1], minlength=len(position))
-        active = np.flatnonzero(counts)
-        column = np.full(len(position), -1, dtype=np.int64)
-        column[active] = np.arange(len(active))
-        b = ease_weights(np.column_stack([arr[:, 0], column[arr[:, 1]]]), len(active), self.collab_args.ease_lambda)
-        v = self.base_vectors[active].astype(np.float64)
-        q = b @ v @ np.linalg.inv(v.T @ v + self.collab_args.ridge_mu * np.eye(v.shape[1]))
-        u, r = np.linalg.qr(q)
-        chosen = np.flatnonzero(counts[active] >= args.min_item_positives)
-        if len(chosen) < 2:
-            raise InvalidInput(f"only {len(chosen)} items have >= {args.min_item_positives} positives: "
-                               "import more interactions")
-        targets = (u.T @ b[:, chosen]).T.astype(np.float32)
-        explained = np.linalg.norm(targets, axis=1) / np.maximum(np.linalg.norm(b[:, chosen], axis=0), 1e-12)
-        weights = np.log1p(counts[active][chosen]).astype(np.float32)
-        weights /= weights.mean()
-        texts = [self.catalog.texts[active[c]] for c in chosen]
-        log.info("behaviour targets: %d items (>= %d positives) of %d with positives, %d users", len(chosen),
-                 args.min_item_positives, len(active), len(users))
-        return TargetData(texts, targets, r.astype(np.float32), weights,
-                          {"target_items": len(chosen), "items_with_positives": int(len(active)),
-                           "users": len(users), "target_reachable_share": round(float(np.mean(explained)), 4)})
+        return collab_targets(self.split.train, self.catalog.item_ids, self.catalog.texts, self.base_vectors,
+                              args, self.collab_args)
 
     def vectors(self, folder: Path | None, label: str) -> np.ndarray:
         if folder is None:
@@ -186,6 +163,52 @@ class ServedBehaviour:
         log.info("served ranking with %s: %s", label, result)
         return {"served": True, **result}
 
+
+
+def collab_targets(train: list[Rating], item_ids: list[str], texts: list[str], base_vectors: np.ndarray,
+                   args: BehaviourArgs, collab_args: CollabArgs) -> TargetData:
+    """The behaviour objective's targets from the train positives, with the served map's own model
+    (`recsys.collab.fit_collab_map`): dense EASE up to `collab_args.max_items` items with positives, the factorised
+    ALS model above it, so no n x n matrix is made for a large catalog (B = Y·W·Yᵀ and Q = Y·M stay factored; the
+    targets Uᵀ·B_j = (UᵀY)·W·y_j and their norms come from k x k products).
+
+    Raises:
+        InvalidInput: no positives, or fewer than two items with `args.min_item_positives` positives.
+    """
+    pairs = sorted({(r.user_id, r.item_id) for r in train if r.rating >= args.positive_rating})
+    cmap = fit_collab_map(pairs, item_ids, base_vectors, replace(collab_args, min_positives=1))
+    if cmap is None:
+        raise InvalidInput("no positive interactions to train on: import interactions first")
+    position = {i: n for n, i in enumerate(item_ids)}
+    row = {i: n for n, i in enumerate(cmap.item_ids)}
+    counts = np.bincount([row[i] for _, i in pairs if i in row], minlength=len(cmap.item_ids))
+    chosen = np.flatnonzero(counts >= args.min_item_positives)
+    if len(chosen) < 2:
+        raise InvalidInput(f"only {len(chosen)} items have >= {args.min_item_positives} positives: "
+                           "import more interactions")
+    q = cmap.rows
+    dense_q = (q.left.astype(np.float64) @ q.core) if isinstance(q, Factored) else np.asarray(q, dtype=np.float64)
+    u, r = np.linalg.qr(dense_q)  # Q = U·R, n x d and d x d
+    b = cmap.ease
+    if isinstance(b, Factored):
+        y, core = b.left.astype(np.float64), b.core.astype(np.float64)
+        yc = y[chosen] @ core.T  # row j: (W·y_j)ᵀ, so B_j = Y·(W·y_j)
+        targets = (yc @ (u.T @ y).T)  # chosen x d: (Uᵀ·Y·W·y_j)ᵀ
+        column_norms = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", yc, y.T @ y, yc), 0.0))
+    else:
+        dense_b = np.asarray(b, dtype=np.float64)
+        targets = (u.T @ dense_b[:, chosen]).T
+        column_norms = np.linalg.norm(dense_b[:, chosen], axis=0)
+    explained = np.linalg.norm(targets, axis=1) / np.maximum(column_norms, 1e-12)
+    weights = np.log1p(counts[chosen]).astype(np.float32)
+    weights /= weights.mean()
+    chosen_texts = [texts[position[cmap.item_ids[c]]] for c in chosen]
+    log.info("behaviour targets (%s): %d items (>= %d positives) of %d with positives, %d users",
+             cmap.stats["model"], len(chosen), args.min_item_positives, len(cmap.item_ids), cmap.stats["users"])
+    return TargetData(chosen_texts, targets.astype(np.float32), r.astype(np.float32), weights,
+                      {"target_items": len(chosen), "items_with_positives": len(cmap.item_ids),
+                       "users": cmap.stats["users"], "model": cmap.stats["model"],
+                       "target_reachable_share": round(float(np.mean(explained)), 4)})
 
 
 def behaviour_source(settings: Settings, dev_file: str | Path | None) -> Any:

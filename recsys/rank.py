@@ -29,6 +29,7 @@ class RankParams:
     cluster_weight: float = 0.3  # share of the relevance that comes from the best-matching interest cluster
     history_half_life: float = 20.0  # in positive events (newest first); 0 = every history item counts the same
     new_item_slots: int = 1  # of the top k, up to this many go to the best items without feedback (by text alone)
+    new_item_min_ratio: float = 0.0  # ... only those whose text score is at least this share of the best candidate's
     popularity_window_days: float = 730.0  # popularity as of the user's latest event: positives in this window
     interest_share: float = 0.5  # share of the feed for declared interests with some history (all of it with none)
     interest_takeover: int = 20  # positive events at which the declared interests' share reaches 0
@@ -38,6 +39,7 @@ class RankParams:
         values = {"candidates": s.candidates, "mmr_lambda": s.mmr_lambda, "freshness_weight": s.freshness_weight,
                   "freshness_half_life_days": s.freshness_half_life_days, "popularity_weight": s.popularity_weight,
                   "positive_rating": s.positive_rating, "new_item_slots": s.new_item_slots,
+                  "new_item_min_ratio": s.new_item_min_ratio,
                   "interest_share": s.interest_share, "interest_takeover": s.interest_takeover}
         values.update(overrides)
         return cls(**values)
@@ -219,7 +221,7 @@ def rank_for_profile(snap: Snapshot, profile: Profile, k: int, params: RankParam
     popularity = popularity_at(snap, profile.latest, params)
     picked, scores = _finish(snap, cand, relevance, params, now, k, popularity)
     if ease is not None and params.new_item_slots > 0 and snap.known is not None:
-        new = ~snap.known[cand] & (sims[:, 0] > 0)
+        new = ~snap.known[cand] & (sims[:, 0] > max(params.new_item_min_ratio * float(sims[:, 0].max()), 0.0))
         picked, scores = _new_item_slots(snap, cand[new], relevance[new], picked, scores, params, now, popularity)
     similarity = snap.vectors[profile.history] @ snap.vectors[picked].T  # history x picked, cosine
     source = np.argmax(similarity * (0.5 + 0.5 * profile.weights[:, None] / profile.weights.max()), axis=0)
@@ -239,7 +241,8 @@ def _new_item_slots(snap: Snapshot, new_cand: np.ndarray, new_relevance: np.ndar
 
     Items with feedback carry evidence that text alone cannot match, so a new item rarely wins a place on relevance;
     without a reserved place the catalog's new items would never be shown, and never get feedback. Only candidates
-    whose text-space score is positive qualify; new items already in the list count against the slots.
+    whose text-space score is positive, and at least `new_item_min_ratio` of the best candidate's (any item), qualify
+    (the caller filters `new_cand`); new items already in the list count against the slots.
     """
     if len(new_cand) == 0 or len(picked) == 0:
         return picked, scores

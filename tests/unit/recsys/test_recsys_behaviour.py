@@ -117,3 +117,70 @@ def test_worse_served_candidate_is_kept_with_the_reason_on_the_version(settings,
     outcome = finish(session, settings, "recsys", "v2", 2, Prepared(staged, better, 0.13, "base", {}, 1, 1.0, {},
                                                                     rule=ServedRule()), {}, "auto", "test")
     assert outcome.promoted and registry.current_row(session, "recsys").version == "v2"
+
+
+def _targets(collab_args, monkeypatch=None):
+    from recsys.behaviour import collab_targets
+
+    train, _ = _rows()
+    ids = [i for i, *_ in ITEMS]
+    texts = [f"{t}. {c}. {d}" for _, t, c, d in ITEMS]
+    args = BehaviourArgs(min_item_positives=2)
+    return collab_targets(train, ids, texts, FakeEncoder().encode(texts), args, collab_args)
+
+
+def test_collab_targets_use_dense_ease_up_to_the_size_limit() -> None:
+    from recsys.collab import CollabArgs
+
+    data = _targets(CollabArgs())
+    assert data.info["model"] == "ease" and data.info["items_with_positives"] == 13  # e0-e7 minus e6, t0-t5
+    t = min(13, 16)  # thin QR of the 13 x 16 map: 13-d targets, a 13 x 16 decoder
+    assert data.targets.shape == (13, t) and data.decoder.shape == (t, 16)  # every item has >= 2 positives
+    assert 0.0 < data.info["target_reachable_share"] <= 1.0 + 1e-6
+    assert all(t.startswith(("Oil", "Chip")) for t in data.texts)
+
+
+def test_collab_targets_switch_to_the_factorised_model_above_the_limit(monkeypatch) -> None:
+    """Above `max_items` no n x n EASE matrix is solved: ALS factors give the targets, of the same shape."""
+    from recsys import collab
+    from recsys.collab import CollabArgs
+
+    def refuse(*_a, **_k):
+        raise AssertionError("dense EASE solved above the size limit")
+
+    monkeypatch.setattr(collab, "ease_weights", refuse)
+    data = _targets(CollabArgs(max_items=5, als_factors=4, als_iterations=10, als_regularization=0.1,
+                               als_alpha=1.0, als_fold_in=1.0))
+    assert data.info["model"] == "als" and data.info["items_with_positives"] == 13
+    assert data.targets.shape == (13, 13) and data.decoder.shape == (13, 16) and np.isfinite(data.targets).all()
+    assert 0.0 < data.info["target_reachable_share"] <= 1.0 + 1e-6
+    energy = [n for n, t in enumerate(data.texts) if t.startswith("Oil")]
+    tech = [n for n, t in enumerate(data.texts) if t.startswith("Chip")]
+    unit = data.targets / np.linalg.norm(data.targets, axis=1, keepdims=True)
+    # co-liked items get similar targets: energy items are closer to each other than to tech items
+    assert (unit[energy] @ unit[energy].T).mean() > (unit[energy] @ unit[tech].T).mean()
+
+
+def test_a_new_item_takes_the_slot_only_when_its_text_score_is_close_to_the_best() -> None:
+    """An energy reader, every energy item rated: the only new items are about other topics. With no floor the
+    best of them (text score about 0) takes the slot from a rated energy item; with the floor it does not."""
+    from dataclasses import replace
+    from datetime import datetime
+
+    from recsys.profile import Event, build_profile
+    from recsys.rank import RankParams, rank_for_profile
+
+    train, _ = _rows()
+    snap = _snapshot(train + [Rating("x", "e6", 2.0, 1000)])  # e6 rated (low): no energy item is new
+    events = [Event(f"e{i}", "rating", 5.0, datetime(2024, 1, 1, i)) for i in range(4)]
+    profile = build_profile(events, snap.position, snap.vectors, snap.collab, half_life=20)
+    params = RankParams()
+    assert params.new_item_min_ratio == 0.0  # the default: any new item with a positive text score qualifies
+
+    def served(ratio: float) -> list[str]:
+        return [s.item_id for s in rank_for_profile(snap, profile, 4, replace(params, new_item_min_ratio=ratio), 0)]
+
+    without = served(0.0)
+    assert not snap.known[snap.position[without[-1]]] and not without[-1].startswith("e")  # an unrelated new item
+    assert all(i.startswith("e") for i in served(0.75))  # with a floor the rated energy items keep their places
+    assert served(0.5) == served(0.9)
