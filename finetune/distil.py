@@ -103,6 +103,7 @@ def teacher_logits(teacher: Any, tokenizer: Any, encoded: list[list[int]], *, de
     """(len(encoded), all heads' labels) float32 logits of the teacher, in input order (length-sorted batches)."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out = torch.empty((len(encoded), teacher.num_labels), dtype=torch.float32)
+    log.info("student: the teacher's logits for %d texts", len(encoded))
     teacher.eval()
     bar = tqdm(total=len(order), desc="teacher logits", unit="text", disable=None)
     with torch.inference_mode(), _autocast(device, precision):
