@@ -166,14 +166,15 @@ def bench_classifier(args: argparse.Namespace, tweets: list[str], peak: float) -
                                                              args.probe_rows)
     clf = TextClassifier(folder, version=folder.name)
     home = Path(args.work) / "home"
-    selection = select_classifier_path(clf, home, "auto")  # what serving would choose here (cached after once)
+    # what serving would choose here (cached after once); --no-selection: the table's own figures decide (below)
+    selection = None if args.no_selection else select_classifier_path(clf, home, "auto")
     int8 = int8_names(selection, args.int8)
     # (row name, classifier, engine): the model's paths, then the student's
     entries = [(name, clf, engine) for name, engine in classifier_paths(clf, cache_dir(home, folder), int8).items()]
     student_selection = None
     if args.student:
         student = TextClassifier(Path(args.student), version=Path(args.student).name)
-        student_selection = select_classifier_path(student, home, "auto")
+        student_selection = None if args.no_selection else select_classifier_path(student, home, "auto")
         entries += [(f"student {name}", student, engine) for name, engine in
                     classifier_paths(student, cache_dir(home, Path(args.student)), [], onnx_int8=False).items()]
     dev = read_labelled([PB_DEV])
@@ -212,7 +213,19 @@ def bench_classifier(args: argparse.Namespace, tweets: list[str], peak: float) -
     for row in rows:
         row["x_plain"] = round(row["texts_per_s"] / base, 2)
         row["peak"] = round(row["flops_per_text"] * row["texts_per_s"] / 1e9 / peak, 3)
+    reference = {name: next(r["macro_f1"] for r in rows if r["path"] == name)
+                 for name in ("torch-float32", "student torch-float32") if any(r["path"] == name for r in rows)}
+
+    def table_choice(prefix: str) -> str:
+        """The fastest path within the serving tolerance of its own torch float32 on PhraseBank dev (the check
+        serving runs at load, from this table's interleaved speeds)."""
+        own = [r for r in rows[1:] if r["path"].startswith("student ") == (prefix == "student ")]
+        ok = [r for r in own if reference[f"{prefix}torch-float32"] - r["macro_f1"] <= args.tolerance + 1e-9]
+        return max(ok, key=lambda r: r["texts_per_s"])["path"] if ok else f"{prefix}torch-float32"
+
     return {"model": str(folder), "probe": not args.model, "tweets": len(tweets), "rows": rows,
+            "table_choice": table_choice(""),
+            "student_table_choice": table_choice("student ") if args.student else None,
             "chosen": selection.chosen if selection else "torch", "dev_rows": len(dev),
             "checks": [c.__dict__ for c in selection.checks] if selection else [],
             "student": args.student or None,
@@ -322,6 +335,10 @@ def main() -> None:
                    help="> 0: also a 3-layer student of the catalog encoder, trained this many steps of 32 items")
     p.add_argument("--catalog-student-texts", type=int, default=4000,
                    help="items after the measured ones that the catalog student trains on")
+    p.add_argument("--no-selection", action="store_true",
+                   help="skip serving's own check at load (its exports of every int8 recipe); the table's figures "
+                        "say what it would choose")
+    p.add_argument("--tolerance", type=float, default=0.005, help="macro-F1 a path may lose (the serving default)")
     p.add_argument("--probe-rows", type=int, default=0, help="PhraseBank train rows for the probe's head (0: all)")
     p.add_argument("--work", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "newsdesk-inference-bench"))
     p.add_argument("--out", default=str(RESULTS))
@@ -342,10 +359,12 @@ def main() -> None:
     print(f"CPU {result['machine']['cpu']} ({', '.join(result['machine']['isa'])}), "
           f"{result['machine']['cores']} cores; float32 peak {peak_how}; 2048^3 GEMM here {gemm:.1f} GFLOP/s "
           f"({gemm / peak:.0%} of it); load {load_before[0]:.2f} -> {result['load_after'][0]:.2f}")
-    student = (f"; student {Path(classify['student']).name} serves with {classify['student_chosen']}"
+    chosen = classify["chosen"] if not args.no_selection else f"(table) {classify['table_choice']}"
+    student = (f"; student {Path(classify['student']).name}: "
+               f"{classify['student_chosen'] or '(table) ' + str(classify['student_table_choice'])}"
                if classify["student"] else "")
     print_table(f"classify {classify['tweets']} StockNet tweets; macro-F1 on PhraseBank dev ({classify['dev_rows']})"
-                f"{' (probe model)' if classify['probe'] else ''}; serving chose {classify['chosen']}{student}",
+                f"{' (probe model)' if classify['probe'] else ''}; serving chose {chosen}{student}",
                 classify["rows"], ["macro_f1", "agreement"])
     print_table(f"catalog embedding, {catalog['items']} MovieLens items", catalog["rows"],
                 ["neighbours_kept", "mean_cosine"])

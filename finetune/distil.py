@@ -301,11 +301,13 @@ def prepare_student(session_url: str, settings: Any, teacher: Teacher, args: Stu
     Raises:
         InvalidInput: no labelled files, a bad row, no dev rows, or --dev for a joint teacher.
     """
+    from finetune import registry
     from finetune.checkset import read_check_set, save_check_set
     from finetune.data import LabelledText, file_fingerprint, read_labelled, read_texts
     from finetune.gate import JointRule, StudentRule
     from finetune.model import read_tasks
     from finetune.pipeline import Prepared, champion_score, evaluate_folder
+    from newsdesk.db import session_scope
     from newsdesk.errors import InvalidInput
 
     task_labels = {task: tuple(labels) for task, labels in read_tasks(teacher.folder).items()}
@@ -340,9 +342,13 @@ def prepare_student(session_url: str, settings: Any, teacher: Teacher, args: Stu
         started = time.monotonic()
         teacher_report = evaluate_folder(teacher.folder, task, rows)
         teacher_s = time.monotonic() - started
-        champion_value, champion_version = champion_score(session_url, task, rows, settings)
-        if champion_version == teacher.version:  # the same model on the same rows: the figure just measured
-            champion_value = teacher_report["macro_f1"]
+        with session_scope(session_url) as session:
+            current = registry.current_row(session, task)
+            current_version = current.version if current is not None else ""
+        if current_version == teacher.version:  # the same model on the same rows: the figure just measured
+            champion_value, champion_version = teacher_report["macro_f1"], teacher.version
+        else:
+            champion_value, champion_version = champion_score(session_url, task, rows, settings)
         loss = round(teacher_report["macro_f1"] - report["macro_f1"], 4)
         per_task[task] = {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"],
                           "weighted_f1": report["weighted_f1"], "dev": report,
