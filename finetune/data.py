@@ -241,8 +241,11 @@ def file_fingerprint(path: str | Path, labels: tuple[str, ...] | None = LABELS) 
         info["rows"] = len(rows)
         info["labels"] = dict(Counter(r.label for r in rows))
     except InvalidInput:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            info["rows"] = max(0, sum(1 for _ in handle) - (0 if path.suffix == ".jsonl" else 1))
+        gz = path.suffix.lower() == ".gz"
+        inner = path.with_suffix("") if gz else path
+        opener = gzip.open if gz else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            info["rows"] = max(0, sum(1 for _ in handle) - (0 if inner.suffix == ".jsonl" else 1))
     return info
 
 

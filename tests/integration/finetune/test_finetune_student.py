@@ -99,6 +99,7 @@ def test_distil_the_served_sentiment_model_from_the_cli(settings: Settings, db_u
     assert student.data["teacher"]["version"] == teacher.version and student.data["train"][0]["rows"] == 12
     # 12 labelled rows; 6 distinct tweets, the dev text among them left out
     assert student.data["labelled_texts"] == 12 and student.data["unlabelled_texts"] == 6
+    assert student.data["unlabelled"][0]["rows"] == len(TWEETS)  # lines of the gzipped file, not of its bytes
     assert student.args["student_of"] == teacher.version and student.args["max_steps"] == 3
     assert run.version == student.version and run.progress["step"] == run.progress["total"] == 3
 
