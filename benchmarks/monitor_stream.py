@@ -213,7 +213,8 @@ def perf(args: argparse.Namespace) -> dict[str, Any]:
         if msg.flag is None:
             texts.append(msg.text)
     bare_s, labels = bare_classify(clf, texts)
-    out: dict[str, Any] = {"model_version": clf.version, "precision": clf.precision, "messages": len(lines),
+    out: dict[str, Any] = {"model_version": clf.version, "precision": clf.precision, "path": clf.path,
+                           "messages": len(lines),
                            "classifiable": len(texts),
                            "bare_classify": {"seconds": round(bare_s, 1),
                                              "texts_per_s": round(len(texts) / bare_s, 1),

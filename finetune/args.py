@@ -201,12 +201,75 @@ class JointArgs(ClassifierArgs):
     learning_rate: float = 1e-4
 
 
+@dataclass
+class StudentArgs:
+    """A smaller student of a served classifier version (`newsdesk finetune student`), trained on the teacher's
+    outputs (finetune/distil.py).
+
+    Defaults: 3 of MiniLM's 6 layers (0, 2, 4), the teacher's soft labels at temperature 2 with half the weight on
+    the hard labels where known, 2 epochs at 1e-4 over the labelled rows plus at most 10,000 unlabelled texts.
+
+    Attributes:
+        layers: how many of the teacher's layers the student keeps (every other one from the bottom for 3 of 6).
+        temperature: softmax temperature of the soft labels (the KL term is scaled by its square).
+        alpha: weight of the soft-label term; 1 - alpha goes to the hard labels of rows that have one.
+        epochs: passes over the training texts.
+        max_steps: if > 0, stop after this many optimiser steps (tests).
+        learning_rate: peak AdamW learning rate, linear decay after `warmup_ratio` of the steps.
+        batch_size: texts per step.
+        max_length: tokens per text (0: the teacher's).
+        unlabelled_rows: at most this many unlabelled texts (a seeded sample, each text once).
+        warmup_ratio: fraction of steps with a linear warm-up.
+        weight_decay: AdamW weight decay.
+        seed: sampling, data order and dropout seed.
+        train_precision: "auto" (bfloat16 autocast where the CPU/GPU computes it natively), "float32" or "bfloat16";
+            the teacher's logits are computed the same way.
+        device: "auto", "cpu" or "cuda".
+    """
+
+    layers: int = 3
+    temperature: float = 2.0
+    alpha: float = 0.5
+    epochs: float = 2.0
+    max_steps: int = -1
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    max_length: int = 0
+    unlabelled_rows: int = 10000
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    train_precision: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises InvalidInput naming the first bad field."""
+        _check(1 <= self.layers <= 24, "layers", "must be within 1..24")
+        _check(self.temperature > 0, "temperature", "must be > 0")
+        _check(0 <= self.alpha <= 1, "alpha", "must be within [0, 1]")
+        _check(self.epochs > 0, "epochs", "must be > 0")
+        _check(self.learning_rate > 0, "learning_rate", "must be > 0")
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.max_length == 0 or 8 <= self.max_length <= 512, "max_length", "must be 0 or within 8..512")
+        _check(self.unlabelled_rows >= 0, "unlabelled_rows", "must be >= 0")
+        _check(self.train_precision in ("auto", "float32", "bfloat16"), "train_precision",
+               "must be auto, float32 or bfloat16")
+        _check(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 SentimentArgs = ClassifierArgs  # the name the sentiment-only code and its tests know
 ARGS_CLASSES = {"sentiment": ClassifierArgs, "topic": TopicArgs, "multitask": JointArgs,
-                "recsys": BehaviourArgs}
+                "recsys": BehaviourArgs, "student": StudentArgs}
 
 
-def build_args(task: str, values: Mapping[str, Any] | None = None) -> ClassifierArgs | BehaviourArgs:
+def build_args(task: str, values: Mapping[str, Any] | None = None
+               ) -> ClassifierArgs | BehaviourArgs | StudentArgs:
     """The args dataclass of `task` from a mapping (unknown keys and bad values raise InvalidInput)."""
     if task not in ARGS_CLASSES:
         raise InvalidInput(f"unknown task {task!r} (expected {', '.join(ARGS_CLASSES)})", {"field": "task"})

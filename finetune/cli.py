@@ -1,4 +1,4 @@
-"""Commands: `finetune sentiment|topic|multitask|recsys`, `models list|show|promote|rollback`, `classify`,
+"""Commands: `finetune sentiment|topic|multitask|student|recsys`, `models list|show|promote|rollback`, `classify`,
 `eval sentiment|topic`."""
 
 from __future__ import annotations
@@ -146,6 +146,38 @@ def multitask_command(settings: Settings, sentiment_files: tuple[str, ...], topi
     _print_outcome(retrain(settings, "multitask", train_files=sentiment_files, dev_file=sentiment_dev,
                            topic_train_files=topic_files, topic_dev_file=topic_dev, promote=promote, args=args,
                            trigger="cli", resume=resume, pretrain_files=pretrain_files))
+
+
+@finetune_group.command("student")
+@click.option("--task", type=LABEL_TASK, default="sentiment", show_default=True,
+              help="Whose served version to distil (a joint teacher gives a joint student).")
+@click.option("--teacher", default=None, help="Version to distil (default: the current one of --task).")
+@click.option("--layers", type=click.IntRange(1, 24), default=None,
+              help="Transformer layers the student keeps (default 3 of MiniLM's 6: layers 0, 2, 4).")
+@click.option("--train", "train_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Labelled CSV/JSONL for the hard labels (default: the files the teacher was trained on).")
+@click.option("--unlabelled", "unlabelled_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Unlabelled texts (CSV with a text column, JSONL with {\"text\": ...}, .gz too) learned from the "
+                   "teacher's outputs alone; a seeded sample of at most --arg unlabelled_rows (10000).")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Dev file for the gate (default: the check set stored with the teacher).")
+@click.option("--promote", type=PROMOTE, default="auto", show_default=True,
+              help="auto: only if it loses at most finetune.inference_tolerance macro-F1 against the current model.")
+@click.option("--epochs", type=float, default=None)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+@click.option("--seed", type=int, default=None)
+@click.option("--arg", "extra", multiple=True, help="Any StudentArgs field as key=value (repeatable).")
+@pass_settings
+def student_command(settings: Settings, task: str, teacher: str | None, layers: int | None,
+                    train_files: tuple[str, ...], unlabelled_files: tuple[str, ...], dev_file: str | None,
+                    promote: str, epochs: float | None, max_steps: int | None, seed: int | None,
+                    extra: tuple[str, ...]) -> None:
+    """Distil the served classifier into a smaller, faster student and register it as a new version (gated)."""
+    from finetune.service import distil
+
+    args = _classifier_args(extra, layers=layers, epochs=epochs, max_steps=max_steps, seed=seed)
+    _print_outcome(distil(settings, task, teacher=teacher, train_files=train_files,
+                          unlabelled_files=unlabelled_files, dev_file=dev_file, promote=promote, args=args))
 
 
 # `newsdesk finetune recsys` is recsys's (recsys/cli.py: its targets and served evaluation live there); the root

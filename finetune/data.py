@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import html
 import io
@@ -160,7 +161,8 @@ def label_set(rows: Iterable[LabelledText]) -> tuple[str, ...]:
 
 
 def read_texts(source: str | Path, stdin: TextIO | None = None) -> list[str]:
-    """Texts to classify from a CSV (column `text`), a JSONL file (`{"text": ...}`) or `-` (stdin, either format).
+    """Texts to classify from a CSV (column `text`), a JSONL file (`{"text": ...}`), either gzipped (`.gz`), or `-`
+    (stdin, either format).
 
     Raises:
         InvalidInput: a missing file, a missing `text` field or a non-string text (naming the line).
@@ -176,7 +178,10 @@ def read_texts(source: str | Path, stdin: TextIO | None = None) -> list[str]:
         path = Path(source)
         if not path.is_file():
             raise InvalidInput(f"{path}: no such file", {"file": str(path)})
-        handle = path.open("rb")
+        if path.suffix.lower() == ".gz":  # x.jsonl.gz / x.csv.gz: the format is the name's inner suffix
+            handle, path = gzip.open(path, "rb"), path.with_suffix("")  # noqa: SIM115 - closed by the with below
+        else:
+            handle = path.open("rb")
     texts: list[str] = []
     with handle:
         for lineno, rec in _records(path, handle):
@@ -236,8 +241,11 @@ def file_fingerprint(path: str | Path, labels: tuple[str, ...] | None = LABELS) 
         info["rows"] = len(rows)
         info["labels"] = dict(Counter(r.label for r in rows))
     except InvalidInput:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            info["rows"] = max(0, sum(1 for _ in handle) - (0 if path.suffix == ".jsonl" else 1))
+        gz = path.suffix.lower() == ".gz"
+        inner = path.with_suffix("") if gz else path
+        opener = gzip.open if gz else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            info["rows"] = max(0, sum(1 for _ in handle) - (0 if inner.suffix == ".jsonl" else 1))
     return info
 
 

@@ -127,6 +127,36 @@ class JointRule:
         return GateDecision(not lost, task, metric, None, None, self.margin, reason, details={"tasks": per_task})
 
 
+@dataclass(frozen=True)
+class StudentRule:
+    """A student (a smaller model distilled from a served version): promoted on `--promote auto` only when it loses
+    at most `tolerance` of the primary metric against the current version on the same dev rows (the same tolerance
+    a faster inference path may lose), so a faster student replaces its teacher only at a loss the operator set.
+    Beyond it the student stays a candidate, its measured loss recorded, for `newsdesk models promote`."""
+
+    metric: str = "macro_f1"
+    tolerance: float = 0.005
+    champion_label: str = "current"
+
+    def judge(self, task: str, candidate: Mapping[str, Any], champion: Mapping[str, Any] | None) -> GateDecision:
+        value = _number(candidate.get(self.metric))
+        best = _number(champion.get(self.metric)) if champion is not None else None
+
+        def decision(promote: bool, reason: str) -> GateDecision:
+            return GateDecision(promote, task, self.metric, value, best, -self.tolerance, reason)
+
+        if value is None:
+            return decision(False, f"kept: no {self.metric} measured")
+        if best is None:
+            return decision(True, f"promoted: first {task} model (student, {self.metric} {value:.4f})")
+        loss = best - value
+        if loss <= self.tolerance + 1e-9:
+            return decision(True, f"promoted: student {self.metric} {value:.4f} loses {loss:.4f} <= {self.tolerance} "
+                                  f"against {self.champion_label} {best:.4f}")
+        return decision(False, f"kept, not promoted: student {self.metric} {value:.4f} loses {loss:.4f} > "
+                               f"{self.tolerance} against {self.champion_label} {best:.4f}")
+
+
 def check_mode(mode: str) -> None:
     """Raises:
         InvalidInput: `mode` is not auto, never or force.

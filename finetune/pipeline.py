@@ -324,11 +324,13 @@ def finish(session: Session, settings: Settings, task: str, version: str, run_id
 def finish_joint(session: Session, settings: Settings, version: str, run_id: int, prepared: Prepared,
                  args: dict[str, Any], promote: str, actor: str) -> TrainOutcome:
     """Publish a joint model once, register it as `version` of each of its tasks and promote it for all of them
-    or for none (it must lose on no task against that task's current version)."""
+    or for none (it must lose on no task against that task's current version; `prepared.rule`, a `JointRule`, may
+    allow a margin)."""
     candidate = {task: m for task, m in prepared.per_task.items()}
     champion = {task: ({"macro_f1": m["champion"]["macro_f1"]} if m["champion"]["macro_f1"] is not None else None)
                 for task, m in prepared.per_task.items()}
-    decision = gate.decide(registry.JOINT, promote, candidate, champion, gate.JointRule(tuple(candidate)))
+    decision = gate.decide(registry.JOINT, promote, candidate, champion,
+                           prepared.rule or gate.JointRule(tuple(candidate)))
     ok, reason = decision.promote, decision.reason
     timing = {"train_seconds": prepared.train_seconds, "finished_at": utcnow().isoformat()}
     path = registry.publish(prepared.staged, settings, registry.JOINT, version,

@@ -26,6 +26,7 @@ from finetune.classifier import (
     load_served,
 )
 from finetune.inference import cache_dir, read_selection
+from finetune.model import read_tasks
 from finetune.pipeline import TaskFiles, TrainOutcome, finish, finish_joint, prepare_classifier, prepare_recsys
 from finetune.progress import PROGRESS_SINK
 from finetune.registry import JOINT, JOINT_TASKS, RunInfo, VersionInfo, check_task, run_info, version_info
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ClassifierHandle", "Prediction", "RunInfo", "SentimentClassifier", "TextClassifier", "TrainOutcome",
            "VersionInfo",
-           "classify_texts", "current_version", "encoder_path", "evaluate_version", "list_training_runs",
+           "classify_texts", "current_version", "distil", "encoder_path", "evaluate_version", "list_training_runs",
            "list_versions", "promote", "request_retrain", "retrain", "rollback"]
 
 
@@ -124,6 +125,73 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
             log.warning("%s run %s %s: %s", task, run_id, status, exc)
             raise
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints are only needed to resume an unfinished run
+        return outcome
+
+
+def distil(settings: Settings, task: str, *, teacher: str | None = None, train_files: Sequence[str | Path] = (),
+           unlabelled_files: Sequence[str | Path] = (), dev_file: str | Path | None = None, promote: str = "auto",
+           args: Mapping[str, Any] | None = None, trigger: str = "cli", actor: str = "") -> TrainOutcome:
+    """Distil the current (or `teacher`) version of `task` into a smaller student (finetune/distil.py), register it
+    as a new version of the teacher's tasks (both for a joint teacher) and gate it: on "auto" it is promoted only
+    when it loses at most `finetune.inference_tolerance` macro-F1 against the current version on the teacher's
+    check set; else it stays a candidate with its measured loss, for `models promote`.
+
+    Raises:
+        InvalidInput: bad task, arguments, data or promote mode.  NotFound: no such teacher.  Conflict: a run of
+            the task is in progress.
+    """
+    from finetune.distil import Teacher, prepare_student
+
+    if check_task(task) == Task.RECSYS:
+        raise InvalidInput("a student is distilled from a sentiment or topic classifier", {"field": "task"})
+    gate.check_mode(promote)
+    parsed = build_args("student", args)
+    url = settings.database_url
+    settings.ensure_dirs()
+    with session_scope(url) as session:
+        row = registry.get_row(session, task, teacher) if teacher else registry.current_row(session, task)
+        if row is None:
+            raise NotFound(f"no {task} model is in service to distil: train one, or name one with --teacher")
+        folder = registry.model_folder(settings, row)
+        tasks = tuple(read_tasks(folder))
+        rows = {t: registry.get_row(session, t, row.version) for t in tasks}
+        source = Teacher(row.version, folder, tasks, {t: dict(r.data or {}) for t, r in rows.items()})
+    run_task = JOINT if len(tasks) > 1 else tasks[0]
+    with contextlib.ExitStack() as locks:
+        for locked in tasks:
+            locks.enter_context(registry.task_lock(settings, locked))
+        with session_scope(url) as session:
+            registry.reclaim_dead_runs(session, run_task)
+            run = TrainingRun(task=run_task, trigger=trigger, requested_by=actor, created_at=utcnow(),
+                              status=RunStatus.RUNNING, started_at=utcnow())
+            session.add(run)
+            session.flush()
+            run_id = run.id
+            version = registry.new_version_name(session, *tasks)
+        staged = registry.staging_dir(settings, run_task, version)
+        locks.callback(PROGRESS_SINK.reset, PROGRESS_SINK.set(_progress_writer(url, run_id)))
+        try:
+            prepared = prepare_student(url, settings, source, parsed, staged=staged, train_files=train_files,
+                                       unlabelled_files=unlabelled_files, dev_file=dev_file)
+            recorded = {**parsed.to_dict(), "student_of": source.version}
+            with session_scope(url) as session:
+                if run_task == JOINT:
+                    outcome = finish_joint(session, settings, version, run_id, prepared, recorded, promote,
+                                           actor or trigger)
+                else:
+                    outcome = finish(session, settings, run_task, version, run_id, prepared, recorded, promote,
+                                     actor or trigger)
+                run = session.get(TrainingRun, run_id)
+                run.status, run.finished_at, run.version = RunStatus.SUCCEEDED, utcnow(), version
+                run.promoted, run.reason, run.data_rows = outcome.promoted, outcome.reason, prepared.data_rows
+                run.metrics = {k: v for k, v in outcome.metrics.items() if not isinstance(v, (dict, list))}
+                run.metrics.update({f"{t}_macro_f1": v for t, v in outcome.per_task.items()})
+        except BaseException as exc:
+            shutil.rmtree(staged, ignore_errors=True)
+            status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+            _mark_run(url, run_id, status, f"{type(exc).__name__}: {exc}")
+            log.warning("student run %s %s: %s", run_id, status, exc)
+            raise
         return outcome
 
 
