@@ -106,18 +106,8 @@ def retrain(settings: Settings, task: str, *, train_files: Sequence[str | Path] 
                     files["topic"] = TaskFiles(tuple(topic_train_files), topic_dev_file)
                 prepared = prepare_classifier(url, settings, files, parsed, work_dir=work_dir, staged=staged,
                                               resume=resume, pretrain_files=pretrain_files)
-            with session_scope(url) as session:
-                if task == JOINT:
-                    outcome = finish_joint(session, settings, version, run_id, prepared, parsed.to_dict(), promote,
-                                           actor or trigger)
-                else:
-                    outcome = finish(session, settings, task, version, run_id, prepared, parsed.to_dict(),
-                                     promote, actor or trigger)
-                run = session.get(TrainingRun, run_id)
-                run.status, run.finished_at, run.version = RunStatus.SUCCEEDED, utcnow(), version
-                run.promoted, run.reason, run.data_rows = outcome.promoted, outcome.reason, prepared.data_rows
-                run.metrics = {k: v for k, v in outcome.metrics.items() if not isinstance(v, (dict, list))}
-                run.metrics.update({f"{t}_macro_f1": v for t, v in outcome.per_task.items()})
+            outcome = _register(url, settings, task, version, run_id, prepared, parsed.to_dict(), promote,
+                                actor or trigger)
         except BaseException as exc:
             shutil.rmtree(staged, ignore_errors=True)
             status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
@@ -174,18 +164,8 @@ def distil(settings: Settings, task: str, *, teacher: str | None = None, train_f
             prepared = prepare_student(url, settings, source, parsed, staged=staged, train_files=train_files,
                                        unlabelled_files=unlabelled_files, dev_file=dev_file)
             recorded = {**parsed.to_dict(), "student_of": source.version}
-            with session_scope(url) as session:
-                if run_task == JOINT:
-                    outcome = finish_joint(session, settings, version, run_id, prepared, recorded, promote,
-                                           actor or trigger)
-                else:
-                    outcome = finish(session, settings, run_task, version, run_id, prepared, recorded, promote,
-                                     actor or trigger)
-                run = session.get(TrainingRun, run_id)
-                run.status, run.finished_at, run.version = RunStatus.SUCCEEDED, utcnow(), version
-                run.promoted, run.reason, run.data_rows = outcome.promoted, outcome.reason, prepared.data_rows
-                run.metrics = {k: v for k, v in outcome.metrics.items() if not isinstance(v, (dict, list))}
-                run.metrics.update({f"{t}_macro_f1": v for t, v in outcome.per_task.items()})
+            outcome = _register(url, settings, run_task, version, run_id, prepared, recorded, promote,
+                                actor or trigger)
         except BaseException as exc:
             shutil.rmtree(staged, ignore_errors=True)
             status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
@@ -193,6 +173,22 @@ def distil(settings: Settings, task: str, *, teacher: str | None = None, train_f
             log.warning("student run %s %s: %s", run_id, status, exc)
             raise
         return outcome
+
+
+def _register(url: str, settings: Settings, task: str, version: str, run_id: int, prepared: Any,
+              recorded: dict[str, Any], promote: str, actor: str) -> TrainOutcome:
+    """Register and gate a prepared version (per task for a joint one) and record the finished run's outcome."""
+    with session_scope(url) as session:
+        if task == JOINT:
+            outcome = finish_joint(session, settings, version, run_id, prepared, recorded, promote, actor)
+        else:
+            outcome = finish(session, settings, task, version, run_id, prepared, recorded, promote, actor)
+        run = session.get(TrainingRun, run_id)
+        run.status, run.finished_at, run.version = RunStatus.SUCCEEDED, utcnow(), version
+        run.promoted, run.reason, run.data_rows = outcome.promoted, outcome.reason, prepared.data_rows
+        run.metrics = {k: v for k, v in outcome.metrics.items() if not isinstance(v, (dict, list))}
+        run.metrics.update({f"{t}_macro_f1": v for t, v in outcome.per_task.items()})
+    return outcome
 
 
 def _resume_dir(session: Session, task: str) -> Path:
