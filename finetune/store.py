@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 from newsdesk.errors import Conflict, Unavailable
+from newsdesk.files import fsync_dir
 from newsdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,6 @@ def _fsync_tree(folder: Path) -> None:
             os.close(fd)
 
 
-def _fsync_tree_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _tmp_name(prefix: str, version: str) -> str:
     return f".{prefix}-{version}-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
 
@@ -120,7 +113,7 @@ def publish_folder(staged: Path, settings: Settings, task: str, version: str) ->
                           ) from exc
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    _fsync_tree_dir(final.parent)
+    fsync_dir(final.parent)
     log.info("published %s %s to the model store %s", task, version, settings.model_store_dir)
     cache = settings.models_dir / task / version
     (staged / SOURCE_FILE).write_text((final / STORE_FILE).read_text())

@@ -24,6 +24,7 @@ import numpy as np
 from newsdesk.db import utcnow
 from newsdesk.device import faiss_gpu_available
 from newsdesk.errors import InvalidInput, Unavailable
+from newsdesk.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ def publish(indexes_dir: Path, version: str, write: Callable[[Path], None]) -> P
     staging.mkdir()
     try:
         write(staging)
-        _fsync_dir(staging)
+        fsync_dir(staging)
         generation = indexes_dir / f".{version}.gen-{stamp}"
         os.rename(staging, generation)
     except BaseException:
@@ -331,7 +332,7 @@ def publish(indexes_dir: Path, version: str, write: Callable[[Path], None]) -> P
     tmp_link.unlink(missing_ok=True)
     os.symlink(generation.name, tmp_link)
     os.replace(tmp_link, link)  # the switch: one rename
-    _fsync_dir(indexes_dir)
+    fsync_dir(indexes_dir)
     _prune_generations(indexes_dir, version, generation)
     log.info("published index %s as %s", version, generation.name)
     return generation
@@ -386,11 +387,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
