@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import store_support  # this folder's helpers (tests/integration/finetune/store_support.py)
 import torch
 from click.testing import CliRunner
+from store_support import TINY
 
 from finetune import service
 from finetune.classifier import ClassifierHandle, SentimentClassifier
@@ -20,40 +22,9 @@ from newsdesk.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-TRAIN = """text,label
-Operating profit rose to EUR 13.1 mn from EUR 8.7 mn,positive
-Net sales increased by 18% year on year,positive
-The company won a large new order from a major customer,positive
-Shares jumped after the upbeat earnings report,positive
-The company's offices are located in Helsinki,neutral
-The annual general meeting will be held on 20 March,neutral
-The report covers the period from January to June,neutral
-The firm has 120 employees in Finland,neutral
-Operating loss widened to EUR 5 mn from EUR 2 mn,negative
-Sales fell sharply due to weak demand,negative
-The company announced layoffs of 300 workers,negative
-Shares plunged after the profit warning,negative
-"""
-
-DEV = """text,label
-Quarterly profit doubled on strong sales,positive
-The meeting takes place in Espoo,neutral
-Net loss deepened in the third quarter,negative
-Revenue grew 12% to a record high,positive
-The company is headquartered in Oulu,neutral
-Demand collapsed and margins shrank,negative
-"""
-
-
 @pytest.fixture
 def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
-    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
-    train.write_text(TRAIN)
-    dev.write_text(DEV)
-    return train, dev
-
-
-TINY = {"max_steps": 2, "batch_size": 4, "max_length": 32, "evals_per_epoch": 3}
+    return store_support.sentiment_files(tmp_path)
 
 
 def test_train_register_classify_eval_and_swap(settings: Settings, db_url: str,
