@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from finetune.inference import machine_signature
 from monitor import jobs, producer, service, stream
 from monitor.enrich import ensure_default_watchlist
 from monitor.replay import read_lines
@@ -225,13 +226,9 @@ def run(args: argparse.Namespace, lines: list[str], faults: bool, classifier: An
 
 
 def _cpu() -> str:
-    """The CPU model and whether it has bfloat16 instructions (from /proc/cpuinfo on Linux)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    return f"{model or platform.machine()}{', AVX512-BF16' if 'avx512_bf16' in info else ''}"
+    """The CPU model and whether it has bfloat16 instructions (as the serving path's machine signature reads them)."""
+    sig = machine_signature()
+    return f"{sig['cpu'] or platform.machine()}{', AVX512-BF16' if 'avx512_bf16' in sig['isa'] else ''}"
 
 
 def _dead(url: str) -> int:

@@ -35,6 +35,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from finetune.classifier import Prediction
+from finetune.inference import machine_signature
 from monitor import producer, service, stream
 from monitor.enrich import ensure_default_watchlist
 from monitor.replay import read_lines
@@ -159,12 +160,10 @@ def run(args: argparse.Namespace, lines: list[str], workers: int) -> dict[str, A
 
 
 def _cpu() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    return f"{model or platform.machine()}, {os.cpu_count()} cores{', AVX512-BF16' if 'avx512_bf16' in info else ''}"
+    """CPU model, cores and bfloat16 (as the serving path's machine signature reads them)."""
+    sig = machine_signature()
+    bf16 = ", AVX512-BF16" if "avx512_bf16" in sig["isa"] else ""
+    return f"{sig['cpu'] or platform.machine()}, {sig['cores']} cores{bf16}"
 
 
 def main() -> None:
