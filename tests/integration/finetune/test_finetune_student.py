@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from store_support import DEV, TRAIN
 
 from finetune import service
 from finetune.classifier import TextClassifier
@@ -18,7 +19,6 @@ from finetune.model import load_classifier_model
 from newsdesk.cli import cli
 from newsdesk.db import session_scope
 from newsdesk.settings import Settings
-from tests.integration.finetune.test_finetune_sentiment import DEV, TRAIN
 from tests.integration.finetune.test_finetune_topic import SENTIMENT_DEV, SENTIMENT_TRAIN, TOPIC_DEV, TOPIC_TRAIN
 
 pytestmark = pytest.mark.slow
